@@ -1,0 +1,198 @@
+"""The base every recurrent cell stands on: fused projections, state handling, input checks.
+
+A cell is split in three so that a dense cell and its convolutional twin share their gate math:
+
+- ``project_input(x)`` -> ``gx``: every gate's input term in **one** matmul (dense) or **one**
+  convolution (conv). The sequence runner calls it once for a whole sequence (T*B rows at once).
+- ``update(gx, state)`` -> ``(y, state)``: the cell's equations. The recurrent term of every gate
+  comes from one matmul / one convolution of ``h`` (``add_recurrent`` or ``project_hidden``).
+  Written once per cell type; all tensors carry the gate/feature axis at dim 1, so the same code
+  serves ``(B, G*H)`` and ``(B, G*C, H, W)``.
+
+States are tuples of tensors: ``(h,)`` or ``(h, c)``. Initial states are zeros, never random.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+State = Tuple[Tensor, ...]
+
+
+class RecurrentCell(nn.Module):
+    """Base class of all cells.
+
+    Parameters (the same names and layouts as ``torch.nn.LSTMCell`` & co., gates stacked on dim 0):
+
+    - dense: ``weight_ih (G*H + E, I)``, ``weight_hh (G*H, H)``, ``bias_ih (G*H + E)``, ``bias_hh (G*H)``
+    - conv:  ``weight_ih (G*C + E, C_in, k, k)``, ``weight_hh (G*C, C, k, k)``, biases as above
+
+    ``G`` is the number of gate blocks (class attribute ``num_gates``) and ``E`` extra input-only
+    rows a cell may fuse into the input projection (the Intersection RNN's input carry).
+
+    Convolutional cells (``kernel_size`` given): the input convolution may stride; the recurrent
+    convolution has stride 1 and 'same' padding, so ``h`` keeps its shape from step to step.
+    With input ``(B, C_in, H_in, W_in)``, kernel ``k`` (odd) and stride ``s``, the state is
+    ``(B, C, H_out, W_out)`` with ``H_out = floor((H_in + 2*(k//2) - k) / s) + 1`` (``= ceil(H_in / s)``).
+    """
+
+    num_gates: int = 1
+    state_names: Tuple[str, ...] = ('h',)
+
+    def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True,
+                 kernel_size: Optional[int] = None, stride: int = 1, extra_input_rows: int = 0):
+        super().__init__()
+        if input_size <= 0 or hidden_size <= 0:
+            raise ValueError(f'{type(self).__name__}: input_size and hidden_size must be positive, '
+                             f'got {input_size} and {hidden_size}')
+        if kernel_size is not None and (kernel_size <= 0 or kernel_size % 2 == 0):
+            raise ValueError(f'{type(self).__name__}: kernel_size must be a positive odd number so that '
+                             f"'same' padding keeps h's shape, got {kernel_size}")
+        if stride <= 0:
+            raise ValueError(f'{type(self).__name__}: stride must be positive, got {stride}')
+        if kernel_size is None and stride != 1:
+            raise ValueError(f'{type(self).__name__}: stride applies to convolutional cells only')
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.extra_input_rows = extra_input_rows
+        gate_rows = self.num_gates * hidden_size
+        kernel = () if kernel_size is None else (kernel_size, kernel_size)
+        self.weight_ih = nn.Parameter(torch.empty(gate_rows + extra_input_rows, input_size, *kernel))
+        self.weight_hh = nn.Parameter(torch.empty(gate_rows, hidden_size, *kernel))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(gate_rows + extra_input_rows))
+            self.bias_hh = nn.Parameter(torch.empty(gate_rows))
+        else:
+            self.register_parameter('bias_ih', None)
+            self.register_parameter('bias_hh', None)
+        self.reset_parameters()
+
+    # ----------------------------------------------------------------------------------- shapes
+    @property
+    def is_conv(self) -> bool:
+        return self.kernel_size is not None
+
+    @property
+    def output_size(self) -> int:
+        """Features (dense) or channels (conv) of ``y_t``."""
+        return self.hidden_size
+
+    def state_shape(self, batch: int, spatial: Optional[Sequence[int]] = None) -> Tuple[int, ...]:
+        """Shape of each state tensor; conv cells need the *input* spatial size ``(H_in, W_in)``."""
+        if not self.is_conv:
+            return (batch, self.hidden_size)
+        if spatial is None or len(spatial) != 2:
+            raise ValueError(f'{type(self).__name__}: a convolutional cell needs the input spatial size '
+                             f'(H_in, W_in) to build its state, got {spatial}')
+        return (batch, self.hidden_size, *(math.ceil(n / self.stride) for n in spatial))
+
+    def init_state(self, batch: int, device=None, dtype=None,
+                   spatial: Optional[Sequence[int]] = None) -> State:
+        """Zero state for ``batch`` sequences (conv cells: ``spatial`` = input ``(H_in, W_in)``)."""
+        device = self.weight_hh.device if device is None else device
+        dtype = self.weight_hh.dtype if dtype is None else dtype
+        shape = self.state_shape(batch, spatial)
+        return tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in self.state_names)
+
+    # ------------------------------------------------------------------------------ projections
+    def check_input(self, x: Tensor, leading_dims: int = 1) -> None:
+        """Raise a clear error unless ``x`` is ``(*lead, I)`` (dense) or ``(*lead, C_in, H, W)`` (conv)."""
+        feature_dims = 3 if self.is_conv else 1
+        lead = 'T, B' if leading_dims == 2 else 'B'
+        expected = f'({lead}, {self.input_size}, H, W)' if self.is_conv else f'({lead}, {self.input_size})'
+        name = type(self).__name__
+        if not isinstance(x, Tensor):
+            raise TypeError(f'{name}: expected a torch.Tensor of shape {expected}, got {type(x).__name__}')
+        if x.dim() != leading_dims + feature_dims or x.shape[leading_dims] != self.input_size:
+            raise ValueError(f'{name}: expected input of shape {expected}, got {tuple(x.shape)}')
+        if x.dtype != self.weight_ih.dtype:
+            raise TypeError(f'{name}: expected input dtype {self.weight_ih.dtype} (the weights\' dtype), '
+                            f'got {x.dtype}')
+        if x.device != self.weight_ih.device:
+            raise ValueError(f'{name}: expected input on {self.weight_ih.device} (the weights\' device), '
+                             f'got {x.device}')
+
+    #: Cells whose gates need only the sum ``W x + b_ih + U h + b_hh`` fold ``b_hh`` into the input
+    #: projection and add ``U h`` with one fused multiply-add; GRU needs ``U h + b_hh`` apart.
+    fold_recurrent_bias = True
+
+    def project_input(self, x: Tensor) -> Tensor:
+        """All gates' input terms at once. ``x``: ``(N, I)`` or ``(N, C_in, H, W)`` -> ``(N, G*H+E, ...)``."""
+        bias = self.bias_ih
+        if bias is not None and self.fold_recurrent_bias:
+            bias = bias + F.pad(self.bias_hh, (0, self.extra_input_rows))
+        if self.is_conv:
+            return F.conv2d(x, self.weight_ih, bias, self.stride, self.kernel_size // 2)
+        return F.linear(x, self.weight_ih, bias)
+
+    def add_recurrent(self, gx: Tensor, h: Tensor) -> Tensor:
+        """``gx + U h``: the gates' pre-activations, ``gx`` already holding both biases."""
+        if self.is_conv:
+            return gx + F.conv2d(h, self.weight_hh, None, 1, self.kernel_size // 2)
+        return torch.addmm(gx, h, self.weight_hh.t())
+
+    def project_hidden(self, h: Tensor) -> Tensor:
+        """``U h + b_hh`` on its own, for cells that gate it (GRU)."""
+        if self.is_conv:
+            return F.conv2d(h, self.weight_hh, self.bias_hh, 1, self.kernel_size // 2)
+        return F.linear(h, self.weight_hh, self.bias_hh)
+
+    # ----------------------------------------------------------------------------------- steps
+    def update(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
+        """One step from the input projection ``gx``: the cell's equations. Per cell type."""
+        raise NotImplementedError
+
+    def step(self, x: Tensor, state: Optional[State] = None) -> Tuple[Tensor, State]:
+        """One time step for stateful per-frame use: ``x_t (B, ...)`` -> ``(y_t, new_state)``."""
+        self.check_input(x)
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, x.dtype,
+                                    x.shape[-2:] if self.is_conv else None)
+        else:
+            self.check_state(state, x)
+        return self.update(self.project_input(x), state)
+
+    forward = step
+
+    def check_state(self, state: State, x: Tensor) -> None:
+        expected = self.state_shape(x.shape[0], x.shape[-2:] if self.is_conv else None)
+        if not isinstance(state, tuple) or len(state) != len(self.state_names):
+            raise TypeError(f'{type(self).__name__}: state must be a tuple {self.state_names}, '
+                            f'got {type(state).__name__}')
+        for name, tensor in zip(self.state_names, state):
+            if tuple(tensor.shape) != expected:
+                raise ValueError(f'{type(self).__name__}: state {name} must have shape {expected}, '
+                                 f'got {tuple(tensor.shape)}')
+
+    # ------------------------------------------------------------------------------ initialise
+    def gate_blocks(self, weight: Tensor):
+        """Views of ``weight`` per gate block (rows ``k*H:(k+1)*H``), for per-gate initialisers."""
+        return weight[:self.num_gates * self.hidden_size].split(self.hidden_size, dim=0)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Xavier-uniform input weights and orthogonal recurrent weights per gate block; zero biases."""
+        for block in self.gate_blocks(self.weight_ih):
+            nn.init.xavier_uniform_(block)
+        extra = self.weight_ih[self.num_gates * self.hidden_size:]
+        if extra.numel():
+            nn.init.xavier_uniform_(extra)
+        for block in self.gate_blocks(self.weight_hh):
+            nn.init.orthogonal_(block)
+        if self.bias_ih is not None:
+            self.bias_ih.zero_()
+            self.bias_hh.zero_()
+
+    def extra_repr(self) -> str:
+        text = f'{self.input_size}, {self.hidden_size}'
+        if self.is_conv:
+            text += f', kernel_size={self.kernel_size}, stride={self.stride}'
+        if self.bias_ih is None:
+            text += ', bias=False'
+        return text

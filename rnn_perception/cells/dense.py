@@ -1,0 +1,238 @@
+"""The recurrent cells. Each class holds one set of equations (``update``); the same class serves
+dense inputs ``(B, I)`` and, through ``kernel_size``, convolutional inputs ``(B, C_in, H, W)``
+(see ``conv.py`` for the named convolutional cells). Notation: ``W x`` is the fused input
+projection, ``U h`` the fused recurrent projection, both with their biases, ``*`` is elementwise.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .base import RecurrentCell, State
+
+
+class ElmanCell(RecurrentCell):
+    r"""Elman RNN (``torch.nn.RNNCell``):
+
+    .. math:: h_t = \phi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}), \quad y_t = h_t
+
+    ``nonlinearity`` is ``'tanh'`` or ``'relu'``.
+    """
+
+    num_gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = 'tanh', **kwargs):
+        if nonlinearity not in ('tanh', 'relu'):
+            raise ValueError(f"{type(self).__name__}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, **kwargs)
+
+    def update(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
+        pre = self.add_recurrent(gx, state[0])
+        h = torch.relu(pre) if self.nonlinearity == 'relu' else torch.tanh(pre)
+        return h, (h,)
+
+
+class IRNNCell(ElmanCell):
+    r"""IRNN (Le, Jaitly & Hinton 2015): a ReLU Elman RNN whose recurrent matrix starts as the
+    identity and whose biases start at zero, so that at initialisation it copies its state forward:
+
+    .. math:: h_t = \mathrm{ReLU}(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}), \quad W_{hh} \leftarrow I
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, **kwargs):
+        super().__init__(input_size, hidden_size, nonlinearity='relu', **kwargs)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        identity_init_(self.weight_hh)
+
+
+class LSTMCell(RecurrentCell):
+    r"""LSTM, optionally with peephole connections (Gers & Schmidhuber 2000):
+
+    .. math::
+        i_t &= \sigma(W_i x_t + U_i h_{t-1} + p_i * c_{t-1} + b_i) \\
+        f_t &= \sigma(W_f x_t + U_f h_{t-1} + p_f * c_{t-1} + b_f) \\
+        g_t &= \tanh(W_g x_t + U_g h_{t-1} + b_g) \\
+        c_t &= f_t * c_{t-1} + i_t * g_t \\
+        o_t &= \sigma(W_o x_t + U_o h_{t-1} + p_o * c_t + b_o) \\
+        h_t &= o_t * \tanh(c_t), \quad y_t = h_t
+
+    Without peepholes (``p = 0``) this is ``torch.nn.LSTMCell``. Gate rows are stored in the order
+    ``(i, f, o, g)`` so the three sigmoids run as one op; ``load_torch_weights`` reorders torch's
+    ``(i, f, g, o)``. Peephole weights are diagonal: one per unit (dense) or per channel (conv).
+    ``forget_bias`` is added to ``b_ih``'s forget block at initialisation (1.0 eases learning of
+    long dependencies; 0.0 reproduces torch's initial distribution).
+    """
+
+    num_gates = 4
+    state_names = ('h', 'c')
+
+    def __init__(self, input_size: int, hidden_size: int, peephole: bool = False,
+                 forget_bias: float = 1.0, **kwargs):
+        self.forget_bias = forget_bias
+        self.peephole = peephole
+        super().__init__(input_size, hidden_size, **kwargs)
+        if peephole:
+            spatial = (1, 1) if self.is_conv else ()
+            # rows: p_i, p_f (see c_{t-1}) and p_o (sees c_t); shaped to broadcast over (B, H[, h, w])
+            self.weight_peephole = nn.Parameter(torch.zeros(3, hidden_size, *spatial))
+        else:
+            self.register_parameter('weight_peephole', None)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.bias_ih is not None:
+            self.bias_ih[self.hidden_size:2 * self.hidden_size].fill_(self.forget_bias)
+        if getattr(self, 'weight_peephole', None) is not None:
+            self.weight_peephole.zero_()
+
+    def update(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
+        h_prev, c_prev = state
+        n = self.hidden_size
+        # split, not slicing: one concatenation in backward instead of a zero-filled copy per slice
+        if self.peephole:
+            p = self.weight_peephole
+            i_f, o_pre, g = self.add_recurrent(gx, h_prev).split((2 * n, n, n), 1)
+            # (B, 2, H[, h, w]): the i and f blocks side by side, each plus its peephole term
+            i, f = torch.sigmoid(i_f.unflatten(1, (2, n)) + p[:2] * c_prev.unsqueeze(1)).unbind(1)
+            c = torch.addcmul(f * c_prev, i, torch.tanh(g))
+            o = torch.sigmoid(o_pre + p[2] * c)
+        else:
+            ifo, g = self.add_recurrent(gx, h_prev).split((3 * n, n), 1)   # (B, 3H), (B, H)
+            i, f, o = torch.sigmoid(ifo).chunk(3, 1)
+            c = torch.addcmul(f * c_prev, i, torch.tanh(g))
+        h = o * torch.tanh(c)
+        return h, (h, c)
+
+
+class GRUCell(RecurrentCell):
+    r"""GRU in the ``torch.nn.GRUCell`` convention (reset gate applied after the recurrent matmul):
+
+    .. math::
+        r_t &= \sigma(W_r x_t + b_{ir} + U_r h_{t-1} + b_{hr}) \\
+        z_t &= \sigma(W_z x_t + b_{iz} + U_z h_{t-1} + b_{hz}) \\
+        n_t &= \tanh(W_n x_t + b_{in} + r_t * (U_n h_{t-1} + b_{hn})) \\
+        h_t &= (1 - z_t) * n_t + z_t * h_{t-1}, \quad y_t = h_t
+
+    Gate rows in torch's order ``(r, z, n)``.
+    """
+
+    num_gates = 3
+    fold_recurrent_bias = False
+
+    def update(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
+        h_prev, = state
+        n = self.hidden_size
+        gx_rz, gx_n = gx.split((2 * n, n), 1)
+        gh_rz, gh_n = self.project_hidden(h_prev).split((2 * n, n), 1)
+        r, z = torch.sigmoid(gx_rz + gh_rz).chunk(2, 1)
+        candidate = torch.tanh(torch.addcmul(gx_n, r, gh_n))
+        h = torch.lerp(candidate, h_prev, z)               # (1 - z) * n + z * h_prev
+        return h, (h,)
+
+
+class UGRNNCell(RecurrentCell):
+    r"""Update-gate RNN (Collins, Sohl-Dickstein & Sussillo 2016):
+
+    .. math::
+        g_t &= \sigma(W_g x_t + U_g h_{t-1} + b_g) \\
+        c_t &= \tanh(W_c x_t + U_c h_{t-1} + b_c) \\
+        h_t &= g_t * h_{t-1} + (1 - g_t) * c_t, \quad y_t = h_t
+
+    Gate rows ``(g, c)``.
+    """
+
+    num_gates = 2
+
+    def update(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
+        h_prev, = state
+        g, c = self.add_recurrent(gx, h_prev).chunk(2, 1)
+        h = torch.lerp(torch.tanh(c), h_prev, torch.sigmoid(g))
+        return h, (h,)
+
+
+class IntersectionCell(RecurrentCell):
+    r"""Intersection RNN (Collins, Sohl-Dickstein & Sussillo 2016): separate output (y) and state
+    (h) paths, each gated between a carry and a new candidate:
+
+    .. math::
+        y^{in}_t &= \tanh(W_{yin} x_t + U_{yin} h_{t-1} + b_{yin}) \\
+        h^{in}_t &= \tanh(W_{hin} x_t + U_{hin} h_{t-1} + b_{hin}) \\
+        g^y_t &= \sigma(W_{gy} x_t + U_{gy} h_{t-1} + b_{gy}) \\
+        g^h_t &= \sigma(W_{gh} x_t + U_{gh} h_{t-1} + b_{gh}) \\
+        y_t &= g^y_t * P x_t + (1 - g^y_t) * y^{in}_t \\
+        h_t &= g^h_t * h_{t-1} + (1 - g^h_t) * h^{in}_t
+
+    The output carries the input forward, so it needs ``x`` in the hidden size: ``P`` is the
+    identity when ``input_size == hidden_size`` and otherwise a learned projection (the
+    "first layer may project the input" rule), fused into the input matmul as extra rows.
+    Gate rows ``(g_y, g_h, y_in, h_in)``, then ``P``'s rows. ``step`` returns ``y_t``; the state is ``(h_t,)``.
+    """
+
+    num_gates = 4
+
+    def __init__(self, input_size: int, hidden_size: int, **kwargs):
+        projects = input_size != hidden_size
+        super().__init__(input_size, hidden_size, extra_input_rows=hidden_size if projects else 0, **kwargs)
+        self.projects_input = projects
+        if projects and self.bias_ih is not None:
+            with torch.no_grad():
+                self.bias_ih[4 * hidden_size:].zero_()
+
+    def project_input(self, x: Tensor) -> Tensor:
+        gx = super().project_input(x)
+        if self.projects_input:
+            return gx                                     # (N, 5H): gates, then P x
+        return torch.cat((gx, x), 1)                      # (N, 5H): gates, then x itself
+
+    def update(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
+        h_prev, = state
+        n = self.hidden_size
+        gx_gates, carry = gx.split((4 * n, n), 1)
+        gates, candidates = self.add_recurrent(gx_gates, h_prev).split((2 * n, 2 * n), 1)
+        g_y, g_h = torch.sigmoid(gates).chunk(2, 1)
+        y_in, h_in = torch.tanh(candidates).chunk(2, 1)
+        y = torch.lerp(y_in, carry, g_y)
+        h = torch.lerp(h_in, h_prev, g_h)
+        return y, (h,)
+
+
+def identity_init_(weight: Tensor) -> Tensor:
+    """Identity recurrent init: ``I`` for a dense ``(H, H)`` matrix; for a conv kernel
+    ``(C, C, k, k)`` the centre tap is ``I`` so the convolution maps ``h`` to itself."""
+    with torch.no_grad():
+        weight.zero_()
+        eye = torch.eye(weight.shape[0], weight.shape[1], dtype=weight.dtype, device=weight.device)
+        if weight.dim() == 2:
+            weight.copy_(eye)
+        else:
+            k = weight.shape[-1] // 2
+            weight[:, :, k, k] = eye
+    return weight
+
+
+CELL_TYPES = {
+    'rnn': ElmanCell,
+    'irnn': IRNNCell,
+    'lstm': LSTMCell,
+    'gru': GRUCell,
+    'ugrnn': UGRNNCell,
+    'intersection': IntersectionCell,
+}
+
+
+def make_cell_type(name: str) -> Tuple[type, dict]:
+    """``'peephole'`` and the names in ``CELL_TYPES`` -> ``(cell class, extra kwargs)``."""
+    if name == 'peephole':
+        return LSTMCell, {'peephole': True}
+    try:
+        return CELL_TYPES[name], {}
+    except KeyError:
+        raise ValueError(f'unknown cell type {name!r}; expected one of '
+                         f'{sorted([*CELL_TYPES, "peephole"])}') from None

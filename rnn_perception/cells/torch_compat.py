@@ -1,0 +1,54 @@
+"""Take a trained ``torch.nn.RNN``/``LSTM``/``GRU`` and return the library's equivalent runner,
+called the way the torch module is: ``runner(x, h0=None) -> (output, h_n)`` (``(h0, c0)`` and
+``(h_n, c_n)`` for an LSTM), same layouts, same numbers.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .dense import ElmanCell, GRUCell, LSTMCell
+from .runner import SequenceRunner
+
+# torch stacks LSTM gates as (i, f, g, o); LSTMCell stores (i, f, o, g) so its sigmoids are one op.
+_TORCH_TO_OURS_LSTM = (0, 1, 3, 2)
+
+
+def load_torch_weights(module: nn.RNNBase) -> SequenceRunner:
+    """Build a ``SequenceRunner`` equal to ``module`` (an ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU``).
+
+    The runner gets the module's ``num_layers``, ``bidirectional``, ``dropout``, ``batch_first``,
+    ``bias``, dtype and device, and a copy of its weights (later changes to either do not
+    propagate). LSTM projections (``proj_size > 0``) have no counterpart here and are refused.
+    """
+    if isinstance(module, nn.LSTM):
+        if module.proj_size:
+            raise ValueError('load_torch_weights: nn.LSTM with proj_size > 0 has no equivalent cell')
+        cell_type, cell_kwargs, order = LSTMCell, {'forget_bias': 0.0}, _TORCH_TO_OURS_LSTM
+    elif isinstance(module, nn.GRU):
+        cell_type, cell_kwargs, order = GRUCell, {}, None
+    elif isinstance(module, nn.RNN):
+        nonlinearity = 'tanh' if module.mode == 'RNN_TANH' else 'relu'
+        cell_type, cell_kwargs, order = ElmanCell, {'nonlinearity': nonlinearity}, None
+    else:
+        raise TypeError(f'load_torch_weights: expected nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}')
+
+    reference = next(module.parameters())
+    runner = SequenceRunner(cell_type, module.input_size, module.hidden_size, module.num_layers,
+                            bidirectional=module.bidirectional, dropout=module.dropout,
+                            batch_first=module.batch_first, bias=module.bias, **cell_kwargs)
+    runner.to(device=reference.device, dtype=reference.dtype)
+    with torch.no_grad():
+        for layer in range(module.num_layers):
+            for direction in range(runner.num_directions):
+                cell = runner.cells[layer * runner.num_directions + direction]
+                suffix = f'_l{layer}' + ('_reverse' if direction else '')
+                for name in ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'):
+                    if getattr(cell, name) is None:
+                        continue
+                    source = getattr(module, name + suffix)
+                    if order is not None:
+                        source = torch.cat([block for block in (source.chunk(4, 0)[k] for k in order)])
+                    getattr(cell, name).copy_(source)
+    runner.train(module.training)
+    return runner
