@@ -21,7 +21,6 @@ setup(
     maintainer_email='maintainers@rnn-perception.invalid',
     description='Recurrent perception for robots: ConvLSTM collision and LSTM tactile-pose predictors',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             # ROS executables (`ros2 run rnn_perception <name>`).
