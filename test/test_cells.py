@@ -1,0 +1,388 @@
+"""The cell library: the seeds' worked examples, parity with torch.nn, equations, gradients, shapes."""
+import pytest
+import torch
+from torch import nn
+
+from rnn_perception.cells import (CELL_TYPES, ConvGRUCell, ConvLSTMCell, ConvRNNCell, ElmanCell, GRUCell,
+                                  IntersectionCell, IRNNCell, LSTMCell, SequenceRunner, UGRNNCell,
+                                  load_torch_weights, make_cell_type)
+
+DENSE_CELLS = [(cls, {}) for cls in CELL_TYPES.values()] + [(LSTMCell, {'peephole': True})]
+CONV_CELLS = [(ConvRNNCell, {}), (ConvLSTMCell, {}), (ConvLSTMCell, {'peephole': True}), (ConvGRUCell, {})]
+
+
+def cell_id(case):
+    cls, kwargs = case
+    return cls.__name__ + ('-peephole' if kwargs.get('peephole') else '')
+
+
+# ------------------------------------------------------------------------------ seed examples
+def test_seed_one_layer_relu_rnn():
+    rnn = nn.RNN(1, 1, 1, nonlinearity='relu')
+    with torch.no_grad():
+        rnn.weight_ih_l0.fill_(1.0), rnn.weight_hh_l0.fill_(1.0)
+        rnn.bias_ih_l0.zero_(), rnn.bias_hh_l0.zero_()
+    runner = load_torch_weights(rnn)
+    y, h = runner(torch.tensor([[[1.0]], [[2.0]], [[3.0]]]), torch.tensor([[[0.5]]]))
+    assert y.flatten().tolist() == [1.5, 3.5, 6.5]
+    assert h.flatten().tolist() == [6.5]
+
+
+def test_seed_two_layer_relu_rnn_batched():
+    rnn = nn.RNN(1, 1, 2, nonlinearity='relu')
+    with torch.no_grad():
+        for name, value in [('weight_ih_l0', 2.0), ('weight_hh_l0', 1.0), ('weight_ih_l1', 1.0),
+                            ('weight_hh_l1', 0.5)]:
+            getattr(rnn, name).fill_(value)
+        for name in ('bias_ih_l0', 'bias_hh_l0', 'bias_ih_l1', 'bias_hh_l1'):
+            getattr(rnn, name).zero_()
+    runner = load_torch_weights(rnn)
+    x = torch.tensor([[[1.0], [10.0]], [[2.0], [20.0]], [[3.0], [30.0]]])      # second sequence = 10x
+    h0 = torch.tensor([[[0.5], [5.0]], [[0.2], [2.0]]])
+    y, _ = runner(x, h0)
+    assert y[:, 0, 0].tolist() == pytest.approx([2.6, 7.8, 16.4])
+    assert y[:, 1, 0].tolist() == pytest.approx([26.0, 78.0, 164.0])
+
+
+# ------------------------------------------------------------------------------ torch parity
+TORCH_MODULES = [
+    ('rnn-tanh', lambda **kw: nn.RNN(nonlinearity='tanh', **kw)),
+    ('rnn-relu', lambda **kw: nn.RNN(nonlinearity='relu', **kw)),
+    ('lstm', lambda **kw: nn.LSTM(**kw)),
+    ('gru', lambda **kw: nn.GRU(**kw)),
+]
+
+
+def _flat(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+@pytest.mark.parametrize('name,factory', TORCH_MODULES, ids=[m[0] for m in TORCH_MODULES])
+@pytest.mark.parametrize('layers,bidirectional,batch_first,bias', [
+    (1, False, False, True), (2, True, False, True), (3, False, True, False), (2, True, True, True)])
+def test_matches_torch_outputs_and_gradients(name, factory, layers, bidirectional, batch_first, bias):
+    torch.manual_seed(0)
+    reference = factory(input_size=5, hidden_size=6, num_layers=layers, bidirectional=bidirectional,
+                        batch_first=batch_first, bias=bias).double()
+    ours = load_torch_weights(reference)
+    x = torch.randn(3, 7, 5, dtype=torch.float64)
+    directions = 2 if bidirectional else 1
+    state = tuple(torch.randn(layers * directions, 3, 6, dtype=torch.float64)           # batch 3
+                  for _ in range(2 if name == 'lstm' else 1))
+    if not batch_first:
+        x = x.transpose(0, 1).contiguous()
+    h0 = state if name == 'lstm' else state[0]
+
+    x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ref, s_ref = reference(x_ref, h0)
+    y_ours, s_ours = ours(x_ours, h0)
+    torch.testing.assert_close(y_ours, y_ref, atol=1e-6, rtol=0)
+    for a, b in zip(_flat(s_ours), _flat(s_ref)):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+    weights = torch.randn_like(y_ref)
+    loss_ref = (y_ref * weights).sum() + sum(s.sum() for s in _flat(s_ref))
+    loss_ours = (y_ours * weights).sum() + sum(s.sum() for s in _flat(s_ours))
+    loss_ref.backward(), loss_ours.backward()
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, atol=1e-6, rtol=0)
+    gate_order = (0, 1, 3, 2) if name == 'lstm' else None     # ours stores LSTM gates as i, f, o, g
+    for layer in range(layers):
+        for direction in range(directions):
+            cell = ours.cells[layer * directions + direction]
+            suffix = f'_l{layer}' + ('_reverse' if direction else '')
+            for param in ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'):
+                if getattr(cell, param) is None:
+                    continue
+                expected = getattr(reference, param + suffix).grad
+                if gate_order:
+                    expected = torch.cat([expected.chunk(4)[k] for k in gate_order])
+                torch.testing.assert_close(getattr(cell, param).grad, expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize('factory', [nn.LSTM, nn.GRU, nn.RNN], ids=['lstm', 'gru', 'rnn'])
+def test_variable_lengths_match_packed_sequences(factory):
+    torch.manual_seed(1)
+    reference = factory(3, 4, 2, bidirectional=True).double()
+    ours = load_torch_weights(reference)
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    lengths = torch.tensor([6, 2, 4, 1])
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    y_packed, s_ref = reference(packed)
+    y_ref, _ = nn.utils.rnn.pad_packed_sequence(y_packed, total_length=6)
+    y_ours, s_ours = ours(x, lengths=lengths)
+    torch.testing.assert_close(y_ours, y_ref, atol=1e-9, rtol=0)
+    for a, b in zip(_flat(s_ours), _flat(s_ref)):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=0)
+
+
+def test_padding_never_leaks_into_final_state_or_outputs():
+    torch.manual_seed(2)
+    runner = SequenceRunner(LSTMCell, 3, 5, 2, bidirectional=True).double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    lengths = torch.tensor([5, 3])
+    noisy = x.clone()
+    noisy[3:, 1] = 1e3                                  # garbage in the padding of sequence 1
+    y_clean, (h_clean, c_clean) = runner(x, lengths=lengths)
+    y_noisy, (h_noisy, c_noisy) = runner(noisy, lengths=lengths)
+    torch.testing.assert_close(h_noisy, h_clean)
+    torch.testing.assert_close(c_noisy, c_clean)
+    torch.testing.assert_close(y_noisy, y_clean)
+    assert torch.count_nonzero(y_clean[3:, 1]) == 0
+    # and the short sequence's final state is what running it alone gives
+    _, (h_alone, _) = runner(x[:3, 1:2])
+    torch.testing.assert_close(h_clean[:, 1:2], h_alone)
+
+
+def test_mask_equals_lengths_batch_first():
+    torch.manual_seed(3)
+    runner = SequenceRunner(GRUCell, 2, 4, batch_first=True)
+    x = torch.randn(3, 6, 2)
+    lengths = torch.tensor([6, 1, 4])
+    mask = torch.arange(6).unsqueeze(0) < lengths.unsqueeze(1)          # (B, T)
+    y_len, h_len = runner(x, lengths=lengths)
+    y_mask, h_mask = runner(x, mask=mask)
+    torch.testing.assert_close(y_mask, y_len)
+    torch.testing.assert_close(h_mask, h_len)
+
+
+# -------------------------------------------------------------------------- equations by hand
+def _sig(x):
+    return torch.sigmoid(x)
+
+
+def test_peephole_lstm_follows_its_equations():
+    torch.manual_seed(4)
+    cell = LSTMCell(3, 4, peephole=True).double()
+    with torch.no_grad():
+        cell.weight_peephole.normal_()
+    x, h, c = (torch.randn(2, n, dtype=torch.float64) for n in (3, 4, 4))
+    W, U = cell.weight_ih.chunk(4), cell.weight_hh.chunk(4)          # i, f, o, g
+    b = (cell.bias_ih + cell.bias_hh).chunk(4)
+    p_i, p_f, p_o = cell.weight_peephole
+    i = _sig(x @ W[0].T + h @ U[0].T + p_i * c + b[0])
+    f = _sig(x @ W[1].T + h @ U[1].T + p_f * c + b[1])
+    g = torch.tanh(x @ W[3].T + h @ U[3].T + b[3])
+    c_new = f * c + i * g
+    o = _sig(x @ W[2].T + h @ U[2].T + p_o * c_new + b[2])
+    y, (h_out, c_out) = cell.step(x, (h, c))
+    torch.testing.assert_close(c_out, c_new)
+    torch.testing.assert_close(h_out, o * torch.tanh(c_new))
+    torch.testing.assert_close(y, h_out)
+
+
+def test_ugrnn_follows_its_equations():
+    torch.manual_seed(5)
+    cell = UGRNNCell(3, 4).double()
+    x, h = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    W, U = cell.weight_ih.chunk(2), cell.weight_hh.chunk(2)
+    b = (cell.bias_ih + cell.bias_hh).chunk(2)
+    g = _sig(x @ W[0].T + h @ U[0].T + b[0])
+    c = torch.tanh(x @ W[1].T + h @ U[1].T + b[1])
+    y, (h_out,) = cell.step(x, (h,))
+    torch.testing.assert_close(h_out, g * h + (1 - g) * c)
+
+
+@pytest.mark.parametrize('input_size', [4, 3], ids=['carry-x', 'projected-x'])
+def test_intersection_rnn_follows_its_equations(input_size):
+    torch.manual_seed(6)
+    cell = IntersectionCell(input_size, 4).double()
+    x, h = torch.randn(2, input_size, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    W, U = cell.weight_ih[:16].chunk(4), cell.weight_hh.chunk(4)      # g_y, g_h, y_in, h_in
+    b = (cell.bias_ih[:16] + cell.bias_hh).chunk(4)
+    pre = [x @ W[k].T + h @ U[k].T + b[k] for k in range(4)]
+    g_y, g_h, y_in, h_in = _sig(pre[0]), _sig(pre[1]), torch.tanh(pre[2]), torch.tanh(pre[3])
+    carry = x if input_size == 4 else x @ cell.weight_ih[16:].T + cell.bias_ih[16:]
+    y, (h_out,) = cell.step(x, (h,))
+    torch.testing.assert_close(y, g_y * carry + (1 - g_y) * y_in)
+    torch.testing.assert_close(h_out, g_h * h + (1 - g_h) * h_in)
+    assert cell.projects_input == (input_size != 4)
+
+
+@pytest.mark.parametrize('dense,conv', [(ElmanCell, ConvRNNCell), (LSTMCell, ConvLSTMCell),
+                                        (GRUCell, ConvGRUCell)], ids=['rnn', 'lstm', 'gru'])
+def test_conv_cell_with_1x1_kernel_equals_dense_cell(dense, conv):
+    """Conv and dense twins share their equations: a 1x1 conv on 1x1 maps is a matmul."""
+    torch.manual_seed(7)
+    conv_cell = conv(3, 5, kernel_size=1).double()
+    dense_cell = dense(3, 5).double()
+    with torch.no_grad():
+        for name in ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'):
+            getattr(dense_cell, name).copy_(getattr(conv_cell, name).reshape(getattr(dense_cell, name).shape))
+    x = torch.randn(2, 3, dtype=torch.float64)
+    state = tuple(torch.randn(2, 5, dtype=torch.float64) for _ in dense_cell.state_names)
+    y_dense, s_dense = dense_cell.step(x, state)
+    y_conv, s_conv = conv_cell.step(x[..., None, None], tuple(s[..., None, None] for s in state))
+    torch.testing.assert_close(y_conv[..., 0, 0], y_dense)
+    for a, b in zip(s_conv, s_dense):
+        torch.testing.assert_close(a[..., 0, 0], b)
+
+
+# ------------------------------------------------------------------------------- gradcheck
+@pytest.mark.parametrize('case', DENSE_CELLS, ids=cell_id)
+def test_gradcheck_dense_cells(case):
+    cls, kwargs = case
+    torch.manual_seed(8)
+    cell = cls(3, 4, **kwargs).double()
+    if kwargs.get('peephole'):
+        with torch.no_grad():
+            cell.weight_peephole.normal_()
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    state = tuple(torch.randn(2, 4, dtype=torch.float64, requires_grad=True) for _ in cell.state_names)
+    params = tuple(cell.parameters())
+
+    def run(x, *inputs):
+        state = inputs[:len(cell.state_names)]
+        y, new_state = cell.step(x, state)
+        return (y, *new_state)
+    assert torch.autograd.gradcheck(run, (x, *state))
+    # parameters: gradcheck through a functional call
+    names = [n for n, _ in cell.named_parameters()]
+
+    def run_params(*values):
+        y, new_state = torch.func.functional_call(cell, dict(zip(names, values)), (x.detach(), tuple(s.detach() for s in state)))
+        return (y, *new_state)
+    assert torch.autograd.gradcheck(run_params, tuple(p.detach().clone().requires_grad_() for p in params))
+
+
+@pytest.mark.parametrize('case', CONV_CELLS, ids=cell_id)
+def test_gradcheck_conv_cells(case):
+    cls, kwargs = case
+    torch.manual_seed(9)
+    cell = cls(2, 3, kernel_size=3, stride=2, **kwargs).double()
+    if kwargs.get('peephole'):
+        with torch.no_grad():
+            cell.weight_peephole.normal_()
+    x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    state = tuple(torch.randn(1, 3, 3, 2, dtype=torch.float64, requires_grad=True) for _ in cell.state_names)
+    names = [n for n, _ in cell.named_parameters()]
+
+    def run(x, *rest):
+        state, values = rest[:len(cell.state_names)], rest[len(cell.state_names):]
+        y, new_state = torch.func.functional_call(cell, dict(zip(names, values)), (x, state))
+        return (y, *new_state)
+    params = tuple(p.detach().clone().requires_grad_() for p in cell.parameters())
+    assert torch.autograd.gradcheck(run, (x, *state, *params))
+
+
+def test_gradcheck_runner_bidirectional_with_lengths():
+    torch.manual_seed(10)
+    runner = SequenceRunner(LSTMCell, 2, 3, 2, bidirectional=True, peephole=True).double()
+    x = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([4, 2, 3])
+    assert torch.autograd.gradcheck(lambda x: runner(x, lengths=lengths)[0], (x,))
+
+
+# ---------------------------------------------------------------------------- shapes & state
+@pytest.mark.parametrize('case', CONV_CELLS, ids=cell_id)
+@pytest.mark.parametrize('stride,size,expected', [(1, (9, 7), (9, 7)), (2, (9, 7), (5, 4)), (3, (8, 8), (3, 3))])
+def test_conv_state_shape_rule(case, stride, size, expected):
+    cls, kwargs = case
+    cell = cls(2, 6, kernel_size=3, stride=stride, **kwargs)
+    y, state = cell.step(torch.randn(4, 2, *size))
+    assert tuple(y.shape) == (4, 6, *expected)
+    assert all(tuple(s.shape) == (4, 6, *expected) for s in state)
+    assert cell.state_shape(4, size) == (4, 6, *expected)
+    # h keeps its shape from step to step
+    y2, state2 = cell.step(torch.randn(4, 2, *size), state)
+    assert [s.shape for s in state2] == [s.shape for s in state]
+
+
+@pytest.mark.parametrize('case', DENSE_CELLS + CONV_CELLS, ids=cell_id)
+def test_initial_state_is_zeros_and_step_defaults_to_it(case):
+    cls, kwargs = case
+    torch.manual_seed(11)
+    cell = cls(3, 4, **kwargs)
+    spatial = (5, 5) if cell.is_conv else None
+    state = cell.init_state(2, spatial=spatial)
+    assert len(state) == len(cell.state_names)
+    assert all(torch.count_nonzero(s) == 0 for s in state)
+    x = torch.randn(2, 3, 5, 5) if cell.is_conv else torch.randn(2, 3)
+    y_default, _ = cell.step(x)
+    y_zero, _ = cell.step(x, state)
+    torch.testing.assert_close(y_default, y_zero)
+
+
+@pytest.mark.parametrize('cls,kwargs,shape', [
+    (LSTMCell, {}, (5, 3)), (GRUCell, {}, (5, 3)), (IntersectionCell, {}, (5, 3)),
+    (ConvLSTMCell, {'peephole': True}, (5, 3, 8, 8)), (ConvGRUCell, {'stride': 2}, (5, 3, 8, 8))])
+def test_step_by_step_equals_whole_sequence(cls, kwargs, shape):
+    torch.manual_seed(12)
+    runner = SequenceRunner(cls, 3, 4, 2, **kwargs).eval()
+    x = torch.randn(6, *shape)
+    y_seq, state_seq = runner(x)
+    state, ys = None, []
+    for x_t in x:
+        y_t, state = runner.step(x_t, state)
+        ys.append(y_t)
+    torch.testing.assert_close(torch.stack(ys), y_seq)
+    for a, b in zip(_flat(state), _flat(state_seq)):
+        for sa, sb in zip(a, b):                         # stacked tensor or per-layer list
+            torch.testing.assert_close(sa, sb)
+
+
+def test_strided_conv_stack_returns_per_layer_state_list_and_accepts_it_back():
+    runner = SequenceRunner(ConvLSTMCell, 3, 4, 2, stride=2)
+    y, (h, c) = runner(torch.randn(3, 2, 3, 16, 16))
+    assert isinstance(h, list) and [tuple(t.shape) for t in h] == [(2, 4, 8, 8), (2, 4, 4, 4)]
+    assert tuple(y.shape) == (3, 2, 4, 4, 4)
+    y2, _ = runner(torch.randn(3, 2, 3, 16, 16), (h, c))
+    assert tuple(y2.shape) == (3, 2, 4, 4, 4)
+    zero = runner.init_state(2, spatial=(16, 16))
+    assert [tuple(t.shape) for t in zero[0]] == [(2, 4, 8, 8), (2, 4, 4, 4)]
+
+
+def test_dropout_between_layers_only_in_training():
+    torch.manual_seed(13)
+    runner = SequenceRunner(GRUCell, 3, 8, 3, dropout=0.5)
+    x = torch.randn(4, 2, 3)
+    runner.eval()
+    torch.testing.assert_close(runner(x)[0], runner(x)[0])
+    runner.train()
+    assert not torch.equal(runner(x)[0], runner(x)[0])
+
+
+# --------------------------------------------------------------------------- initialisation
+def test_initialisers():
+    cell = LSTMCell(5, 6, forget_bias=1.0)
+    n = 6
+    assert torch.all(cell.bias_ih[n:2 * n] == 1.0)
+    assert torch.count_nonzero(cell.bias_hh) == 0
+    for block in cell.weight_hh.chunk(4):                 # orthogonal per gate block
+        torch.testing.assert_close(block @ block.T, torch.eye(n), atol=1e-5, rtol=0)
+    irnn = IRNNCell(5, 6)
+    torch.testing.assert_close(irnn.weight_hh, torch.eye(6))
+    assert torch.count_nonzero(irnn.bias_ih) == 0 and irnn.nonlinearity == 'relu'
+    assert make_cell_type('peephole') == (LSTMCell, {'peephole': True})
+
+
+# ------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize('make_call,error,pattern', [
+    (lambda: LSTMCell(3, 4).step(torch.randn(2, 5)), ValueError, r'expected input of shape \(B, 3\)'),
+    (lambda: LSTMCell(3, 4).step(torch.randn(2, 3, dtype=torch.float64)), TypeError, 'dtype'),
+    (lambda: LSTMCell(3, 4).step([1, 2, 3]), TypeError, 'torch.Tensor'),
+    (lambda: ConvLSTMCell(3, 4).step(torch.randn(2, 3)), ValueError, r'\(B, 3, H, W\)'),
+    (lambda: LSTMCell(3, 4).step(torch.randn(2, 3), (torch.zeros(2, 4),)), TypeError, r"\('h', 'c'\)"),
+    (lambda: GRUCell(3, 4).step(torch.randn(2, 3), (torch.zeros(3, 4),)), ValueError, r'shape \(2, 4\)'),
+    (lambda: SequenceRunner(GRUCell, 3, 4, bidirectional=True).step(torch.randn(2, 3)), RuntimeError,
+     'bidirectional'),
+    (lambda: SequenceRunner(GRUCell, 3, 4)(torch.randn(5, 2, 3), lengths=[6, 2]), ValueError, r'\[1, 5\]'),
+    (lambda: SequenceRunner(GRUCell, 3, 4)(torch.randn(5, 2, 3), mask=torch.tensor([[1, 0, 1, 1, 1]] * 2).T),
+     ValueError, 'prefix'),
+    (lambda: SequenceRunner(GRUCell, 3, 4)(torch.randn(5, 2, 4)), ValueError, r'\(T, B, 3\)'),
+    (lambda: SequenceRunner(LSTMCell, 3, 4, 2)(torch.randn(5, 2, 3), torch.zeros(2, 2, 4)), TypeError,
+     'component'),
+    (lambda: ConvLSTMCell(3, 4, kernel_size=2), ValueError, 'odd'),
+    (lambda: make_cell_type('transformer'), ValueError, 'unknown cell type'),
+    (lambda: load_torch_weights(nn.Linear(2, 2)), TypeError, 'nn.RNN'),
+    (lambda: load_torch_weights(nn.LSTM(2, 4, proj_size=2)), ValueError, 'proj_size'),
+])
+def test_bad_input_raises_clear_error(make_call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        make_call()
+
+
+def test_wrong_device_is_named():
+    if not torch.cuda.is_available():
+        pytest.skip('needs a CUDA device to put the input on another device than the weights')
+    with pytest.raises(ValueError, match='cuda'):
+        LSTMCell(3, 4).step(torch.randn(2, 3, device='cuda'))
