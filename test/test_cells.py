@@ -386,3 +386,29 @@ def test_wrong_device_is_named():
         pytest.skip('needs a CUDA device to put the input on another device than the weights')
     with pytest.raises(ValueError, match='cuda'):
         LSTMCell(3, 4).step(torch.randn(2, 3, device='cuda'))
+
+
+@pytest.mark.parametrize('use', ['output', 'final-h', 'final-c', 'all'])
+def test_fused_lstm_kernel_equals_generic_unroll(use):
+    """Dense LSTMs unroll through FusedLSTMSequence; a peephole LSTM with zero peepholes has the
+    same equations but takes the generic autograd path, so the two must agree exactly."""
+    torch.manual_seed(14)
+    fused = SequenceRunner(LSTMCell, 3, 5, 2).double()
+    generic = SequenceRunner(LSTMCell, 3, 5, 2, peephole=True).double()
+    generic.load_state_dict(fused.state_dict(), strict=False)
+    x = torch.randn(7, 4, 3, dtype=torch.float64)
+    state = tuple(torch.randn(2, 4, 5, dtype=torch.float64) for _ in range(2))
+    results = []
+    for runner in (fused, generic):
+        runner.zero_grad()
+        xs = x.clone().requires_grad_()
+        s0 = tuple(s.clone().requires_grad_() for s in state)
+        y, (h, c) = runner(xs, s0)
+        loss = {'output': y.sum(), 'final-h': h.pow(2).sum(), 'final-c': c.sum(),
+                'all': y.pow(2).sum() + h.sum() + c.pow(3).sum()}[use]
+        loss.backward()
+        results.append((y, h, c, xs.grad, s0[0].grad, s0[1].grad,
+                        *(p.grad for name, p in runner.named_parameters() if name != 'cells.0.weight_peephole'
+                          and 'peephole' not in name)))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)

@@ -148,6 +148,16 @@ class RecurrentCell(nn.Module):
         """One step from the input projection ``gx``: the cell's equations. Per cell type."""
         raise NotImplementedError
 
+    def unroll(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
+        """Every step of full-length sequences from their input projection ``gx (T, B, G*H[, h, w])``
+        -> ``(y (T, B, ...), final state)``. Cells may override it with a fused kernel."""
+        ys = []
+        # unbind, not gx[t]: the backward of T selects would build T zero-filled copies of gx
+        for gx_t in gx.unbind(0):
+            y, state = self.update(gx_t, state)
+            ys.append(y)
+        return torch.stack(ys), state
+
     def step(self, x: Tensor, state: Optional[State] = None) -> Tuple[Tensor, State]:
         """One time step for stateful per-frame use: ``x_t (B, ...)`` -> ``(y_t, new_state)``."""
         self.check_input(x)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import RecurrentCell, State
+from .fused_lstm import FusedLSTMSequence
 
 
 class ElmanCell(RecurrentCell):
@@ -65,7 +66,8 @@ class LSTMCell(RecurrentCell):
     Without peepholes (``p = 0``) this is ``torch.nn.LSTMCell``. Gate rows are stored in the order
     ``(i, f, o, g)`` so the three sigmoids run as one op; ``load_torch_weights`` reorders torch's
     ``(i, f, g, o)``. Peephole weights are diagonal: one per unit (dense) or per channel (conv).
-    ``forget_bias`` is added to ``b_ih``'s forget block at initialisation (1.0 eases learning of
+    Full-length dense sequences without peepholes run through ``FusedLSTMSequence`` (same
+    equations, hand-written backward); ``forget_bias`` is added to ``b_ih``'s forget block at initialisation (1.0 eases learning of
     long dependencies; 0.0 reproduces torch's initial distribution).
     """
 
@@ -109,6 +111,13 @@ class LSTMCell(RecurrentCell):
             c = torch.addcmul(f * c_prev, i, torch.tanh(g))
         h = o * torch.tanh(c)
         return h, (h, c)
+
+
+    def unroll(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
+        if self.is_conv or self.peephole:
+            return super().unroll(gx, state)
+        y, h, c = FusedLSTMSequence.apply(gx, *state, self.weight_hh)
+        return y, (h, c)
 
 
 class GRUCell(RecurrentCell):

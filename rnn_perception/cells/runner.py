@@ -155,13 +155,9 @@ def _unroll(cell: RecurrentCell, seq: Tensor, state: State,
     steps, batch = seq.shape[:2]
     cell.check_input(seq, leading_dims=2)
     gx = cell.project_input(seq.flatten(0, 1)).unflatten(0, (steps, batch))   # (T, B, G*H[, h, w])
-    ys = []
-    # unbind, not gx[t]: the backward of T selects would build T zero-filled copies of gx
     if lengths is None:
-        for gx_t in gx.unbind(0):
-            y, state = cell.update(gx_t, state)
-            ys.append(y)
-        return torch.stack(ys), state
+        return cell.unroll(gx, state)
+    ys = []
     valid = torch.arange(steps, device=seq.device).unsqueeze(1) < lengths.unsqueeze(0)   # (T, B)
     for gx_t, valid_t in zip(gx.unbind(0), valid.unbind(0)):
         y, new_state = cell.update(gx_t, state)
