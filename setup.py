@@ -9,6 +9,8 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(include=[PACKAGE, f'{PACKAGE}.*']),
+    # the shipped default models travel inside the Python package
+    package_data={f'{PACKAGE}.models': ['default/*.safetensors', 'default/*.json']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
@@ -24,6 +26,7 @@ setup(
     entry_points={
         'console_scripts': [
             # ROS executables (`ros2 run rnn_perception <name>`).
+            f'collision_node = {PACKAGE}.nodes.collision_node:main',
             f'zoo = {PACKAGE}.training.zoo:main',
             f'rnn_perception = {PACKAGE}.cli:main',
         ],

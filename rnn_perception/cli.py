@@ -1,0 +1,62 @@
+"""``python -m rnn_perception <command> ...``: one entry point for every job of the package.
+
+Each command lives in its own module with its own ``main(argv) -> int`` and ``--help``; this
+module only dispatches, importing the chosen command's module alone (so ``--help`` is quick and
+a command never pays for another's imports).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Dict, List, Optional, Tuple, Union
+
+# name -> (module:function, one-line help), or name -> {target: (module:function, help)}
+Command = Tuple[str, str]
+COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {
+    'demo': ('rnn_perception.demo:main', 'the main job: run the package end to end on this machine'),
+    'zoo': ('rnn_perception.training.zoo:main',
+            'train/test a recurrent cell type on sequential (permuted) digits or MNIST'),
+    'train': {'collision': ('rnn_perception.training.collision:main',
+                            'train the ConvLSTM collision predictor on a dodgeball dataset')},
+    'eval': {'collision': ('rnn_perception.evaluation.collision:main',
+                           'evaluate collision weights on a dataset or a rosbag2')},
+    'play': ('rnn_perception.ros.player:main', 'publish a rosbag2 over DDS with its recorded timing'),
+    'bringup': {'dodgeball': ('rnn_perception.bringup:dodgeball',
+                              'start the collision node in this process (no ros2 launch needed)')},
+}
+
+USAGE = 'usage: python -m rnn_perception <command> [options]   (<command> --help for its options)'
+
+
+def _describe(table: Dict[str, Union[Command, Dict[str, Command]]], indent: str = '  ') -> List[str]:
+    lines = []
+    for name, entry in table.items():
+        if isinstance(entry, dict):
+            lines += [f'{indent}{name} {target:<12} {help_}' for target, (_, help_) in entry.items()]
+        else:
+            lines.append(f'{indent}{name:<{13 + 1}} {entry[1]}')
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ('-h', '--help'):
+        print('\n'.join([USAGE, '', 'commands:', *_describe(COMMANDS)]))
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    entry = COMMANDS.get(name)
+    if entry is None:
+        print(f"rnn_perception: error: unknown command {name!r}; choose from {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    if isinstance(entry, dict):
+        if not rest or rest[0] not in entry:
+            print(f"rnn_perception {name}: error: choose what to {name}: {', '.join(entry)}", file=sys.stderr)
+            return 2
+        entry, rest = entry[rest[0]], rest[1:]
+    module_name, function = entry[0].split(':')
+    return getattr(importlib.import_module(module_name), function)(rest)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

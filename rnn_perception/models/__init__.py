@@ -1,0 +1,1 @@
+"""Models built from the cell library, and loading them from safetensors files."""

@@ -1,0 +1,177 @@
+"""The collision predictor: a strided-conv encoder, stacked ConvLSTM cells, a small head.
+
+One logit per frame = log-odds that the ball in view will hit the robot. Causal by construction
+(the encoder and head see one frame; only the ConvLSTM carries time), so the node runs ``step``
+once per frame with carried state and gets what ``forward`` gives on the whole sequence.
+
+Shapes (defaults, 64x64 input): frame ``(B, 3, 64, 64)`` -> encoder ``(B, 32, 16, 16)`` ->
+ConvLSTM layers ``(B, 32, 16, 16)``, ``(B, 32, 8, 8)`` -> head ``(B,)``.
+
+Input: RGB in ``[0, 1]``, channels first; the model normalises with its own stored mean/std.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..cells import ConvLSTMCell, State
+from ..training.utils import load_checkpoint, save_checkpoint
+
+KIND = 'collision'
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class CollisionConfig:
+    """Architecture hyper-parameters; stored in the weights file so a node can rebuild the model."""
+    image_size: Tuple[int, int] = (64, 64)            # (height, width) the model reads
+    encoder_channels: List[int] = field(default_factory=lambda: [16, 32])   # each conv strides 2
+    recurrent_channels: List[int] = field(default_factory=lambda: [32, 32])
+    recurrent_strides: List[int] = field(default_factory=lambda: [1, 2])
+    kernel_size: int = 3
+    peephole: bool = False
+    head_channels: int = 8
+
+    def __post_init__(self):
+        self.image_size = tuple(int(n) for n in self.image_size)
+        if len(self.recurrent_channels) != len(self.recurrent_strides):
+            raise ValueError('CollisionConfig: recurrent_channels and recurrent_strides differ in length')
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> 'CollisionConfig':
+        known = {name for name in cls.__dataclass_fields__}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f'unknown collision model hyper-parameters {sorted(unknown)}')
+        return cls(**values)
+
+    def to_dict(self) -> Dict[str, Any]:
+        values = asdict(self)
+        values['image_size'] = list(self.image_size)
+        return values
+
+
+class CollisionPredictor(nn.Module):
+    """ConvLSTM collision predictor (see the module docstring)."""
+
+    def __init__(self, config: Optional[CollisionConfig] = None):
+        super().__init__()
+        self.config = config or CollisionConfig()
+        cfg = self.config
+        layers, channels = [], 3
+        for out in cfg.encoder_channels:
+            layers += [nn.Conv2d(channels, out, 5 if not layers else 3, stride=2,
+                                 padding=2 if not layers else 1), nn.ReLU(inplace=True)]
+            channels = out
+        self.encoder = nn.Sequential(*layers)
+        self.recurrent = nn.ModuleList()
+        for out, stride in zip(cfg.recurrent_channels, cfg.recurrent_strides):
+            self.recurrent.append(ConvLSTMCell(channels, out, cfg.kernel_size, stride=stride,
+                                               peephole=cfg.peephole))
+            channels = out
+        self.head_conv = nn.Conv2d(channels, cfg.head_channels, 1)
+        height, width = self.feature_size()
+        self.head = nn.Linear(cfg.head_channels * height * width, 1)
+        self.register_buffer('mean', torch.tensor([0.5, 0.5, 0.5]).view(3, 1, 1))
+        self.register_buffer('std', torch.tensor([0.25, 0.25, 0.25]).view(3, 1, 1))
+
+    def encoded_size(self) -> Tuple[int, int]:
+        """Spatial size of the encoder's output (each encoder conv halves, rounding up)."""
+        height, width = self.config.image_size
+        for _ in self.config.encoder_channels:
+            height, width = (height + 1) // 2, (width + 1) // 2
+        return height, width
+
+    def feature_size(self) -> Tuple[int, int]:
+        """Spatial size of the last ConvLSTM state."""
+        height, width = self.encoded_size()
+        for stride in self.config.recurrent_strides:
+            height, width = -(-height // stride), -(-width // stride)
+        return height, width
+
+    def set_normalisation(self, mean, std) -> None:
+        """Per-channel RGB mean/std of the training frames (in [0, 1] units)."""
+        with torch.no_grad():
+            self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype).view(3, 1, 1))
+            self.std.copy_(torch.as_tensor(std, dtype=self.std.dtype).view(3, 1, 1))
+
+    # ------------------------------------------------------------------------------ running
+    def encode(self, frames: Tensor) -> Tensor:
+        """``(N, 3, H, W)`` RGB in [0, 1] -> encoder features ``(N, C, h, w)``."""
+        expected = (3, *self.config.image_size)
+        if frames.dim() != 4 or tuple(frames.shape[1:]) != expected:
+            raise ValueError(f'CollisionPredictor: expected frames (N, {expected[0]}, {expected[1]}, '
+                             f'{expected[2]}), got {tuple(frames.shape)}')
+        return self.encoder((frames - self.mean) / self.std)
+
+    def classify(self, h: Tensor) -> Tensor:
+        """Last ConvLSTM output ``(N, C, h, w)`` -> logits ``(N,)``."""
+        return self.head(torch.relu(self.head_conv(h)).flatten(1)).squeeze(1)
+
+    def init_state(self, batch: int, device=None, dtype=None) -> List[State]:
+        """Zero state: one ``(h, c)`` per ConvLSTM layer."""
+        states, size = [], self.encoded_size()
+        for cell in self.recurrent:
+            states.append(cell.init_state(batch, device, dtype, size))
+            size = states[-1][0].shape[-2:]
+        return states
+
+    def step(self, frame: Tensor, state: Optional[List[State]] = None) -> Tuple[Tensor, List[State]]:
+        """One frame ``(B, 3, H, W)`` with carried state -> ``(logits (B,), new state)``."""
+        y = self.encode(frame)
+        state = state if state is not None else self.init_state(frame.shape[0], frame.device, frame.dtype)
+        new_state = []
+        for cell, cell_state in zip(self.recurrent, state):
+            y, cell_state = cell.step(y, cell_state)
+            new_state.append(cell_state)
+        return self.classify(y), new_state
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """Whole sequences ``(B, T, 3, H, W)`` -> logits ``(B, T)``; encoder and input convolutions
+        run on all B*T frames at once, only the recurrence loops over time."""
+        batch, steps = frames.shape[:2]
+        y = self.encode(frames.flatten(0, 1))                          # (B*T, C, h, w)
+        y = y.unflatten(0, (batch, steps)).transpose(0, 1)              # (T, B, C, h, w)
+        for cell, state in zip(self.recurrent, self.init_state(batch, frames.device, frames.dtype)):
+            gx = cell.project_input(y.flatten(0, 1)).unflatten(0, (steps, batch))
+            y, _ = cell.unroll(gx, state)
+        logits = self.classify(y.flatten(0, 1))                         # (T*B,)
+        return logits.view(steps, batch).transpose(0, 1)
+
+
+# ---------------------------------------------------------------------------------- weights file
+class ModelFileError(ValueError):
+    """A weights file that cannot serve: missing, unreadable, or not this model."""
+
+
+def save_collision_model(path, model: CollisionPredictor, metadata: Dict[str, Any]) -> None:
+    """Write ``model`` as safetensors (atomically) with everything a node needs to rebuild it:
+    ``kind``, ``schema_version``, ``config`` and ``normalisation`` are added to ``metadata``
+    (which should hold ``fps``, ``channel_order``, the training command, dataset hash, metrics...)."""
+    header = dict(metadata, kind=KIND, schema_version=SCHEMA_VERSION, config=model.config.to_dict(),
+                  channel_order='rgb', input_range=[0.0, 1.0],
+                  normalisation={'mean': model.mean.flatten().tolist(), 'std': model.std.flatten().tolist()})
+    save_checkpoint(path, model.state_dict(), header)
+
+
+def load_collision_model(path, device='cpu') -> Tuple[CollisionPredictor, Dict[str, Any]]:
+    """Rebuild a ``CollisionPredictor`` from a safetensors file (no pickle anywhere); every
+    problem raises ``ModelFileError`` naming the file and what is wrong with it."""
+    try:
+        tensors, metadata = load_checkpoint(path, device)
+    except (FileNotFoundError, ValueError) as error:
+        raise ModelFileError(str(error)) from None
+    if metadata.get('kind') != KIND:
+        raise ModelFileError(f'{path}: holds a {metadata.get("kind", "unknown")!r} model, not a {KIND!r} one')
+    if metadata.get('schema_version') != SCHEMA_VERSION:
+        raise ModelFileError(f'{path}: schema version {metadata.get("schema_version")} is not the '
+                             f'supported {SCHEMA_VERSION}')
+    try:
+        model = CollisionPredictor(CollisionConfig.from_dict(metadata['config']))
+        model.load_state_dict(tensors, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ModelFileError(f'{path}: weights do not match their metadata ({str(error).splitlines()[0]})') from None
+    return model.to(device).eval(), metadata
