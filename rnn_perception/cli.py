@@ -28,14 +28,15 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {
 USAGE = 'usage: python -m rnn_perception <command> [options]   (<command> --help for its options)'
 
 
-def _describe(table: Dict[str, Union[Command, Dict[str, Command]]], indent: str = '  ') -> List[str]:
-    lines = []
+def _describe(table: Dict[str, Union[Command, Dict[str, Command]]]) -> List[str]:
+    rows = []
     for name, entry in table.items():
         if isinstance(entry, dict):
-            lines += [f'{indent}{name} {target:<12} {help_}' for target, (_, help_) in entry.items()]
+            rows += [(f'{name} {target}', help_) for target, (_, help_) in entry.items()]
         else:
-            lines.append(f'{indent}{name:<{13 + 1}} {entry[1]}')
-    return lines
+            rows.append((name, entry[1]))
+    width = max(len(label) for label, _ in rows)
+    return [f'  {label:<{width}}  {help_}' for label, help_ in rows]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
