@@ -1,0 +1,61 @@
+"""Dodgeball simulator throughput: labelled frames per second per core.
+
+Generates the same episodes with 1 and with 2 worker processes, end to end (physics,
+rendering, labels, compressed shards, manifest; plus the bag with --bag) and prints the
+wall-clock frames/s, the frames per CPU-second of all processes together (frames/s per core,
+which holds even on a busy machine) and the hit ratio.
+
+    .venv/bin/python benchmarks/bench_sim.py [--episodes 100] [--image-size 64] [--bag]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `sim` lives at the repo root
+
+from sim.dodgeball.config import load_dodgeball_config  # noqa: E402
+from sim.dodgeball.generate import generate  # noqa: E402
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the pool workers)."""
+    return sum(usage.ru_utime + usage.ru_stime for usage in (
+        resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def measure(episodes: int, image_size: int, workers: int, with_bag: bool) -> dict:
+    """Generate into a temporary directory; return frames, wall and CPU seconds, hit ratio."""
+    with tempfile.TemporaryDirectory() as tmp:
+        output = {'out': f'{tmp}/data', 'bag': f'{tmp}/bag' if with_bag else None}
+        config = load_dodgeball_config(overrides={
+            'episodes': episodes, 'seed': 0, 'workers': workers,
+            'camera': {'image_size': image_size}, 'output': output})
+        start_wall, start_cpu = time.perf_counter(), cpu_seconds()
+        manifest = generate(config, progress=False)
+        wall, cpu = time.perf_counter() - start_wall, cpu_seconds() - start_cpu
+    return {'frames': manifest['num_frames'], 'wall_s': wall, 'cpu_s': cpu,
+            'hit_ratio': manifest['hit_ratio']}
+
+
+def main() -> None:
+    """Measure with 1 and 2 workers and print one line each."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--episodes', type=int, default=100)
+    parser.add_argument('--image-size', type=int, default=64)
+    parser.add_argument('--bag', action='store_true', help='also write an mcap bag')
+    args = parser.parse_args()
+    for workers in (1, 2):
+        result = measure(args.episodes, args.image_size, workers, args.bag)
+        print(f'{args.image_size}x{args.image_size}, workers={workers}: {result["frames"]} '
+              f'labelled frames, {result["frames"] / result["wall_s"]:.0f} frames/s wall-clock, '
+              f'{result["frames"] / result["cpu_s"]:.0f} frames/s per core '
+              f'({result["cpu_s"]:.1f} CPU-s); hit ratio {result["hit_ratio"]:.2f}')
+
+
+if __name__ == '__main__':
+    main()

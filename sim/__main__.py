@@ -1,0 +1,67 @@
+"""``python -m sim <simulator> [options]``: generate training data.
+
+Each simulator is a subcommand; adding one means writing a module with a
+``register(subcommands)`` function (see ``sim.dodgeball.cli``) and listing it in
+:data:`SIMULATORS`. Known errors print one line, ``sim: error: ...``, and exit with 1
+(2 for command-line syntax); Ctrl-C or SIGTERM exits with 130 after removing partial
+outputs.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from rnn_perception.data.bags import BagError
+from rnn_perception.data.dodgeball_dataset import DatasetError
+from sim.dodgeball import cli as dodgeball_cli
+from sim.errors import SimError
+
+SIMULATORS = (dodgeball_cli,)
+
+# Errors that are the user's input or environment, not a bug: no traceback for these.
+REPORTED_ERRORS = (SimError, BagError, DatasetError, OSError)
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one ``sim: error: ...`` line (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f'sim: error: {message} (see --help)\n')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sim`` parser with one subcommand per simulator."""
+    parser = OneLineErrorParser(
+        prog='sim', description='Generate training data with a simulator; '
+                                '`python -m sim SIMULATOR --help` for its options.')
+    subcommands = parser.add_subparsers(dest='simulator', required=True, metavar='SIMULATOR')
+    for simulator in SIMULATORS:
+        simulator.register(subcommands)
+    return parser
+
+
+def _interrupt(signum, frame):
+    """SIGTERM handler: unwind like Ctrl-C, so staged outputs get removed."""
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        args.run(args)
+    except KeyboardInterrupt:
+        print('sim: interrupted; partial outputs were removed', file=sys.stderr)
+        return 130
+    except REPORTED_ERRORS as error:
+        print(f'sim: error: {error}', file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Dodgeball episodes → one rosbag2, so replaying the bag is an evaluation run.
+
+Per frame, three messages share one bag time and header stamp (the sim clock):
+``sensor_msgs/msg/Image`` (rgb8) on ``/camera/image_raw``, ``sensor_msgs/msg/CameraInfo`` on
+``/camera/camera_info`` and the ground truth as a labelled ``std_msgs/msg/Float32MultiArray``
+on ``/dodgeball/ground_truth`` (see ``rnn_perception.data.dodgeball_dataset``). Episodes
+follow one another with a gap on the clock, so a node that resets its recurrent state on a
+stamp gap starts every episode fresh.
+"""
+from __future__ import annotations
+
+from rnn_perception.data.bags import (
+    CAMERA_INFO_MSGTYPE, IMAGE_MSGTYPE, LABELLED_ARRAY_MSGTYPE, BagWriter, camera_info_message,
+    labelled_array_message, rgb_image_message)
+from rnn_perception.data.dodgeball_dataset import (
+    CAMERA_INFO_TOPIC, GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, IMAGE_TOPIC, DodgeballEpisode)
+
+# Sim time 0 means "clock not started" to ROS nodes using sim time, so the bag starts at 1 s.
+BAG_CLOCK_START_NS = 1_000_000_000
+
+
+def ground_truth_values(episode: DodgeballEpisode, frame: int) -> list[float]:
+    """The :data:`GROUND_TRUTH_FIELDS` of one frame, in order."""
+    return [episode.index, frame, episode.stamp_s[frame], float(episode.hit),
+            episode.time_to_contact_s[frame], *episode.ball_position[frame],
+            *episode.ball_velocity[frame]]
+
+
+class DodgeballBagRecorder:
+    """Appends episodes to a bag, one after another on the sim clock."""
+
+    def __init__(self, writer: BagWriter, camera_info: dict, episode_gap_s: float):
+        self._writer = writer
+        self._camera_info = camera_info
+        self._gap_ns = round(episode_gap_s * 1e9)
+        self._episode_start_ns = BAG_CLOCK_START_NS
+        writer.add_topic(IMAGE_TOPIC, IMAGE_MSGTYPE)
+        writer.add_topic(CAMERA_INFO_TOPIC, CAMERA_INFO_MSGTYPE)
+        writer.add_topic(GROUND_TRUTH_TOPIC, LABELLED_ARRAY_MSGTYPE)
+
+    def add(self, episode: DodgeballEpisode) -> None:
+        """Write every frame of ``episode``; the next episode starts one gap after its last."""
+        info, frame_id = self._camera_info, self._camera_info['frame_id']
+        for frame in range(episode.num_frames):
+            stamp_ns = self._episode_start_ns + round(episode.stamp_s[frame] * 1e9)
+            self._writer.write(IMAGE_TOPIC, stamp_ns,
+                               rgb_image_message(episode.frames[frame], stamp_ns, frame_id))
+            self._writer.write(CAMERA_INFO_TOPIC, stamp_ns, camera_info_message(
+                info['width'], info['height'], info['k'], stamp_ns, frame_id))
+            self._writer.write(GROUND_TRUTH_TOPIC, stamp_ns, labelled_array_message(
+                ground_truth_values(episode, frame), GROUND_TRUTH_FIELDS))
+        self._episode_start_ns = stamp_ns + self._gap_ns

@@ -1,0 +1,169 @@
+"""Parameters of the dodgeball simulator (defaults: ``config/dodgeball_sim.yaml``)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnn_perception.data.bags import STORAGE_PLUGINS
+from sim.config import deep_merge, from_mapping, load_yaml
+from sim.errors import SimError
+
+DEFAULTS_PATH = Path(__file__).resolve().parents[2] / 'config' / 'dodgeball_sim.yaml'
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go; none of it changes the dataset's content."""
+
+    out: str | None
+    bag: str | None
+    storage: str
+    bag_episode_gap_s: float
+    preview: str | None
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """The head camera and its renderer."""
+
+    image_size: int
+    fps: float
+    depth: bool
+    vertical_fov_deg: float
+    pitch_deg: float
+    near_m: float
+    far_m: float
+    shadows: bool
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """Physics stepping and ball dynamics."""
+
+    physics_hz: float
+    gravity_mps2: float
+    ball_mass_kg: float
+    ball_restitution: float
+
+    def steps_per_frame(self, fps: float) -> int:
+        """Whole physics steps between camera frames, so frames fall on physics steps."""
+        return max(1, round(self.physics_hz / fps))
+
+
+@dataclass(frozen=True)
+class ThrowConfig:
+    """How throws are sampled (see ``sim.dodgeball.throws``)."""
+
+    distance_m: Range
+    lateral_m: Range
+    release_height_m: Range
+    flight_time_s: Range
+    ball_radius_m: Range
+    spin_radps: float
+    aim_height_m: Range
+    hit_share: float
+    near_miss_share: float
+    near_miss_clearance_m: Range
+    wide_miss_offset_m: Range
+    distractor_probability: float
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    """When an episode stops."""
+
+    tail_after_contact_s: float
+    max_duration_s: float
+    passed_margin_m: float
+
+
+@dataclass(frozen=True)
+class DodgeballConfig:
+    """Everything ``python -m sim dodgeball`` needs."""
+
+    episodes: int
+    seed: int
+    workers: int
+    episodes_per_shard: int
+    output: OutputConfig
+    camera: CameraConfig
+    physics: PhysicsConfig
+    throw: ThrowConfig
+    episode: EpisodeConfig
+
+    def dataset_parameters(self) -> dict:
+        """The parameters that shape the dataset's bytes (for its manifest)."""
+        parameters = dataclasses.asdict(self)
+        del parameters['output'], parameters['workers']
+        return parameters
+
+    def validate(self) -> None:
+        """Raise SimError naming the first nonsensical parameter."""
+        for ok, message in self._checks():
+            if not ok:
+                raise SimError(message)
+
+    def _checks(self):
+        """(condition, message if it fails) for every constraint."""
+        camera, physics, throw, episode = self.camera, self.physics, self.throw, self.episode
+        yield self.episodes >= 1, f'episodes must be at least 1, got {self.episodes}'
+        yield self.seed >= 0, f'seed must be non-negative, got {self.seed}'
+        yield self.workers >= 1, f'workers must be at least 1, got {self.workers}'
+        yield self.episodes_per_shard >= 1, (
+            f'episodes_per_shard must be at least 1, got {self.episodes_per_shard}')
+        yield self.output.storage in STORAGE_PLUGINS, (
+            f'unknown bag storage {self.output.storage!r} '
+            f'(choose from {", ".join(STORAGE_PLUGINS)})')
+        paths = [path for path in (self.output.out, self.output.bag, self.output.preview) if path]
+        yield len({os.path.abspath(path) for path in paths}) == len(paths), (
+            'the dataset, bag and preview paths must differ')
+        yield self.output.bag_episode_gap_s > 0, (
+            f'bag_episode_gap_s must be positive, got {self.output.bag_episode_gap_s}')
+        yield 8 <= camera.image_size <= 1024, (
+            f'image size must be between 8 and 1024 pixels, got {camera.image_size}')
+        yield camera.fps > 0, f'fps must be positive, got {camera.fps}'
+        yield camera.fps <= physics.physics_hz, (
+            f'fps ({camera.fps}) cannot exceed physics_hz ({physics.physics_hz})')
+        yield 0 < camera.vertical_fov_deg < 180, (
+            f'vertical_fov_deg must be in (0, 180), got {camera.vertical_fov_deg}')
+        yield 0 < camera.near_m < camera.far_m, 'camera needs 0 < near_m < far_m'
+        yield physics.gravity_mps2 > 0, 'gravity_mps2 must be positive'
+        yield physics.ball_mass_kg > 0, 'ball_mass_kg must be positive'
+        yield 0 <= physics.ball_restitution <= 1, 'ball_restitution must be in [0, 1]'
+        for name in ('distance_m', 'release_height_m', 'flight_time_s', 'ball_radius_m',
+                     'near_miss_clearance_m', 'wide_miss_offset_m', 'aim_height_m'):
+            low, high = getattr(throw, name)
+            yield 0 < low <= high, (
+                f'throw.{name} must be a range 0 < low <= high, got {[low, high]}')
+        yield throw.lateral_m[0] <= throw.lateral_m[1], 'throw.lateral_m must have low <= high'
+        yield throw.spin_radps >= 0, 'throw.spin_radps must be non-negative'
+        shares = (throw.hit_share, throw.near_miss_share, throw.distractor_probability)
+        yield all(0 <= share <= 1 for share in shares), (
+            'throw shares and probabilities must be in [0, 1]')
+        yield throw.hit_share + throw.near_miss_share <= 1, (
+            'throw.hit_share + throw.near_miss_share must not exceed 1')
+        yield episode.tail_after_contact_s >= 0, (
+            'episode.tail_after_contact_s must be non-negative')
+        yield episode.max_duration_s > 0, 'episode.max_duration_s must be positive'
+        yield episode.passed_margin_m >= 0, 'episode.passed_margin_m must be non-negative'
+
+
+def default_mapping() -> dict:
+    """The defaults file as a mapping."""
+    return load_yaml(DEFAULTS_PATH)
+
+
+def load_dodgeball_config(config_path: str | Path | None = None,
+                          overrides: dict | None = None) -> DodgeballConfig:
+    """Defaults, then the YAML file at ``config_path``, then ``overrides``; validated."""
+    mapping = default_mapping()
+    if config_path is not None:
+        mapping = deep_merge(mapping, load_yaml(config_path))
+    mapping = deep_merge(mapping, overrides or {})
+    config = from_mapping(DodgeballConfig, mapping)
+    config.validate()
+    return config

@@ -1,0 +1,156 @@
+"""One throw → one labelled episode.
+
+Timeline: frame k is rendered at sim time ``k / fps``, frame 0 at the release. Between two
+frames the physics advances a whole number of fixed steps and the ball–robot contact is
+checked after every step, so ``contact_time_s`` has the physics step's resolution
+(1/240 s by default) rather than the camera's.
+
+An episode stops at the first frame that is ``tail_after_contact_s`` past the first contact,
+or, without contact, once the ball has passed behind the robot or touched the floor, or at
+``max_duration_s``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnn_perception.data.dodgeball_dataset import DodgeballEpisode
+from sim.dodgeball.camera import PinholeCamera
+from sim.dodgeball.config import DodgeballConfig, EpisodeConfig
+from sim.dodgeball.robot import ROBOT
+from sim.dodgeball.scene import SceneLook, sample_look
+from sim.dodgeball.throws import AimKind, Throw, sample_throw
+from sim.dodgeball.world import DodgeballWorld
+
+
+def head_camera(config: DodgeballConfig) -> PinholeCamera:
+    """The robot's head camera as configured."""
+    camera = config.camera
+    return PinholeCamera(width=camera.image_size, height=camera.image_size,
+                         vertical_fov_deg=camera.vertical_fov_deg, near_m=camera.near_m,
+                         far_m=camera.far_m, position_m=ROBOT.camera_position_m,
+                         pitch_deg=camera.pitch_deg)
+
+
+@dataclass(frozen=True)
+class EpisodeClock:
+    """Camera frames and physics steps on one sim clock."""
+
+    fps: float
+    steps_per_frame: int
+
+    @property
+    def frame_period_s(self) -> float:
+        """Time between camera frames."""
+        return 1.0 / self.fps
+
+    @property
+    def time_step_s(self) -> float:
+        """Physics time step."""
+        return self.frame_period_s / self.steps_per_frame
+
+
+class FrameLog:
+    """What the camera and the ground truth saw, frame by frame."""
+
+    def __init__(self, camera: PinholeCamera, with_depth: bool):
+        self._camera = camera
+        self._with_depth = with_depth
+        self.images, self.depths, self.positions, self.velocities = [], [], [], []
+
+    def record(self, world: DodgeballWorld, ball: int) -> None:
+        """Render the current frame and log the ball's state."""
+        rgb, zbuffer = world.render()
+        position, velocity = world.ball_state(ball)
+        self.images.append(rgb)
+        if self._with_depth:
+            self.depths.append(self._camera.metric_depth(zbuffer))
+        self.positions.append(position)
+        self.velocities.append(velocity)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def run_throw(world: DodgeballWorld, throw: Throw, look: SceneLook, clock: EpisodeClock,
+              stop: EpisodeConfig, *, index: int = 0, with_depth: bool = False,
+              distractor: Throw | None = None) -> DodgeballEpisode:
+    """Simulate ``throw`` (and an optional distractor ball) and label what happened."""
+    world.reset(look)
+    ball = world.launch(throw, look.ball_rgba)
+    if distractor is not None:
+        world.ignore_collisions(ball, world.launch(distractor, look.distractor_rgba))
+    log = FrameLog(world.camera, with_depth)
+    max_frames = int(stop.max_duration_s * clock.fps) + 1
+    contact_step = None
+    landed = False
+    step = 0
+    for frame in range(max_frames):
+        log.record(world, ball)
+        contact_time = None if contact_step is None else contact_step * clock.time_step_s
+        if _episode_over(frame * clock.frame_period_s, contact_time, landed,
+                         ball_x=log.positions[-1][0], stop=stop):
+            break
+        for _ in range(clock.steps_per_frame):
+            world.step()
+            step += 1
+            if contact_step is None and world.touching(ball, world.robot):
+                contact_step = step
+            landed = landed or world.touching(ball, world.floor)
+    return _label(log, throw, clock, contact_step, index, distractor is not None)
+
+
+def _episode_over(now_s: float, contact_time_s: float | None, landed: bool, ball_x: float,
+                  stop: EpisodeConfig) -> bool:
+    """Whether the frame just recorded is the episode's last."""
+    if contact_time_s is not None:
+        return now_s >= contact_time_s + stop.tail_after_contact_s
+    return landed or ball_x < -stop.passed_margin_m
+
+
+def _label(log: FrameLog, throw: Throw, clock: EpisodeClock, contact_step: int | None,
+           index: int, has_distractor: bool) -> DodgeballEpisode:
+    """Turn a frame log and the contact step into an episode with labels."""
+    stamps = np.arange(len(log)) * clock.frame_period_s
+    contact_time = np.inf if contact_step is None else contact_step * clock.time_step_s
+    return DodgeballEpisode(
+        index=index, frames=np.stack(log.images),
+        depth=np.stack(log.depths) if log.depths else None,
+        stamp_s=stamps, time_to_contact_s=contact_time - stamps,
+        ball_position=np.stack(log.positions), ball_velocity=np.stack(log.velocities),
+        hit=contact_step is not None, contact_time_s=contact_time,
+        ball_radius_m=throw.radius_m, launch_speed_mps=throw.speed_mps,
+        aim_offset_m=throw.aim_offset_m, aimed_at_robot=throw.aimed_at_robot,
+        has_distractor=has_distractor)
+
+
+class EpisodeSimulator:
+    """Makes episode ``i`` from the config and ``i`` alone, whichever process calls it.
+
+    Episode ``i`` draws from ``SeedSequence(seed, spawn_key=(i,))``, the ``i``-th child of
+    ``SeedSequence(seed).spawn(...)``, and runs in a freshly reset world.
+    """
+
+    def __init__(self, config: DodgeballConfig):
+        self._config = config
+        fps = config.camera.fps
+        self._clock = EpisodeClock(fps, config.physics.steps_per_frame(fps))
+        self._world = DodgeballWorld(head_camera(config), config.physics, self._clock.time_step_s,
+                                     shadows=config.camera.shadows)
+
+    def __call__(self, index: int) -> DodgeballEpisode:
+        config = self._config
+        rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(index,)))
+        gravity = config.physics.gravity_mps2
+        look = sample_look(rng)
+        throw = sample_throw(rng, config.throw, gravity)
+        distractor = None
+        if rng.random() < config.throw.distractor_probability:
+            distractor = sample_throw(rng, config.throw, gravity, kind=AimKind.WIDE_MISS)
+        return run_throw(self._world, throw, look, self._clock, config.episode, index=index,
+                         with_depth=config.camera.depth, distractor=distractor)
+
+    def close(self) -> None:
+        """Release the physics client."""
+        self._world.close()
