@@ -1,0 +1,153 @@
+"""Per-frame latency and memory of the collision node's processing path, in process (no DDS).
+
+What the node does per ``sensor_msgs/Image`` (64x64 rgb8, 30 fps stamps): decode -> tensor ->
+one ConvLSTM ``step`` with carried state -> probability -> alert, i.e.
+``CollisionRuntime.process``, built exactly as the node builds it (``load_predictor``, the
+node's ``cpu_threads``). Side by side in the same run it times the alternative the node avoids:
+re-running the model over a sliding window of the last ``--window`` frames (``model(frames[None,
+-20:])``) for every new frame. Memory: resident set size before and after ``--frames`` frames
+(episodes of 60 frames separated by stamp gaps, so state resets happen as in a bag replay).
+
+    .venv/bin/python benchmarks/bench_collision_node.py [--frames 10000] [--weights FILE] [--json]
+
+Targets (from the issue): step p99 <= 5 ms on 2 CPU cores, >= 10x lower than the window re-run,
+no per-frame memory growth.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sensor_msgs.msg import Image
+
+from rnn_perception.models.collision import CollisionPredictor, frames_to_tensor, save_collision_model
+from rnn_perception.ros.image_conversion import image_to_rgb
+from rnn_perception.runtime.collision import (CollisionRuntime, CollisionSettings, Outcome,
+                                              default_weights_path, load_predictor)
+
+FPS = 30.0
+EPISODE_FRAMES = 60
+EPISODE_GAP_S = 1.0
+P99_TARGET_MS = 5.0
+RATIO_TARGET = 10.0
+
+
+def resident_mib() -> float:
+    """Resident set size of this process (Linux ``/proc/self/statm``), MiB."""
+    with open('/proc/self/statm') as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def camera_messages(count: int, size: int, seed: int = 0):
+    """``count`` rgb8 Image messages with 30 fps stamps, a gap after every episode."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (16, size, size, 3), dtype=np.uint8)   # cycled: cheap to make
+    for index in range(count):
+        episode, frame = divmod(index, EPISODE_FRAMES)
+        stamp = 1.0 + episode * (EPISODE_FRAMES / FPS + EPISODE_GAP_S) + frame / FPS
+        message = Image(height=size, width=size, encoding='rgb8', step=size * 3,
+                        data=pixels[index % len(pixels)].tobytes())
+        message.header.stamp.sec, message.header.stamp.nanosec = divmod(round(stamp * 1e9), 10**9)
+        yield message
+
+
+def percentiles_ms(seconds) -> dict:
+    values = np.asarray(seconds) * 1e3
+    return {'p50': float(np.percentile(values, 50)), 'p99': float(np.percentile(values, 99))}
+
+
+def build_runtime(weights: str, settings: CollisionSettings) -> tuple[CollisionRuntime, str]:
+    """The node's runtime; a randomly initialised model when no weights exist yet (the timing
+    does not depend on the weights' values)."""
+    torch.set_num_threads(settings.cpu_threads)
+    if not weights and not default_weights_path().is_file():
+        weights = str(Path(tempfile.mkdtemp()) / 'random.safetensors')
+        save_collision_model(weights, CollisionPredictor(), {'fps': FPS})
+    model, metadata, path, device = load_predictor(weights, settings.device)
+    return CollisionRuntime(model, metadata, device, settings), str(path)
+
+
+def side_by_side(runtime: CollisionRuntime, frames: int, window: int, window_every: int) -> dict:
+    """Node steps and window re-runs, interleaved, so machine noise hits both alike."""
+    step_times, window_times, history = [], [], []
+    for index, message in enumerate(camera_messages(frames + 100, runtime.model.config.image_size[1])):
+        started = time.perf_counter()
+        result = runtime.process(message, 0.0)
+        elapsed = time.perf_counter() - started
+        history = (history + [image_to_rgb(message)])[-window:]
+        if index < 100:                           # warm-up: allocator, first-call paths
+            continue
+        if result.outcome is Outcome.PROCESSED:
+            step_times.append(elapsed)
+        if index % window_every == 0 and len(history) == window:
+            started = time.perf_counter()
+            with torch.inference_mode():
+                runtime.model(frames_to_tensor(np.stack(history)[None], runtime.device))
+            window_times.append(time.perf_counter() - started)
+    step, rerun = percentiles_ms(step_times), percentiles_ms(window_times)
+    return {'step_ms': step, 'window_rerun_ms': rerun, 'window': window,
+            'ratio_p50': rerun['p50'] / step['p50'], 'ratio_p99': rerun['p99'] / step['p99'],
+            'step_samples': len(step_times), 'window_samples': len(window_times)}
+
+
+def memory_over(runtime: CollisionRuntime, frames: int) -> dict:
+    """RSS before and after ``frames`` more frames, sampled every 1000."""
+    samples = [resident_mib()]
+    for index, message in enumerate(camera_messages(frames, runtime.model.config.image_size[1]), 1):
+        runtime.process(message, 0.0)
+        if index % 1000 == 0:
+            samples.append(resident_mib())
+    growth = (samples[-1] - samples[0]) * 2**20 / frames
+    return {'frames': frames, 'rss_start_mib': samples[0], 'rss_end_mib': samples[-1],
+            'rss_samples_mib': samples, 'growth_bytes_per_frame': growth}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--frames', type=int, default=10_000, help='frames for the memory run')
+    parser.add_argument('--latency-frames', type=int, default=2000, help='frames for the latency run')
+    parser.add_argument('--window', type=int, default=20, help='frames re-run by the baseline')
+    parser.add_argument('--window-every', type=int, default=5, help='time the baseline every N frames')
+    parser.add_argument('--weights', default='', help="weights file ('' = the shipped default)")
+    parser.add_argument('--device', default='cpu', help='auto, cpu or cuda')
+    parser.add_argument('--cpu-threads', type=int, default=CollisionSettings.cpu_threads,
+                        help='torch threads (the node parameter cpu_threads)')
+    parser.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
+    args = parser.parse_args()
+    settings = CollisionSettings(device=args.device, cpu_threads=args.cpu_threads)
+    runtime, weights = build_runtime(args.weights, settings)
+    latency = side_by_side(runtime, args.latency_frames, args.window, args.window_every)
+    memory = memory_over(runtime, args.frames)
+    report = {'machine': platform.processor() or platform.machine(), 'cpus': os.cpu_count(),
+              'load_average': os.getloadavg()[0], 'torch': torch.__version__,
+              'threads': torch.get_num_threads(), 'device': str(runtime.device), 'weights': weights,
+              **latency, **memory}
+    if args.json:
+        print(json.dumps(report))
+        return
+    step, rerun = latency['step_ms'], latency['window_rerun_ms']
+    print(f"collision node step, 64x64, {report['device']}, {report['threads']} torch thread(s), "
+          f"{report['cpus']} CPUs, load average {report['load_average']:.1f}")
+    rows = [('node step (decode + one ConvLSTM step)', step, f"{latency['step_samples']} frames"),
+            (f're-run of a {args.window}-frame window', rerun, f"{latency['window_samples']} runs")]
+    for label, times, count in rows:
+        print(f"  {label:<40} p50 {times['p50']:6.2f} ms   p99 {times['p99']:6.2f} ms   ({count})")
+    print(f"  {'ratio window / step':<40} p50 {latency['ratio_p50']:6.1f} x    p99 {latency['ratio_p99']:6.1f} x")
+    memory_label = f"RSS over {memory['frames']} frames"
+    print(f"  {memory_label:<40} {memory['rss_start_mib']:.1f} -> {memory['rss_end_mib']:.1f} MiB"
+          f" ({memory['growth_bytes_per_frame']:+.1f} B/frame)")
+    print(f"  targets: p99 <= {P99_TARGET_MS:g} ms: {'met' if step['p99'] <= P99_TARGET_MS else 'MISSED'};"
+          f" ratio >= {RATIO_TARGET:g}x: {'met' if latency['ratio_p50'] >= RATIO_TARGET else 'MISSED'}")
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,42 @@
+"""Start the dodgeball collision predictor: ``ros2 launch rnn_perception dodgeball.launch.py``.
+
+Arguments:
+  params_file  parameters YAML (default: the package's config/dodgeball.yaml)
+  image_topic  camera image topic the node reads (default /camera/image_raw)
+  device       torch device: auto (CUDA if available, else CPU), cpu or cuda
+  namespace    namespace of the node and its topics (default: none)
+
+Without the ROS 2 CLI (pip installs, CI): ``python -m rnn_perception bringup dodgeball`` starts
+the same node with the same YAML in one process.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            'params_file',
+            default_value=PathJoinSubstitution(
+                [FindPackageShare('rnn_perception'), 'config', 'dodgeball.yaml']),
+            description='parameters YAML of the collision node'),
+        DeclareLaunchArgument('image_topic', default_value='/camera/image_raw',
+                              description='camera image topic (sensor_msgs/Image)'),
+        DeclareLaunchArgument('device', default_value='auto',
+                              description='torch device: auto, cpu or cuda'),
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='namespace of the node and its topics'),
+        Node(
+            package='rnn_perception',
+            executable='collision_node',
+            name='collision_node',
+            namespace=LaunchConfiguration('namespace'),
+            parameters=[LaunchConfiguration('params_file'), {'device': LaunchConfiguration('device')}],
+            remappings=[('camera/image_raw', LaunchConfiguration('image_topic'))],
+            output='screen',
+            emulate_tty=True,
+        ),
+    ])

@@ -1,0 +1,210 @@
+"""``collision_node``: will the ball in view hit the robot? One ConvLSTM step per camera frame.
+
+Topics (relative names, so a namespace applies; remap ``camera/image_raw`` to your camera):
+
+* subscribes ``camera/image_raw`` (``sensor_msgs/Image``: rgb8, bgr8, rgba8, bgra8 or mono8, any
+  resolution, row padding allowed), keep-last 1, reliability per ``image_qos`` (``auto`` follows
+  the camera's publishers; see :mod:`rnn_perception.ros.qos` for why this matters);
+* publishes ``collision_probability`` (``std_msgs/Float32``) and ``collision_alert``
+  (``std_msgs/Bool``, with hysteresis) for every processed frame;
+* publishes ``~/collision_probability_stamped`` (``geometry_msgs/PointStamped``, ``point.x`` =
+  probability, header = the camera frame's header), so a consumer knows which frame each
+  probability belongs to;
+* publishes ``~/activations`` (``sensor_msgs/Image`` mono8): the ConvLSTM ``h`` and ``c`` maps
+  tiled, computed only while someone subscribes;
+* publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``): processing rate, latency
+  p50/p99, frame counters (received, processed, subsampled, stale, rejected), resets, device;
+* serves ``~/reset`` (``std_srvs/Trigger``): zero the recurrent state.
+
+Behaviour (implemented, and documented in detail, in :mod:`rnn_perception.runtime.collision`):
+
+* the model runs **one step per frame with carried hidden state**, never re-running a window,
+  on ``device`` (``auto``: CUDA if available, else CPU; logged), in ``torch.inference_mode``,
+  with ``cpu_threads`` torch threads (process-wide; default 1, the fastest for one small frame);
+* the state resets on a stamp gap over ``reset_gap_s``, on stamps going backwards (a looping
+  bag), on a resolution change, and on ``~/reset``;
+* **frame rate**: the weights were trained at the rate in their metadata (``fps``). Faster
+  cameras are *subsampled* to it (``subsample_to_model_rate``), because the ConvLSTM has learnt
+  motion per step; slower cameras are used as they are with a warning in the log and the
+  diagnostics (frames cannot be invented);
+* frames older than ``max_frame_age_s`` against the node clock are dropped and counted
+  (``use_sim_time`` honoured; the check is off where stamps and clock are not comparable);
+* unreadable frames (unknown or depth encodings, short data, zero or huge size) are counted,
+  logged with a throttled warning and dropped; the node keeps answering good frames;
+* a matched publisher that sends nothing for ``no_frame_warning_s`` is reported in the log and
+  the diagnostics, with the Fast DDS large-frame remedy.
+
+Every parameter is declared with a description and validated; a bad value is refused with the
+reason (at start-up: the node does not start; at run time: the old value stays). A missing,
+corrupt or mismatched weights file stops the start with one message naming the file.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import List, Optional
+
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PointStamped
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import InvalidParameterValueException, ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, Float32
+from std_srvs.srv import Trigger
+
+from ..models.collision import ModelFileError
+from ..ros.image_conversion import array_to_image_fields, decoder_name
+from ..ros.qos import MatchingImageSubscription
+from ..runtime.collision import (
+    PARAMETERS, CollisionRuntime, CollisionSettings, DiagnosticsSummary, NoFrameWatchdog, Outcome,
+    activation_mosaic, load_predictor, parameter_problem)
+from ..training.utils import DeviceUnavailableError
+
+NODE_NAME = 'collision_node'
+IMAGE_TOPIC = 'camera/image_raw'
+OUTPUT_DEPTH = 10
+WARNING_THROTTLE_S = 5.0
+
+
+class StartupError(RuntimeError):
+    """The node cannot start; the message says why (weights file, device or parameter)."""
+
+
+class CollisionNode(Node):
+    """Camera frames in, collision probability and alert out (see the module docstring)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        try:
+            self.settings = self._declare_parameters()
+            torch.set_num_threads(self.settings.cpu_threads)
+            model, metadata, path, device = load_predictor(self.settings.weights, self.settings.device)
+        except (ParameterException, ModelFileError, DeviceUnavailableError) as error:
+            self.destroy_node()
+            raise StartupError(str(error)) from None
+        self.runtime = CollisionRuntime(model, metadata, device, self.settings)
+        self._diagnostics = DiagnosticsSummary(self.runtime)
+        self._watchdog = NoFrameWatchdog(self.settings.no_frame_warning_s)
+        self.get_logger().info(
+            f'model {path} on {device} (trained at {self.runtime.model_fps:g} fps, alert threshold '
+            f'{self.runtime.alert.on_threshold:g}); images decoded with {decoder_name()}')
+
+        self._probability_pub = self.create_publisher(Float32, 'collision_probability', OUTPUT_DEPTH)
+        self._stamped_pub = self.create_publisher(PointStamped, '~/collision_probability_stamped',
+                                                  OUTPUT_DEPTH)
+        self._alert_pub = self.create_publisher(Bool, 'collision_alert', OUTPUT_DEPTH)
+        self._activations_pub = self.create_publisher(Image, '~/activations', 1)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', OUTPUT_DEPTH)
+        self.images = MatchingImageSubscription(self, Image, IMAGE_TOPIC, self._on_image,
+                                                self.settings.image_qos)
+        self.create_service(Trigger, '~/reset', self._on_reset)
+        # Steady time, not the node clock: a paused or absent /clock must not stop the reports.
+        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+    # ---------------------------------------------------------------------------- parameters
+    def _declare_parameters(self) -> CollisionSettings:
+        # Registered first, so values from YAML / the command line are checked as declared.
+        self._last_refusal = ''
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        try:
+            declared = self.declare_parameters('', [
+                (spec.name, spec.default,
+                 ParameterDescriptor(description=spec.description, read_only=spec.read_only))
+                for spec in PARAMETERS])
+        except InvalidParameterValueException as error:   # say our own reason, not rclpy's wrapping
+            raise StartupError(self._last_refusal or str(error)) from None
+        return CollisionSettings().updated({parameter.name: parameter.value for parameter in declared})
+
+    def _validate_parameters(self, parameters: List[Parameter]) -> SetParametersResult:
+        problems = [problem for problem in (parameter_problem(p.name, p.value) for p in parameters)
+                    if problem]
+        self._last_refusal = '; '.join(problems)
+        return SetParametersResult(successful=not problems, reason=self._last_refusal)
+
+    def _apply_parameters(self, parameters: List[Parameter]) -> None:
+        self.settings = self.settings.updated({p.name: p.value for p in parameters})
+        self.runtime.configure(self.settings)
+        self._watchdog.timeout_s = self.settings.no_frame_warning_s
+        if self.settings.image_qos != self.images.mode:
+            self.images.set_mode(self.settings.image_qos)
+
+    # -------------------------------------------------------------------------------- frames
+    def _on_image(self, message: Image) -> None:
+        self._watchdog.frame_arrived(time.monotonic())
+        result = self.runtime.process(message, self.get_clock().now().nanoseconds * 1e-9)
+        if result.reset_reason:
+            self.get_logger().info(f'state reset: {result.reset_reason}', throttle_duration_sec=1.0)
+        if result.outcome is Outcome.REJECTED:
+            self.get_logger().warning(f'frame dropped: {result.error}',
+                                      throttle_duration_sec=WARNING_THROTTLE_S)
+        elif result.outcome is Outcome.STALE:
+            self.get_logger().warning(
+                f'stale frame dropped (older than max_frame_age_s={self.settings.max_frame_age_s:g} s)',
+                throttle_duration_sec=WARNING_THROTTLE_S)
+        if result.outcome is not Outcome.PROCESSED:
+            return
+        self._probability_pub.publish(Float32(data=result.probability))
+        stamped = PointStamped(header=message.header)
+        stamped.point.x = result.probability
+        self._stamped_pub.publish(stamped)
+        self._alert_pub.publish(Bool(data=result.alert))
+        if self._activations_pub.get_subscription_count() > 0:   # the mosaic costs: only when watched
+            mosaic = activation_mosaic(self.runtime.state)
+            self._activations_pub.publish(Image(header=message.header, **array_to_image_fields(mosaic)))
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.runtime.reset('~/reset service call')
+        self.get_logger().info('state reset: ~/reset service call')
+        response.success = True
+        response.message = 'recurrent state reset; the next frame starts from zeros'
+        return response
+
+    # --------------------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        now, matched = time.monotonic(), self.images.matched_publishers
+        silent = self._watchdog.check(now, matched, self.images.topic)
+        if silent:
+            self.get_logger().warning(silent, throttle_duration_sec=4 * WARNING_THROTTLE_S)
+        report = self._diagnostics.report(now, [silent] if silent else [], [
+            ('image_topic', self.images.topic),
+            ('image_qos', f'{self.images.reliability} (image_qos={self.images.mode})'),
+            ('matched_publishers', str(matched)),
+        ])
+        status = DiagnosticStatus(
+            level=bytes([report.level]), name=f'{self.get_fully_qualified_name()}: collision predictor',
+            message=report.message, hardware_id=str(self.runtime.device),
+            values=[KeyValue(key=key, value=value) for key, value in report.values])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array)
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """``ros2 run rnn_perception collision_node [--ros-args ...]``."""
+    rclpy.init(args=args)
+    try:
+        node = CollisionNode()
+    except StartupError as error:
+        print(f'{NODE_NAME}: error: {error}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
