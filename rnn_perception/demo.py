@@ -1,0 +1,214 @@
+"""``make demo`` / ``python -m rnn_perception demo``: the dodgeball loop end to end, through real DDS.
+
+1. the simulator throws a few balls and records the robot's camera as a rosbag2;
+2. ``bringup dodgeball`` starts the collision node with the shipped model, in its own process;
+3. ``play`` publishes the bag over DDS with its recorded timing, in a third process;
+4. this process listens to the node's answers, prints each throw's prediction against the
+   truth and the metrics, and writes a plot of the probability traces.
+
+Everything runs on a DDS domain of its own with discovery kept on this host, so the demo never
+talks to a robot's graph. The simulator lives in the source tree (``sim/``): the demo runs from a
+clone, which is where ``make demo`` runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+ANSWER_TOPIC = '/collision_node/collision_probability_stamped'
+IMAGE_TOPIC = '/camera/image_raw'
+DEMO_SEED = 20261124          # never used to make training data
+
+
+class DemoError(RuntimeError):
+    """A step of the demo failed; the message says which and why."""
+
+
+def isolate_dds() -> str:
+    """Give this process and its children a DDS domain of their own, on localhost only."""
+    os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 101))
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    return os.environ['ROS_DOMAIN_ID']
+
+
+def run_step(title: str, command: List[str], timeout_s: float) -> None:
+    print(f'--- {title}', flush=True)
+    try:
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise DemoError(f'{title}: no result after {timeout_s:.0f} s') from None
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ['(no output)'])[-1]
+        raise DemoError(f'{title} failed: {last}')
+    if result.stdout.strip():
+        print(result.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def background(command: List[str]) -> Iterator[subprocess.Popen]:
+    """A child process that is always stopped (SIGINT, then kill) when the block ends."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(subprocess.signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def failure(process: subprocess.Popen, what: str) -> DemoError:
+    output = process.stdout.read().strip().splitlines() if process.stdout else []
+    return DemoError(f'{what} (exit {process.returncode}): {output[-1] if output else "no output"}')
+
+
+def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: float) -> Dict[int, float]:
+    """Start the player once the node subscribes; collect ``{image stamp ns: probability}``."""
+    import rclpy
+    from geometry_msgs.msg import PointStamped
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from .data.bags import stamp_to_ns
+
+    rclpy.init()
+    listener = rclpy.create_node('dodgeball_demo')
+    executor = SingleThreadedExecutor()
+    executor.add_node(listener)
+    answers: Dict[int, float] = {}
+    listener.create_subscription(
+        PointStamped, ANSWER_TOPIC, lambda m: answers.__setitem__(stamp_to_ns(m.header.stamp), m.point.x),
+        QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+
+    def spin_until(done, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if done():
+                return True
+            executor.spin_once(timeout_sec=0.05)
+        return done()
+
+    try:
+        node_ready = spin_until(lambda: node.poll() is not None or 'collision_node' in [
+            info.node_name for info in listener.get_subscriptions_info_by_topic(IMAGE_TOPIC)], 60)
+        if node.poll() is not None:
+            raise failure(node, 'the collision node stopped')
+        if not node_ready:
+            raise DemoError('the collision node did not subscribe to the camera within 60 s')
+        print('--- replaying the bag through DDS: play -> /camera/image_raw -> collision_node', flush=True)
+        with background([sys.executable, '-m', 'rnn_perception', 'play', '--bag', str(bag),
+                         '--rate', str(rate), '--start-delay', '2']) as player:
+            if not spin_until(lambda: player.poll() is not None, timeout_s):
+                raise DemoError(f'the bag replay did not finish within {timeout_s:.0f} s')
+            if player.returncode != 0:
+                raise failure(player, 'the player failed')
+            spin_until(lambda: False, 1.0)               # the last answers still in flight
+    finally:
+        executor.shutdown()
+        listener.destroy_node()
+        rclpy.try_shutdown()
+    return answers
+
+
+def report(bag: Path, answers: Dict[int, float], threshold: float, plot: Path) -> None:
+    """Per-throw prediction vs truth, the metrics, and the probability-trace plot."""
+    import numpy as np
+
+    from .evaluation.collision import EpisodeTrace, collision_metrics, episodes_from_bag, plot_traces
+
+    traces, frames, answered = [], 0, 0
+    print(f"\n{'throw':>5} {'truth':>6} {'contact':>8} {'predicted':>9} {'max P':>6} {'alert at':>9} "
+          f"{'lead':>6} {'frames':>7}  ok")
+    for episode in episodes_from_bag(bag):
+        seen = np.array([stamp in answers for stamp in episode.header_stamps_ns])
+        frames += len(seen)
+        answered += int(seen.sum())
+        probabilities = [answers[stamp] for stamp in episode.header_stamps_ns[seen]]
+        trace = EpisodeTrace(episode.episode, episode.stamps_s[seen], probabilities, episode.hit,
+                             episode.contact_time_s)
+        traces.append(trace)
+        alert, lead = trace.first_alarm_s(threshold), trace.lead_time_s(threshold)
+        predicted = trace.score() >= threshold
+        print(f"{episode.episode:>5} {'HIT' if episode.hit else 'miss':>6} "
+              f"{f'{episode.contact_time_s:.2f} s' if episode.hit else '-':>8} "
+              f"{'HIT' if predicted else 'miss':>9} {trace.score():>6.2f} "
+              f"{f'{alert:.2f} s' if alert is not None else '-':>9} "
+              f"{f'{lead:.2f}s' if lead is not None else '-':>6} {int(seen.sum()):>3}/{len(seen):<3}  "
+              f"{'yes' if predicted == episode.hit else 'NO'}")
+    if answered == 0:
+        raise DemoError('the node answered no frame of the replay')
+    metrics = collision_metrics(traces, threshold)
+    number = lambda value, form: 'n/a' if value is None else format(value, form)   # noqa: E731
+    print(f"\nthrows {metrics['episodes']} ({metrics['hits']} hits), frames answered {answered}/{frames}; "
+          f"accuracy {number(metrics['accuracy'], '.0%')}, AUROC {number(metrics['auroc'], '.3f')}, "
+          f"median lead time {number(metrics['lead_time_median_s'], '.2f')} s, "
+          f"false alarms {number(metrics['false_alarm_rate'], '.0%')} (threshold {threshold:.2f})")
+    plot_traces(traces, plot, threshold)
+    print(f'plot: {plot}')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='python -m rnn_perception demo', description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--episodes', type=int, default=10, help='throws to simulate (default 10)')
+    parser.add_argument('--seed', type=int, default=DEMO_SEED, help='simulator seed (default: one never '
+                        'used for training)')
+    parser.add_argument('--out', type=Path, default=REPO / 'runs' / 'demo',
+                        help='directory for the bag, dataset and plot (default runs/demo; replaced)')
+    parser.add_argument('--weights', default='', help='collision weights (default: the shipped model)')
+    parser.add_argument('--device', default='auto', help='torch device of the node: auto, cpu or cuda')
+    parser.add_argument('--rate', type=float, default=1.0, help='replay speed (1 = recorded timing)')
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    from .models.collision import load_collision_model
+    from .evaluation.collision import model_threshold
+    from .runtime.collision import default_weights_path
+
+    if args.episodes < 1 or args.rate <= 0:
+        raise DemoError('--episodes must be >= 1 and --rate > 0')
+    if not (REPO / 'sim' / '__main__.py').is_file():
+        raise DemoError(f'the simulator is not here ({REPO / "sim"}): run the demo from a clone of the repository')
+    weights = Path(args.weights) if args.weights else default_weights_path()
+    _, metadata = load_collision_model(weights)
+    print(f'DDS domain {isolate_dds()} (localhost only); weights {weights}', flush=True)
+
+    out = args.out.resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    bag = out / 'bag'
+    run_step(f'simulating {args.episodes} throws (seed {args.seed}) into a rosbag2',
+             [sys.executable, '-m', 'sim', 'dodgeball', '--episodes', str(args.episodes), '--seed',
+              str(args.seed), '--out', str(out / 'data'), '--bag', str(bag)], timeout_s=300)
+    print(f'--- starting the collision node (bringup dodgeball) with {weights.name}', flush=True)
+    node_command = [sys.executable, '-m', 'rnn_perception', 'bringup', 'dodgeball', '--device', args.device,
+                    '--ros-args', '-p', f'weights:={weights}']
+    with background(node_command) as node:
+        answers = listen_to_replay(bag, node, args.rate, timeout_s=60 + 4 * args.episodes / args.rate)
+    report(bag, answers, model_threshold(metadata), out / 'collision_traces.png')
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .data.bags import BagError
+    from .models.collision import ModelFileError
+
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (DemoError, ModelFileError, BagError, OSError) as error:
+        print(f'demo: error: {error}', file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,39 @@
+"""The README's main command, `python -m rnn_perception demo`: the dodgeball loop through real DDS."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_demo(*args, timeout=180):
+    return subprocess.run([sys.executable, '-m', 'rnn_perception', 'demo', *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_replays_a_bag_through_the_node_and_reports_every_throw(tmp_path):
+    from rnn_perception.models.collision import CollisionPredictor, save_collision_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / 'collision.safetensors'
+    save_collision_model(weights, CollisionPredictor(), {'fps': 30.0, 'threshold': 0.5})
+    result = run_demo('--episodes', '3', '--seed', '4', '--weights', str(weights), '--rate', '2',
+                      '--out', str(tmp_path / 'demo'))
+    assert result.returncode == 0, result.stderr + result.stdout
+    rows = re.findall(r'^\s+(\d)\s+(HIT|miss)\s.*\s(\d+)/(\d+)\s+(yes|NO)$', result.stdout, re.MULTILINE)
+    assert [row[0] for row in rows] == ['0', '1', '2'], result.stdout
+    for *_, answered, frames, _ in rows:
+        assert int(answered) >= 0.8 * int(frames) > 0, result.stdout
+    assert 'throws 3' in result.stdout and 'accuracy' in result.stdout
+    assert (tmp_path / 'demo' / 'collision_traces.png').stat().st_size > 10_000
+
+
+def test_demo_refuses_bad_arguments_with_one_line(tmp_path):
+    result = run_demo('--episodes', '0', '--out', str(tmp_path / 'demo'), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().count('\n') == 0 and result.stderr.startswith('demo: error:'), result.stderr
+    result = run_demo('--weights', str(tmp_path / 'missing.safetensors'), timeout=60)
+    assert result.returncode == 1 and 'missing.safetensors' in result.stderr, result.stderr
