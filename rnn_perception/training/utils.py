@@ -1,0 +1,167 @@
+"""Training utilities shared by the package's trainers: device choice, gradient clipping,
+per-epoch metrics files, atomic safetensors checkpoints and loss/accuracy plots.
+
+Every file is written under a temporary name beside its target and then renamed over it
+(``os.replace``), so a crash or a concurrent reader never sees a half-written file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from contextlib import contextmanager
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Union
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+PathLike = Union[str, os.PathLike]
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The requested device does not exist on this machine."""
+
+
+def select_device(name: str = 'auto') -> torch.device:
+    """``'auto'`` (CUDA when available, else CPU), ``'cpu'`` or ``'cuda'`` -> ``torch.device``."""
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise DeviceUnavailableError('device cuda requested but CUDA is not available here '
+                                     '(use --device cpu or auto)')
+    if name not in ('cpu', 'cuda'):
+        raise ValueError(f"unknown device {name!r}; expected 'auto', 'cpu' or 'cuda'")
+    return torch.device(name)
+
+
+@contextmanager
+def cpu_threads(count: Optional[int]) -> Iterator[None]:
+    """Run the block with torch on ``count`` CPU threads (``None`` or 0: as it is), then restore the
+    previous count, so that a trainer called in-process leaves no global setting behind."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def clip_gradients(parameters: Iterable[Tensor], max_norm: Optional[float] = None,
+                   max_value: Optional[float] = None) -> Optional[float]:
+    """Clip gradients in place: each element to ``[-max_value, max_value]``, then their total
+    L2 norm to ``max_norm``; either may be ``None`` (off). Returns the total norm before norm
+    clipping, or ``None`` without ``max_norm``."""
+    parameters = [p for p in parameters if p.grad is not None]
+    if max_value is not None:
+        torch.nn.utils.clip_grad_value_(parameters, max_value)
+    if max_norm is None:
+        return None
+    return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+
+
+# ------------------------------------------------------------------------------------- files
+@contextmanager
+def atomic_path(path: PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; once the block succeeds it replaces ``path``.
+    On error the temporary file is removed and ``path`` is left as it was."""
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f'.{name}.{os.getpid()}.tmp')
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def write_text_atomic(path: PathLike, text: str) -> None:
+    with atomic_path(path) as temporary, open(temporary, 'w', encoding='utf-8', newline='') as stream:
+        stream.write(text)
+
+
+class MetricsWriter:
+    """Per-epoch metric rows, kept in ``<stem>.csv`` and ``<stem>.json`` in ``directory``.
+
+    Both files are rewritten (atomically) after every ``append``, so they are complete and
+    readable at any point of a run. All rows must have the first row's keys.
+    """
+
+    def __init__(self, directory: PathLike, stem: str = 'metrics'):
+        self.csv_path = os.path.join(directory, f'{stem}.csv')
+        self.json_path = os.path.join(directory, f'{stem}.json')
+        self.rows: List[Dict[str, Any]] = []
+
+    def append(self, row: Dict[str, Any]) -> None:
+        if self.rows and list(row) != list(self.rows[0]):
+            raise ValueError(f'metrics row keys {list(row)} differ from the first row\'s {list(self.rows[0])}')
+        self.rows.append(dict(row))
+        write_text_atomic(self.json_path, json.dumps(self.rows, indent=1) + '\n')
+        write_text_atomic(self.csv_path, self._csv_text())
+
+    def _csv_text(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.rows[0]), lineterminator='\n')
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------- checkpoints
+class Checkpoint(NamedTuple):
+    tensors: Dict[str, Tensor]
+    metadata: Dict[str, Any]
+
+
+def save_checkpoint(path: PathLike, tensors: Dict[str, Tensor], metadata: Dict[str, Any]) -> None:
+    """Write ``tensors`` (e.g. a ``state_dict``) and JSON-serialisable ``metadata`` to a
+    safetensors file atomically. Each metadata value is stored JSON-encoded under its key."""
+    header = {key: json.dumps(value) for key, value in metadata.items()}
+    # safetensors stores dense CPU tensors that own their memory
+    tensors = {key: tensor.detach().to('cpu').clone(memory_format=torch.contiguous_format)
+               for key, tensor in tensors.items()}
+    with atomic_path(path) as temporary:
+        save_file(tensors, temporary, metadata=header)
+
+
+def load_checkpoint(path: PathLike, device: Union[str, torch.device] = 'cpu') -> Checkpoint:
+    """Read a checkpoint written by ``save_checkpoint``: tensors on ``device``, decoded metadata."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} not found')
+    try:
+        with safe_open(path, framework='pt', device=str(device)) as stream:
+            header = stream.metadata() or {}
+            tensors = {key: stream.get_tensor(key) for key in stream.keys()}
+        metadata = {key: json.loads(value) for key, value in header.items()}
+    except (SafetensorError, json.JSONDecodeError) as error:
+        raise ValueError(f'{path}: not a readable checkpoint ({error})') from None
+    return Checkpoint(tensors, metadata)
+
+
+# ---------------------------------------------------------------------------------- plotting
+def plot_curves(rows: Sequence[Dict[str, Any]], path: PathLike, metrics: Sequence[str] = ('loss', 'accuracy'),
+                x: str = 'epoch', title: Optional[str] = None) -> None:
+    """One panel per metric in ``metrics``, each plotting every column named ``<split>_<metric>``
+    (e.g. ``train_loss`` and ``val_loss``) against ``x``; saved as a PNG (Agg, no display)."""
+    figure = Figure(figsize=(5 * len(metrics), 4), layout='constrained')
+    FigureCanvasAgg(figure)                   # render off-screen; no pyplot global state
+    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    steps = [row[x] for row in rows]
+    for ax, metric in zip(axes, metrics):
+        for column in (key for key in rows[0] if key.endswith(f'_{metric}')):
+            ax.plot(steps, [row[column] for row in rows], marker='.', label=column.removesuffix(f'_{metric}'))
+        ax.set(xlabel=x, ylabel=metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        figure.suptitle(title)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format='png', dpi=100)
