@@ -4,7 +4,7 @@ Each round times one forward+backward pass of ours and of torch's on the same ba
 so machine noise hits both alike; the reported ratio is median(torch time) / median(our time)
 (1.0 = as fast as torch.nn, higher = faster).
 
-    .venv/bin/python benchmarks/bench_cells.py [--batch 64] [--hidden 128] [--steps 64] [--json]
+    .venv/bin/python benchmarks/bench_cells.py [--batch 64] [--hidden 128] [--steps 64] [--threads N] [--json]
 """
 from __future__ import annotations
 
@@ -49,8 +49,11 @@ def main() -> None:
     parser.add_argument('--steps', type=int, default=64)
     parser.add_argument('--inputs', type=int, default=32, help='input features per step')
     parser.add_argument('--rounds', type=int, default=20)
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
     parser.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = [compare(kind, args.batch, args.hidden, args.steps, args.inputs, args.rounds)
                for kind in ('LSTM', 'GRU', 'RNN')]
     report = {'machine': platform.processor() or platform.machine(), 'threads': torch.get_num_threads(),
