@@ -8,14 +8,20 @@ Shapes (defaults, 64x64 input): frame ``(B, 3, 64, 64)`` -> encoder ``(B, 32, 16
 ConvLSTM layers ``(B, 32, 16, 16)``, ``(B, 32, 8, 8)`` -> head ``(B,)``.
 
 Input: RGB in ``[0, 1]``, channels first; the model normalises with its own stored mean/std.
+Camera images of another size are brought to ``config.image_size`` by :func:`resize_frames`
+(area averaging when shrinking, bilinear when enlarging), the same in training, evaluation and
+the node, so the model always sees pixels made the way it was trained on.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import cv2
+import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ..cells import ConvLSTMCell, State
 from ..training.utils import load_checkpoint, save_checkpoint
@@ -34,6 +40,7 @@ class CollisionConfig:
     kernel_size: int = 3
     peephole: bool = False
     head_channels: int = 8
+    encoder_skip: bool = True       # the head also sees the encoder's output of the current frame
 
     def __post_init__(self):
         self.image_size = tuple(int(n) for n in self.image_size)
@@ -67,11 +74,18 @@ class CollisionPredictor(nn.Module):
                                  padding=2 if not layers else 1), nn.ReLU(inplace=True)]
             channels = out
         self.encoder = nn.Sequential(*layers)
+        for conv in layers[::2]:
+            # He initialisation: torch's default shrinks the signal about 2.5x per ReLU layer, which
+            # leaves a few-pixel ball too faint at the encoder's output for training to find it
+            nn.init.kaiming_normal_(conv.weight, nonlinearity='relu')
+            nn.init.zeros_(conv.bias)
         self.recurrent = nn.ModuleList()
         for out, stride in zip(cfg.recurrent_channels, cfg.recurrent_strides):
             self.recurrent.append(ConvLSTMCell(channels, out, cfg.kernel_size, stride=stride,
                                                peephole=cfg.peephole))
             channels = out
+        if cfg.encoder_skip:
+            channels += cfg.encoder_channels[-1]
         self.head_conv = nn.Conv2d(channels, cfg.head_channels, 1)
         height, width = self.feature_size()
         self.head = nn.Linear(cfg.head_channels * height * width, 1)
@@ -107,9 +121,17 @@ class CollisionPredictor(nn.Module):
                              f'{expected[2]}), got {tuple(frames.shape)}')
         return self.encoder((frames - self.mean) / self.std)
 
-    def classify(self, h: Tensor) -> Tensor:
-        """Last ConvLSTM output ``(N, C, h, w)`` -> logits ``(N,)``."""
-        return self.head(torch.relu(self.head_conv(h)).flatten(1)).squeeze(1)
+    def head_input(self, h: Tensor, encoded: Tensor) -> Tensor:
+        """What the head reads: the last ConvLSTM output, with ``encoder_skip`` stacked with the
+        encoder's output (average-pooled to its size). The skip hands the head this frame's
+        evidence directly, so the ConvLSTMs only have to learn what the past adds."""
+        if not self.config.encoder_skip:
+            return h
+        return torch.cat([h, F.adaptive_avg_pool2d(encoded, h.shape[-2:])], 1)
+
+    def classify(self, features: Tensor) -> Tensor:
+        """Head input ``(N, C, h, w)`` -> logits ``(N,)``."""
+        return self.head(torch.relu(self.head_conv(features)).flatten(1)).squeeze(1)
 
     def init_state(self, batch: int, device=None, dtype=None) -> List[State]:
         """Zero state: one ``(h, c)`` per ConvLSTM layer."""
@@ -121,25 +143,50 @@ class CollisionPredictor(nn.Module):
 
     def step(self, frame: Tensor, state: Optional[List[State]] = None) -> Tuple[Tensor, List[State]]:
         """One frame ``(B, 3, H, W)`` with carried state -> ``(logits (B,), new state)``."""
-        y = self.encode(frame)
+        y = encoded = self.encode(frame)
         state = state if state is not None else self.init_state(frame.shape[0], frame.device, frame.dtype)
         new_state = []
         for cell, cell_state in zip(self.recurrent, state):
             y, cell_state = cell.step(y, cell_state)
             new_state.append(cell_state)
-        return self.classify(y), new_state
+        return self.classify(self.head_input(y, encoded)), new_state
 
-    def forward(self, frames: Tensor) -> Tensor:
-        """Whole sequences ``(B, T, 3, H, W)`` -> logits ``(B, T)``; encoder and input convolutions
-        run on all B*T frames at once, only the recurrence loops over time."""
+    def features(self, frames: Tensor) -> Tensor:
+        """Whole sequences ``(B, T, 3, H, W)`` -> the head's input ``(B, T, C, h, w)`` per frame;
+        encoder and input convolutions run on all B*T frames at once, only the recurrence loops
+        over time."""
         batch, steps = frames.shape[:2]
-        y = self.encode(frames.flatten(0, 1))                          # (B*T, C, h, w)
-        y = y.unflatten(0, (batch, steps)).transpose(0, 1)              # (T, B, C, h, w)
+        encoded = self.encode(frames.flatten(0, 1))                    # (B*T, C, h, w)
+        y = encoded.unflatten(0, (batch, steps)).transpose(0, 1)        # (T, B, C, h, w)
         for cell, state in zip(self.recurrent, self.init_state(batch, frames.device, frames.dtype)):
             gx = cell.project_input(y.flatten(0, 1)).unflatten(0, (steps, batch))
             y, _ = cell.unroll(gx, state)
-        logits = self.classify(y.flatten(0, 1))                         # (T*B,)
-        return logits.view(steps, batch).transpose(0, 1)
+        y = y.transpose(0, 1).flatten(0, 1)                             # (B*T, C, h, w)
+        return self.head_input(y, encoded).unflatten(0, (batch, steps))
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """Whole sequences ``(B, T, 3, H, W)`` -> logits ``(B, T)``."""
+        features = self.features(frames)
+        return self.classify(features.flatten(0, 1)).view(features.shape[:2])
+
+
+# ---------------------------------------------------------------------------------- input frames
+def resize_frames(frames: np.ndarray, image_size: Sequence[int]) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 RGB -> ``(N, h, w, 3)`` uint8 with ``(h, w) = image_size``: area
+    averaging when shrinking (a far ball stays a faint blob instead of vanishing between
+    samples), bilinear when enlarging; returned unchanged when already that size."""
+    height, width = image_size
+    if frames.shape[1:3] == (height, width):
+        return frames
+    shrinking = frames.shape[1] * frames.shape[2] > height * width
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(frame, (width, height), interpolation=interpolation) for frame in frames])
+
+
+def frames_to_tensor(frames: np.ndarray, device=None) -> Tensor:
+    """``(..., H, W, 3)`` uint8 RGB -> ``(..., 3, H, W)`` float32 in [0, 1], the model's input."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return tensor.movedim(-1, -3).float().div_(255.0)
 
 
 # ---------------------------------------------------------------------------------- weights file

@@ -1,0 +1,1 @@
+"""Offline evaluation of the package's models on datasets and rosbag2 recordings."""

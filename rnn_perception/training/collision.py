@@ -1,0 +1,426 @@
+"""Train the ConvLSTM collision predictor on a dodgeball dataset.
+
+    python -m rnn_perception train collision --data DIR --out FILE [--epochs N] [--device auto]
+
+Data: the whole dataset is held in memory as uint8, resized once to the model's ``image_size``
+(:func:`~rnn_perception.models.collision.resize_frames`), and split into train/validation **by
+episode** (stratified by label, seeded). A batch is whole episodes of similar length from their
+first frame, zero-padded at the end (padded frames weigh 0), so training sees episodes exactly
+as the node does: from a fresh state at the throw. Training episodes augment with a horizontal
+flip (a mirrored throw has the same label) and per-channel gain/offset jitter.
+
+Loss: binary cross-entropy with logits of every frame against its episode's label, weighted:
+
+- frames from contact on weigh 0: a warning after the ball arrived is worth nothing, and
+  after contact the ball bounces off the robot, which would teach the wrong cue;
+- earlier frames ramp linearly from 0 at the throw to 1 at ``--ramp-s`` (time since the
+  throw): at release the ball is a speck a few pixels wide whose fate cannot be seen yet.
+  Full weight there only teaches the model to guess, and a guess at 0.5 on a miss is a false
+  alarm under the episode metrics (:mod:`rnn_perception.evaluation.collision`).
+
+Gradients are clipped by norm; AdamW with a one-cycle learning rate. After every epoch the
+validation episodes are scored with the evaluation metrics; the best epoch (highest validation
+accuracy, then AUROC) is kept in ``--out`` as safetensors with the metadata the node needs.
+
+Beside ``--out`` (or in ``--run-dir``), for ``--out DIR/NAME.safetensors``: ``NAME_metrics.json``
+(summary: validation metrics of the kept epoch, command, dataset, timings), ``NAME_epochs.csv`` /
+``.json`` (one row per epoch), ``NAME_curves.png`` (loss, accuracy, AUROC per epoch),
+``NAME_roc.png`` and ``NAME_traces.png`` (validation ROC and sample probability traces).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import Tensor, nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from rnn_perception.data.dodgeball_dataset import MANIFEST_NAME, DatasetError, load_dodgeball_dataset
+from rnn_perception.evaluation.collision import (EpisodeTrace, collision_metrics, plot_roc, plot_traces,
+                                                 probability, sequence_probabilities)
+from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor, frames_to_tensor,
+                                             load_collision_model, resize_frames, save_collision_model)
+from rnn_perception.training.utils import (DeviceUnavailableError, MetricsWriter, clip_gradients, plot_curves,
+                                           select_device, write_text_atomic)
+from rnn_perception.training.zoo import OneLineParser, number
+
+COMMAND = 'python -m rnn_perception train collision'
+NORMALISATION_SAMPLE_STEP = 4      # mean/std from every 4th training frame: plenty, and quick
+# Robot-frame ball position (m) and velocity (m/s) over these scales are of order 1.
+BALL_STATE_SCALE = np.array([5.0, 5.0, 5.0, 10.0, 10.0, 10.0], dtype=np.float32)
+LATERAL = [1, 4]                   # the y components: a mirrored image mirrors them
+
+
+# ------------------------------------------------------------------------------------------ data
+@dataclass
+class Episode:
+    """One episode in memory, frames at the model's input size."""
+
+    index: int
+    frames: np.ndarray          # (T, h, w, 3) uint8 RGB
+    stamps_s: np.ndarray        # (T,) time since the throw
+    hit: bool
+    contact_time_s: float       # inf for misses
+    ball_state: np.ndarray      # (T, 6) the thrown ball's position and velocity, scaled by BALL_STATE_SCALE
+
+    def weights(self, ramp_s: float) -> np.ndarray:
+        """Per-frame loss weights (see the module docstring): 0 from contact on, a linear ramp
+        from the throw to ``ramp_s``, 1 after."""
+        ramp = np.minimum(1.0, (self.stamps_s + 1e-9) / ramp_s) if ramp_s > 0 else np.ones_like(self.stamps_s)
+        return np.where(self.stamps_s < self.contact_time_s, ramp, 0.0).astype(np.float32)
+
+    def trace(self, probabilities: np.ndarray) -> EpisodeTrace:
+        return EpisodeTrace(self.index, self.stamps_s, probabilities, self.hit, self.contact_time_s)
+
+
+def load_episodes(data_dir: str, image_size: Sequence[int]) -> Tuple[List[Episode], Dict[str, Any]]:
+    """Every episode of the dataset at ``image_size``, and the dataset's manifest."""
+    dataset = load_dodgeball_dataset(data_dir)
+    episodes = [Episode(e.index, resize_frames(e.frames, image_size), e.stamp_s, e.hit, e.contact_time_s,
+                        np.concatenate([e.ball_position, e.ball_velocity], 1) / BALL_STATE_SCALE)
+                for e in dataset.episodes()]
+    if len(episodes) < 2 or len({e.hit for e in episodes}) < 2:
+        raise DatasetError(f'{data_dir}: training needs hits and misses; it holds {len(episodes)} episode(s) '
+                           f'with {sum(e.hit for e in episodes)} hit(s)')
+    return episodes, dataset.manifest
+
+
+def manifest_sha256(data_dir: str) -> str:
+    """SHA-256 of the dataset's manifest (it lists every shard's counts: the dataset's identity)."""
+    return hashlib.sha256((Path(data_dir) / MANIFEST_NAME).read_bytes()).hexdigest()
+
+
+def split_episodes(episodes: List[Episode], val_fraction: float, seed: int) -> Tuple[List[Episode], List[Episode]]:
+    """Train/validation split by episode, stratified by label; both sides get hits and misses."""
+    hits = [e.hit for e in episodes]
+    val_size = max(2, round(val_fraction * len(episodes)))
+    if val_size > len(episodes) - 2:
+        raise DatasetError(f'{len(episodes)} episodes are too few to split off a validation set')
+    stratify = hits if min(sum(hits), len(hits) - sum(hits)) >= 2 else None
+    train, val = train_test_split(np.arange(len(episodes)), test_size=val_size, stratify=stratify,
+                                  random_state=seed)
+    return [episodes[i] for i in train], [episodes[i] for i in val]
+
+
+def channel_statistics(episodes: Sequence[Episode]) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-channel RGB mean and std (in [0, 1]) of a sample of the episodes' frames."""
+    pixels = np.concatenate([e.frames[::NORMALISATION_SAMPLE_STEP] for e in episodes]).reshape(-1, 3)
+    pixels = pixels.astype(np.float32) / 255.0
+    return pixels.mean(0), np.maximum(pixels.std(0), 1e-3)
+
+
+def trained_part(episode: Episode) -> Episode:
+    """The episode without its frames from contact on (they weigh 0: no need to run them)."""
+    keep = max(1, int(np.sum(episode.stamps_s < episode.contact_time_s)))
+    return Episode(episode.index, episode.frames[:keep], episode.stamps_s[:keep], episode.hit,
+                   episode.contact_time_s, episode.ball_state[:keep])
+
+
+@dataclass
+class Batch:
+    frames: Tensor      # (B, T, 3, h, w) float in [0, 1]
+    labels: Tensor      # (B,)
+    weights: Tensor     # (B, T), 0 on padding
+    ball_state: Tensor  # (B, T, 6)
+    frame_mask: Tensor  # (B, T), 1 on real frames
+
+
+def make_batch(episodes: Sequence[Episode], ramp_s: float, device: torch.device) -> Batch:
+    """Zero-pad episodes at the end to the longest; padded frames weigh 0."""
+    longest = max(len(e.frames) for e in episodes)
+    frames = np.zeros((len(episodes), longest, *episodes[0].frames.shape[1:]), dtype=np.uint8)
+    weights = np.zeros((len(episodes), longest), dtype=np.float32)
+    ball_state = np.zeros((len(episodes), longest, 6), dtype=np.float32)
+    for row, episode in enumerate(episodes):
+        frames[row, :len(episode.frames)] = episode.frames
+        weights[row, :len(episode.frames)] = episode.weights(ramp_s)
+        ball_state[row, :len(episode.frames)] = episode.ball_state
+    labels = np.array([e.hit for e in episodes], dtype=np.float32)
+    mask = np.arange(longest) < np.array([len(e.frames) for e in episodes])[:, None]
+    return Batch(frames_to_tensor(frames, device), *(torch.from_numpy(array).to(device) for array in
+                                                     (labels, weights, ball_state, mask.astype(np.float32))))
+
+
+def length_bucketed_batches(episodes: Sequence[Episode], batch_size: int,
+                            rng: np.random.Generator) -> List[List[Episode]]:
+    """Random batches of episodes of similar length (little padding), in random order."""
+    order = rng.permutation(len(episodes))
+    pool = batch_size * 8                           # sort within pools: similar lengths, still random
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: len(episodes[i].frames))
+        batches += [[episodes[i] for i in chunk[k:k + batch_size]] for k in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def augment(batch: Batch, generator: torch.Generator, jitter: float) -> Batch:
+    """Mirror half the episodes left-right (and their ball's lateral motion) and scale/shift each
+    episode's channels by up to ``jitter`` (one draw per episode, so it never flickers)."""
+    size, device = batch.frames.shape[0], batch.frames.device
+    flip = (torch.rand(size, generator=generator) < 0.5).to(device)
+    frames = torch.where(flip.view(-1, 1, 1, 1, 1), batch.frames.flip(-1), batch.frames)
+    gain = 1 + jitter * (2 * torch.rand(size, 1, 3, 1, 1, generator=generator) - 1)
+    offset = jitter * (torch.rand(size, 1, 3, 1, 1, generator=generator) - 0.5)
+    frames = (frames * gain.to(device) + offset.to(device)).clamp_(0, 1)
+    ball_state = batch.ball_state.clone()
+    ball_state[..., LATERAL] *= torch.where(flip, -1.0, 1.0).view(-1, 1, 1)
+    return Batch(frames, batch.labels, batch.weights, ball_state, batch.frame_mask)
+
+
+class BallStateHead(nn.Module):
+    """Training-only auxiliary head: the thrown ball's position and velocity, every frame, from
+    the predictor's recurrent features. Why: the label is one bit per episode and the ball is a
+    speck on a textured scene, so from the label alone the encoder takes many epochs to even
+    find the ball; regressing the ball's state gives it a dense signal from the first batch,
+    and position plus velocity is what decides a ballistic hit. Not saved with the model."""
+
+    def __init__(self, model: CollisionPredictor):
+        super().__init__()
+        height, width = model.feature_size()
+        self.linear = nn.Linear(model.head_conv.in_channels * height * width, 6)
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``(B, T, C, h, w)`` -> ``(B, T, 6)``."""
+        return self.linear(features.flatten(2))
+
+
+def ball_state_loss(predicted: Tensor, batch: Batch) -> Tensor:
+    """Mean squared error of the scaled ball state over real (unpadded) frames."""
+    squared = (predicted - batch.ball_state).pow(2).mean(-1)
+    return (squared * batch.frame_mask).sum() / batch.frame_mask.sum()
+
+
+def weighted_bce(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
+    """Mean per-frame BCE with logits against each episode's label, weighted per frame."""
+    targets = labels.unsqueeze(1).expand_as(logits)
+    return F.binary_cross_entropy_with_logits(logits, targets, weight=weights, reduction='sum') / weights.sum()
+
+
+# -------------------------------------------------------------------------------------- training
+def train_epoch(model: CollisionPredictor, auxiliary: BallStateHead, episodes: Sequence[Episode],
+                optimizer: torch.optim.Optimizer, schedule, args: argparse.Namespace, device: torch.device,
+                rng: np.random.Generator, generator: torch.Generator, description: str) -> float:
+    """One pass over the training episodes; returns the mean collision loss (BCE)."""
+    model.train()
+    total, count = 0.0, 0
+    batches = tqdm(length_bucketed_batches(episodes, args.batch_size, rng), desc=description, unit='batch',
+                   leave=False, disable=args.quiet)
+    for chosen in batches:
+        batch = augment(make_batch(chosen, args.ramp_s, device), generator, args.jitter)
+        features = model.features(batch.frames)
+        logits = model.classify(features.flatten(0, 1)).view(features.shape[:2])
+        collision_loss = weighted_bce(logits, batch.labels, batch.weights)
+        loss = collision_loss + args.aux_weight * ball_state_loss(auxiliary(features), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_gradients([*model.parameters(), *auxiliary.parameters()], args.clip_norm)
+        optimizer.step()
+        schedule.step()
+        total, count = total + collision_loss.item() * len(chosen), count + len(chosen)
+        batches.set_postfix(loss=f'{total / count:.4f}', refresh=False)
+    return total / count
+
+
+def validation_loss(episodes: Sequence[Episode], probabilities: Sequence[np.ndarray], ramp_s: float) -> float:
+    """The training loss on validation episodes, from their probabilities."""
+    weights = np.concatenate([e.weights(ramp_s) for e in episodes])
+    targets = np.concatenate([np.full(len(e.frames), float(e.hit)) for e in episodes])
+    p = np.clip(np.concatenate(probabilities), 1e-7, 1 - 1e-7)
+    return float(np.sum(-weights * (targets * np.log(p) + (1 - targets) * np.log(1 - p))) / weights.sum())
+
+
+def validate(model: CollisionPredictor, episodes: Sequence[Episode], args: argparse.Namespace,
+             device: torch.device) -> Tuple[List[EpisodeTrace], Dict[str, Any], float]:
+    """Validation traces, metrics and loss."""
+    probabilities = sequence_probabilities(model, [e.frames for e in episodes], device)
+    traces = [e.trace(p) for e, p in zip(episodes, probabilities)]
+    return traces, collision_metrics(traces, args.threshold), validation_loss(episodes, probabilities, args.ramp_s)
+
+
+def selection_key(metrics: Dict[str, Any]) -> Tuple[float, float]:
+    """Which epoch is kept: the highest validation accuracy, ties to the higher AUROC."""
+    return metrics['accuracy'], metrics['auroc'] if metrics['auroc'] is not None else 0.0
+
+
+# ----------------------------------------------------------------------------------------- outputs
+@dataclass
+class OutputPaths:
+    """Where a run writes: the weights and, beside them or in ``--run-dir``, its reports."""
+
+    weights: Path
+    run_dir: Path
+
+    @property
+    def stem(self) -> str:
+        return self.weights.name.removesuffix('.safetensors')
+
+    def report(self, suffix: str) -> Path:
+        return self.run_dir / f'{self.stem}_{suffix}'
+
+    @property
+    def summary(self) -> Path:
+        return self.report('metrics.json')
+
+
+def model_metadata(args: argparse.Namespace, data: Dict[str, Any], epoch: int,
+                   metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """What the node and a reader of the weights need besides the tensors and the config."""
+    return {'fps': data['fps'], 'threshold': args.threshold, 'training_command': args.command,
+            'dataset_manifest_sha256': data['manifest_sha256'], 'validation_metrics': metrics,
+            'epoch': epoch, 'epochs': args.epochs, 'seed': args.seed, 'train_episodes': data['train_episodes'],
+            'val_episodes': data['val_episodes'], 'frame_weighting': f'0 from contact; linear ramp over the '
+            f'first {args.ramp_s} s'}
+
+
+def epoch_line(row: Dict[str, Any], epochs: int) -> str:
+    return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}"
+            f"  acc {row['val_accuracy']:.2%}  AUROC {row['val_auroc']:.4f}  lead {row['val_lead_s']:.3f} s"
+            f"  false alarms {row['val_false_alarm']:.2%}  {row['seconds']:.0f}s")
+
+
+def write_reports(paths: OutputPaths, model: CollisionPredictor, metadata: Dict[str, Any],
+                  val: Sequence[Episode], args: argparse.Namespace, device: torch.device,
+                  rows: List[Dict[str, Any]], summary: Dict[str, Any]) -> None:
+    """Plots of the kept epoch and the summary file."""
+    traces, metrics, _ = validate(model, val, args, device)
+    plot_curves(rows, paths.report('curves.png'), metrics=('loss', 'accuracy', 'auroc'),
+                title='collision predictor')
+    plot_roc(traces, paths.report('roc.png'), title=f'validation ROC (epoch {metadata["epoch"]})')
+    plot_traces(traces, paths.report('traces.png'), args.threshold)
+    write_text_atomic(paths.summary, json.dumps({**summary, 'validation': metrics}, indent=1) + '\n')
+
+
+def train(args: argparse.Namespace, device: torch.device) -> int:
+    """Train, keep the best epoch by validation, write the weights and the reports."""
+    config = CollisionConfig(image_size=(args.image_size, args.image_size), encoder_channels=args.encoder_channels,
+                             recurrent_channels=args.recurrent_channels, recurrent_strides=args.recurrent_strides)
+    started = time.perf_counter()
+    episodes, manifest = load_episodes(args.data, config.image_size)
+    train_set, val = split_episodes(episodes, args.val_fraction, args.seed)
+    data = {'fps': manifest['fps'], 'manifest_sha256': manifest_sha256(args.data),
+            'train_episodes': len(train_set), 'val_episodes': len(val)}
+    torch.manual_seed(args.seed)
+    model = CollisionPredictor(config).to(device)
+    model.set_normalisation(*channel_statistics(train_set))
+    train_set = [trained_part(e) for e in train_set]
+    steps_per_epoch = -(-len(train_set) // args.batch_size)
+    auxiliary = BallStateHead(model).to(device)
+    optimizer = torch.optim.AdamW([*model.parameters(), *auxiliary.parameters()], lr=args.lr,
+                                  weight_decay=args.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
+                                                   pct_start=0.15)
+    paths = OutputPaths(Path(args.out), Path(args.run_dir or Path(args.out).parent))
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    epochs_file = MetricsWriter(paths.run_dir, f'{paths.stem}_epochs')
+    rng, generator = np.random.default_rng(args.seed), torch.Generator().manual_seed(args.seed)
+    if not args.quiet:
+        print(f'collision predictor: {sum(p.numel() for p in model.parameters()):,} parameters, input '
+              f'{config.image_size[0]}x{config.image_size[1]}, {len(train_set)}/{len(val)} train/val episodes '
+              f'({sum(len(e.frames) for e in train_set)} training frames before contact), device {device}')
+    best, best_metadata = None, None
+    for epoch in range(1, args.epochs + 1):
+        epoch_started = time.perf_counter()
+        train_loss = train_epoch(model, auxiliary, train_set, optimizer, schedule, args, device, rng, generator,
+                                 f'epoch {epoch}/{args.epochs}')
+        _, metrics, val_loss = validate(model, val, args, device)
+        row = {'epoch': epoch, 'train_loss': train_loss, 'val_loss': val_loss, 'val_accuracy': metrics['accuracy'],
+               'val_auroc': metrics['auroc'] or 0.0, 'val_lead_s': metrics['lead_time_median_s'] or 0.0,
+               'val_false_alarm': metrics['false_alarm_rate'] or 0.0, 'seconds': time.perf_counter() - epoch_started}
+        epochs_file.append(row)
+        if best is None or selection_key(metrics) > best:
+            best, best_metadata = selection_key(metrics), model_metadata(args, data, epoch, metrics)
+            save_collision_model(paths.weights, model, best_metadata)
+        if not args.quiet:
+            tqdm.write(epoch_line(row, args.epochs))
+    train_seconds = time.perf_counter() - started
+    model, best_metadata = load_collision_model(paths.weights, device)      # the kept epoch, as a node loads it
+    summary = {'weights': str(paths.weights), 'training_command': args.command, 'data': str(args.data),
+               'dataset_manifest_sha256': data['manifest_sha256'], 'dataset_seed': manifest.get('seed'),
+               'train_episodes': len(train_set), 'val_episodes': len(val), 'epoch': best_metadata['epoch'],
+               'epochs': args.epochs, 'train_seconds': train_seconds, 'device': str(device),
+               'torch_threads': torch.get_num_threads(), 'config': config.to_dict(), 'threshold': args.threshold}
+    write_reports(paths, model, best_metadata, val, args, device, epochs_file.rows, summary)
+    if not args.quiet:
+        print(f"kept epoch {best_metadata['epoch']} in {paths.weights} ({train_seconds:.0f} s); "
+              f"reports in {paths.run_dir}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def fraction(text: str) -> float:
+    """An argparse type: a float in (0, 1)."""
+    value = probability(text)
+    if value in (0.0, 1.0):
+        raise argparse.ArgumentTypeError(f'must be strictly between 0 and 1, got {text}')
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog='rnn_perception train collision', description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data', required=True, metavar='DIR', help='dodgeball dataset (python -m sim dodgeball)')
+    parser.add_argument('--out', required=True, metavar='FILE', help='weights file to write (.safetensors)')
+    parser.add_argument('--run-dir', metavar='DIR', help='where the reports go (default: beside --out)')
+    defaults = CollisionConfig()
+    parser.add_argument('--image-size', type=number(int), default=defaults.image_size[0], metavar='PX',
+                        help=f'square model input; frames are resized to it (default: {defaults.image_size[0]})')
+    parser.add_argument('--encoder-channels', type=number(int), nargs='+', default=defaults.encoder_channels,
+                        metavar='C', help=f'one stride-2 conv each (default: {defaults.encoder_channels})')
+    parser.add_argument('--recurrent-channels', type=number(int), nargs='+',
+                        default=defaults.recurrent_channels, metavar='C',
+                        help=f'one ConvLSTM layer each (default: {defaults.recurrent_channels})')
+    parser.add_argument('--recurrent-strides', type=number(int), nargs='+', default=defaults.recurrent_strides,
+                        metavar='S', help=f'input stride of each ConvLSTM layer (default: {defaults.recurrent_strides})')
+    parser.add_argument('--epochs', type=number(int), default=12, help='(default: 12)')
+    parser.add_argument('--batch-size', type=number(int), default=16, help='episodes per batch (default: 16)')
+    parser.add_argument('--lr', type=number(float), default=3e-3, help='peak learning rate (default: 3e-3)')
+    parser.add_argument('--weight-decay', type=number(float, zero_allowed=True), default=1e-4, help='AdamW weight decay (default: 1e-4)')
+    parser.add_argument('--clip-norm', type=number(float), default=1.0,
+                        help="clip the gradients' total L2 norm to this (default: 1.0)")
+    parser.add_argument('--ramp-s', type=number(float, zero_allowed=True), default=0.5,
+                        help='loss weight ramps from 0 at the throw to 1 at this time (s) (default: 0.5)')
+    parser.add_argument('--jitter', type=number(float, zero_allowed=True), default=0.15,
+                        help='per-channel colour gain/offset jitter (default: 0.15)')
+    parser.add_argument('--aux-weight', type=number(float, zero_allowed=True), default=1.0,
+                        help='weight of the auxiliary ball position/velocity loss (default: 1.0)')
+    parser.add_argument('--val-fraction', type=fraction, default=0.15, help='episodes held out (default: 0.15)')
+    parser.add_argument('--threshold', type=probability, default=0.5,
+                        help='decision threshold stored with the weights and used for validation (default: 0.5)')
+    parser.add_argument('--seed', type=int, default=0, help='split, initial weights, batches, augmentation (default: 0)')
+    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
+                        help='auto: cuda when available, else cpu (default: auto)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.command = ' '.join([COMMAND, *map(shlex.quote, argv)])
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``python -m rnn_perception train collision``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(argv)
+        return train(args, select_device(args.device))
+    except (OSError, ValueError, DatasetError, DeviceUnavailableError) as error:   # bad input: one line
+        print(f'train collision: error: {error}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
