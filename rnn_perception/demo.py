@@ -87,7 +87,7 @@ def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: 
     executor = SingleThreadedExecutor()
     executor.add_node(listener)
     answers: Dict[int, float] = {}
-    listener.create_subscription(
+    subscription = listener.create_subscription(
         PointStamped, ANSWER_TOPIC, lambda m: answers.__setitem__(stamp_to_ns(m.header.stamp), m.point.x),
         QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
 
@@ -100,15 +100,16 @@ def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: 
         return done()
 
     try:
-        node_ready = spin_until(lambda: node.poll() is not None or 'collision_node' in [
-            info.node_name for info in listener.get_subscriptions_info_by_topic(IMAGE_TOPIC)], 60)
+        # Answers are only heard once this subscription matched the node's publisher; the player
+        # waits for the node's image subscription itself.
+        node_ready = spin_until(lambda: node.poll() is not None or subscription.get_publisher_count() > 0, 60)
         if node.poll() is not None:
             raise failure(node, 'the collision node stopped')
         if not node_ready:
-            raise DemoError('the collision node did not subscribe to the camera within 60 s')
+            raise DemoError(f'the collision node did not publish {ANSWER_TOPIC} within 60 s')
         print('--- replaying the bag through DDS: play -> /camera/image_raw -> collision_node', flush=True)
-        with background([sys.executable, '-m', 'rnn_perception', 'play', '--bag', str(bag),
-                         '--rate', str(rate), '--start-delay', '2']) as player:
+        with background([sys.executable, '-m', 'rnn_perception', 'play', '--bag', str(bag), '--rate', str(rate),
+                         '--wait-for-subscriber', IMAGE_TOPIC, '--start-delay', '1']) as player:
             if not spin_until(lambda: player.poll() is not None, timeout_s):
                 raise DemoError(f'the bag replay did not finish within {timeout_s:.0f} s')
             if player.returncode != 0:
@@ -194,8 +195,10 @@ def run(args: argparse.Namespace) -> None:
              [sys.executable, '-m', 'sim', 'dodgeball', '--episodes', str(args.episodes), '--seed',
               str(args.seed), '--out', str(out / 'data'), '--bag', str(bag)], timeout_s=300)
     print(f'--- starting the collision node (bringup dodgeball) with {weights.name}', flush=True)
+    # image_qos reliable, as the player offers: with auto the node would resubscribe when the player
+    # appears, and the first frames could fall into that gap.
     node_command = [sys.executable, '-m', 'rnn_perception', 'bringup', 'dodgeball', '--device', args.device,
-                    '--ros-args', '-p', f'weights:={weights}']
+                    '--ros-args', '-p', f'weights:={weights}', '-p', 'image_qos:=reliable']
     with background(node_command) as node:
         answers = listen_to_replay(bag, node, args.rate, timeout_s=60 + 4 * args.episodes / args.rate)
     report(bag, answers, model_threshold(metadata), out / 'collision_traces.png')

@@ -89,6 +89,36 @@ def test_player_publishes_a_sqlite3_bag_as_recorded(tmp_path, make_node, ros_exe
     assert clocks and set(clocks) <= bag_times
 
 
+def test_player_waits_for_a_late_subscriber_and_loses_nothing(tmp_path, make_node, ros_executor):
+    from sensor_msgs.msg import Image
+
+    from rnn_perception.data.bags import read_bag, stamp_to_ns
+
+    bag = make_bag(tmp_path, episodes=1, storage='mcap')
+    recorded = [stamp_to_ns(r.message.header.stamp) for r in read_bag(bag, [IMAGE_TOPIC])]
+    with python_subprocess(run_cli('play', '--bag', str(bag), '--rate', '4', '--start-delay', '0',
+                                   '--wait-for-subscriber', IMAGE_TOPIC)) as player:
+        time.sleep(3.0)                  # the player is up and waiting: nothing may be lost meanwhile
+        assert player.poll() is None, process_output(player)
+        listener = make_node('late_listener')
+        images = []
+        listener.create_subscription(Image, IMAGE_TOPIC, lambda m: images.append(stamp_to_ns(m.header.stamp)),
+                                     reliable_qos(len(recorded)))
+        assert wait_for_exit(ros_executor, player) == 0, process_output(player)
+        spin_until(ros_executor, lambda: len(images) == len(recorded), 5.0)
+    assert images == recorded
+
+
+def test_player_refuses_to_wait_for_a_topic_it_does_not_play(tmp_path, capsys):
+    from rnn_perception.ros.player import main
+
+    bag = make_bag(tmp_path, episodes=1, storage='mcap')
+    assert main(['--bag', str(bag), '--start-delay', '0', '--wait-for-subscriber', '/nowhere']) == 1
+    error = capsys.readouterr().err
+    assert error.startswith('play: error: cannot wait for a subscriber of /nowhere: the bag has no such topic')
+    assert error.count('\n') == 1, error
+
+
 def _missing(tmp: Path) -> Path:
     return tmp / 'missing'
 

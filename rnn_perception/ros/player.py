@@ -1,4 +1,4 @@
-"""``python -m rnn_perception play --bag PATH [--rate R] [--loop] [--clock] [--start-delay S]``.
+"""``python -m rnn_perception play --bag PATH [--rate R] [--loop] [--clock] [--wait-for-subscriber TOPIC] [--start-delay S]``.
 
 Publishes a rosbag2 (sqlite3 or mcap, read with the pure-Python ``rosbags``) over DDS with its
 recorded timing: ``ros2 bag play`` for machines without the ROS 2 CLI.
@@ -13,7 +13,10 @@ recorded timing: ``ros2 bag play`` for machines without the ROS 2 CLI.
   640x480 images) on best-effort links; a best-effort subscriber still matches it; keep-last 10
   never blocks the player on a slow subscriber, which just misses frames.
 * ``--clock`` also publishes ``/clock`` (bag time) for nodes run with ``use_sim_time``.
-* ``--start-delay`` (default 1 s) gives subscribers time to discover the publishers first.
+* ``--wait-for-subscriber TOPIC`` (repeatable) holds playback until ``TOPIC`` has a matched
+  subscriber (at most :data:`SUBSCRIBER_WAIT_S`), so a replay that must reach a node from its
+  first message does not depend on how long discovery takes; ``--start-delay`` (default 1 s)
+  then gives every other subscriber time to discover the publishers.
 
 Errors (bag not found, not a rosbag2, corrupt, nothing playable) print one line
 ``play: error: ...`` and exit with 1; Ctrl-C exits with 130.
@@ -35,6 +38,7 @@ from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
 PLAYER_DEPTH = 10
+SUBSCRIBER_WAIT_S = 60.0
 
 
 class PlayerError(Exception):
@@ -107,6 +111,21 @@ class BagPlayer:
         """Messages per pass over the bag (those of the played topics)."""
         return sum(c.msgcount for c in self._reader.connections if c.topic in self._publishers)
 
+    def wait_for_subscribers(self, topics: List[str], timeout_s: float) -> None:
+        """Return once every topic of ``topics`` has a matched subscriber."""
+        unknown = sorted(set(topics) - set(self._publishers))
+        if unknown:
+            raise PlayerError(f'cannot wait for a subscriber of {", ".join(unknown)}: the bag has no such '
+                              f'topic (it plays {", ".join(self.topics)})')
+        deadline = time.monotonic() + timeout_s
+        while True:
+            waiting = [topic for topic in topics if self._publishers[topic].get_subscription_count() == 0]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise PlayerError(f'no subscriber of {", ".join(waiting)} within {timeout_s:.0f} s')
+            time.sleep(0.05)
+
     def play_once(self, progress: tqdm) -> None:
         """Publish the whole bag once, paced by its receive times."""
         connections = [c for c in self._reader.connections if c.topic in self._publishers]
@@ -148,6 +167,9 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor (default 1)')
     parser.add_argument('--loop', action='store_true', help='play again and again until Ctrl-C')
     parser.add_argument('--clock', action='store_true', help='also publish /clock with the bag time')
+    parser.add_argument('--wait-for-subscriber', action='append', default=[], metavar='TOPIC',
+                        help=f'play only once TOPIC has a matched subscriber (waits up to '
+                             f'{SUBSCRIBER_WAIT_S:.0f} s; repeatable)')
     parser.add_argument('--start-delay', type=float, default=1.0, metavar='SECONDS',
                         help='wait before the first message, for subscribers to discover us (default 1)')
     args = parser.parse_args(argv)
@@ -172,6 +194,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         node.get_logger().info(f'playing {args.bag} ({player.message_count} messages on '
                                f'{", ".join(player.topics)}) at rate {args.rate:g}'
                                f'{", looping" if args.loop else ""}')
+        player.wait_for_subscribers(args.wait_for_subscriber, SUBSCRIBER_WAIT_S)
         time.sleep(args.start_delay)
         started = time.monotonic()
         while True:
