@@ -4,7 +4,10 @@
 2. ``bringup dodgeball`` starts the collision node with the shipped model, in its own process;
 3. ``play`` publishes the bag over DDS with its recorded timing, in a third process;
 4. this process listens to the node's answers, prints each throw's prediction against the
-   truth and the metrics, and writes a plot of the probability traces.
+   truth and the metrics, the end-to-end latency per frame (a frame's arrival here -> the
+   node's answer's arrival here), the same metrics from the offline ``eval collision --bag``
+   of the same bag (they agree: the node steps the model exactly as the evaluation does), and
+   writes a plot of the probability traces.
 
 Everything runs on a DDS domain of its own with discovery kept on this host, so the demo never
 talks to a robot's graph. The simulator lives in the source tree (``sim/``): the demo runs from a
@@ -20,7 +23,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 ANSWER_TOPIC = '/collision_node/collision_probability_stamped'
@@ -73,12 +76,18 @@ def failure(process: subprocess.Popen, what: str) -> DemoError:
     return DemoError(f'{what} (exit {process.returncode}): {output[-1] if output else "no output"}')
 
 
-def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: float) -> Dict[int, float]:
-    """Start the player once the node subscribes; collect ``{image stamp ns: probability}``."""
+Arrivals = Dict[int, float]          # image stamp (ns) -> time.monotonic() of arrival here
+Answers = Dict[int, Tuple[float, float]]     # image stamp (ns) -> (probability, arrival time)
+
+
+def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: float) -> Tuple[Answers, Arrivals]:
+    """Start the player once the node subscribes; collect the node's answers and, to measure
+    latency, when each frame reached this process."""
     import rclpy
     from geometry_msgs.msg import PointStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
 
     from .data.bags import stamp_to_ns
 
@@ -86,10 +95,14 @@ def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: 
     listener = rclpy.create_node('dodgeball_demo')
     executor = SingleThreadedExecutor()
     executor.add_node(listener)
-    answers: Dict[int, float] = {}
+    answers: Answers = {}
+    arrivals: Arrivals = {}
+    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     subscription = listener.create_subscription(
-        PointStamped, ANSWER_TOPIC, lambda m: answers.__setitem__(stamp_to_ns(m.header.stamp), m.point.x),
-        QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        PointStamped, ANSWER_TOPIC,
+        lambda m: answers.__setitem__(stamp_to_ns(m.header.stamp), (m.point.x, time.monotonic())), reliable)
+    listener.create_subscription(
+        Image, IMAGE_TOPIC, lambda m: arrivals.__setitem__(stamp_to_ns(m.header.stamp), time.monotonic()), reliable)
 
     def spin_until(done, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
@@ -119,14 +132,22 @@ def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: 
         executor.shutdown()
         listener.destroy_node()
         rclpy.try_shutdown()
-    return answers
+    return answers, arrivals
 
 
-def report(bag: Path, answers: Dict[int, float], threshold: float, plot: Path) -> None:
-    """Per-throw prediction vs truth, the metrics, and the probability-trace plot."""
+def metrics_line(metrics: Dict[str, object]) -> str:
+    number = lambda value, form: 'n/a' if value is None else format(value, form)   # noqa: E731
+    return (f"accuracy {number(metrics['accuracy'], '.0%')}, AUROC {number(metrics['auroc'], '.3f')}, "
+            f"median lead time {number(metrics['lead_time_median_s'], '.2f')} s, "
+            f"false alarms {number(metrics['false_alarm_rate'], '.0%')} (threshold {metrics['threshold']:.2f})")
+
+
+def report(bag: Path, weights: Path, answers: Answers, arrivals: Arrivals, threshold: float, plot: Path) -> None:
+    """Per-throw prediction vs truth, the metrics, latency, the offline evaluation of the same
+    bag, and the probability-trace plot."""
     import numpy as np
 
-    from .evaluation.collision import EpisodeTrace, collision_metrics, episodes_from_bag, plot_traces
+    from .evaluation.collision import EpisodeTrace, collision_metrics, episodes_from_bag, evaluate_bag, plot_traces
 
     traces, frames, answered = [], 0, 0
     print(f"\n{'throw':>5} {'truth':>6} {'contact':>8} {'predicted':>9} {'max P':>6} {'alert at':>9} "
@@ -135,7 +156,7 @@ def report(bag: Path, answers: Dict[int, float], threshold: float, plot: Path) -
         seen = np.array([stamp in answers for stamp in episode.header_stamps_ns])
         frames += len(seen)
         answered += int(seen.sum())
-        probabilities = [answers[stamp] for stamp in episode.header_stamps_ns[seen]]
+        probabilities = [answers[stamp][0] for stamp in episode.header_stamps_ns[seen]]
         trace = EpisodeTrace(episode.episode, episode.stamps_s[seen], probabilities, episode.hit,
                              episode.contact_time_s)
         traces.append(trace)
@@ -150,11 +171,20 @@ def report(bag: Path, answers: Dict[int, float], threshold: float, plot: Path) -
     if answered == 0:
         raise DemoError('the node answered no frame of the replay')
     metrics = collision_metrics(traces, threshold)
-    number = lambda value, form: 'n/a' if value is None else format(value, form)   # noqa: E731
-    print(f"\nthrows {metrics['episodes']} ({metrics['hits']} hits), frames answered {answered}/{frames}; "
-          f"accuracy {number(metrics['accuracy'], '.0%')}, AUROC {number(metrics['auroc'], '.3f')}, "
-          f"median lead time {number(metrics['lead_time_median_s'], '.2f')} s, "
-          f"false alarms {number(metrics['false_alarm_rate'], '.0%')} (threshold {threshold:.2f})")
+    print(f"\nthrows {metrics['episodes']} ({metrics['hits']} hits), frames answered {answered}/{frames}")
+    print(f'node over DDS:          {metrics_line(metrics)}')
+    offline_traces, offline = evaluate_bag(weights, bag, threshold=threshold)
+    print(f'offline eval --bag:     {metrics_line(offline)}')
+    offline_probability = {stamp: p for episode, trace in zip(episodes_from_bag(bag), offline_traces)
+                           for stamp, p in zip(episode.header_stamps_ns, trace.probabilities)}
+    difference = max(abs(p - offline_probability[stamp]) for stamp, (p, _) in answers.items()
+                     if stamp in offline_probability)
+    latency_ms = 1e3 * np.array([arrived - arrivals[stamp] for stamp, (_, arrived) in answers.items()
+                                 if stamp in arrivals])
+    print(f'largest |P node - P offline| on the answered frames: {difference:.1e}')
+    if latency_ms.size:
+        print(f'end-to-end latency per frame (frame arrival -> answer arrival, {latency_ms.size} frames): '
+              f'p50 {np.percentile(latency_ms, 50):.1f} ms, p99 {np.percentile(latency_ms, 99):.1f} ms')
     plot_traces(traces, plot, threshold)
     print(f'plot: {plot}')
 
@@ -200,8 +230,8 @@ def run(args: argparse.Namespace) -> None:
     node_command = [sys.executable, '-m', 'rnn_perception', 'bringup', 'dodgeball', '--device', args.device,
                     '--ros-args', '-p', f'weights:={weights}', '-p', 'image_qos:=reliable']
     with background(node_command) as node:
-        answers = listen_to_replay(bag, node, args.rate, timeout_s=60 + 4 * args.episodes / args.rate)
-    report(bag, answers, model_threshold(metadata), out / 'collision_traces.png')
+        answers, arrivals = listen_to_replay(bag, node, args.rate, timeout_s=60 + 4 * args.episodes / args.rate)
+    report(bag, weights, answers, arrivals, model_threshold(metadata), out / 'collision_traces.png')
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -27,7 +27,12 @@ def test_demo_replays_a_bag_through_the_node_and_reports_every_throw(tmp_path):
     assert [row[0] for row in rows] == ['0', '1', '2'], result.stdout
     for *_, answered, frames, _ in rows:
         assert int(answered) >= 0.8 * int(frames) > 0, result.stdout
-    assert 'throws 3' in result.stdout and 'accuracy' in result.stdout
+    assert 'throws 3' in result.stdout and 'offline eval --bag:' in result.stdout
+    # the node, fed over DDS, answers what the offline evaluation of the same bag computes
+    difference = float(re.search(r'largest \|P node - P offline\| on the answered frames: (\S+)', result.stdout)[1])
+    assert difference < 1e-3, result.stdout
+    latency = re.search(r'end-to-end latency per frame .*: p50 ([\d.]+) ms, p99 ([\d.]+) ms', result.stdout)
+    assert latency and 0 < float(latency[1]) <= float(latency[2]), result.stdout
     assert (tmp_path / 'demo' / 'collision_traces.png').stat().st_size > 10_000
 
 
