@@ -12,8 +12,8 @@ import torch
 
 from rnn_perception.data.bags import LABELLED_ARRAY_MSGTYPE, labelled_array_message, open_bag_writer
 from rnn_perception.data.dodgeball_dataset import GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, load_dodgeball_dataset
-from rnn_perception.evaluation.collision import (METRIC_KEYS, EpisodeTrace, collision_metrics, episodes_from_bag,
-                                                 evaluate_bag, evaluate_dataset, main)
+from rnn_perception.evaluation.collision import (METRIC_KEYS, EpisodeTrace, calibrate_threshold, collision_metrics,
+                                                 episodes_from_bag, evaluate_bag, evaluate_dataset, main)
 from rnn_perception.models.collision import CollisionConfig, CollisionPredictor, save_collision_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +68,14 @@ def test_undefined_metrics_are_none_not_nan():
         collision_metrics([], 0.5)
 
 
+def test_calibrated_threshold_is_the_middle_of_the_lowest_best_range():
+    # accuracy 4/6 for thresholds in (0.4, 0.55] and in (0.6, 0.9]: the lower range, at its middle
+    assert calibrate_threshold(HAND_MADE) == pytest.approx((0.4 + 0.55) / 2)
+    separable = [trace(0, [0.8], True, 1.0), trace(1, [0.9], True, 1.0), trace(2, [0.1], False), trace(3, [0.2], False)]
+    assert calibrate_threshold(separable) == pytest.approx(0.5)
+    assert collision_metrics(separable, calibrate_threshold(separable))['accuracy'] == 1.0
+
+
 def test_trace_refuses_mismatched_lengths():
     with pytest.raises(ValueError, match='stamps'):
         EpisodeTrace(0, np.zeros(3), np.zeros(4), False, math.inf)
@@ -91,7 +99,7 @@ def small_weights(tmp_path_factory):
     """An untrained model reading 32x32 frames (so bag frames get resized), threshold 0.5."""
     torch.manual_seed(0)
     model = CollisionPredictor(CollisionConfig(image_size=(32, 32), encoder_channels=[8, 8],
-                                               recurrent_channels=[8, 8]))
+                                               recurrent_channels=[8], recurrent_strides=[1]))
     path = tmp_path_factory.mktemp('weights') / 'small.safetensors'
     save_collision_model(path, model, {'fps': 30.0, 'threshold': 0.5})
     return path

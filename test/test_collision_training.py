@@ -48,7 +48,9 @@ def write_dataset(root: Path, episodes: int = 16, seed: int = 0) -> Path:
     return root
 
 
-TINY_ARCHITECTURE = ['--image-size', '16', '--encoder-channels', '4', '4', '--recurrent-channels', '6', '6']
+TINY_ARCHITECTURE = ['--image-size', '16', '--encoder-channels', '4', '4', '--recurrent-channels', '6', '6',
+                     '--recurrent-strides', '1', '2']
+GRID = (2, 2)           # the tiny architecture's feature grid: 16 px halved by 2 convs and 1 stride
 
 
 @pytest.fixture(scope='module')
@@ -69,15 +71,29 @@ def trained(dataset, tmp_path_factory):
 # ------------------------------------------------------------------------------------------ data
 def test_frame_weights_ramp_in_and_stop_at_contact():
     stamps = np.arange(6) / 10
-    hit = training.Episode(0, np.zeros((6, 2, 2, 3), np.uint8), stamps, True, 0.35, np.zeros((6, 6)))
+    hit = training.Episode(0, np.zeros((6, 2, 2, 3), np.uint8), stamps, True, 0.35, np.zeros((6, 7)),
+                           np.zeros((6, 1, 1)))
     np.testing.assert_allclose(hit.weights(ramp_s=0.2), [0, 0.5, 1, 1, 0, 0], atol=1e-6)
-    miss = training.Episode(1, hit.frames, stamps, False, math.inf, hit.ball_state)
+    miss = training.Episode(1, hit.frames, stamps, False, math.inf, hit.ball_state, hit.ball_mask)
     np.testing.assert_allclose(miss.weights(ramp_s=0.0), np.ones(6))
     assert len(training.trained_part(hit).frames) == 4 and len(training.trained_part(miss).frames) == 6
+    assert hit.warning_frames(0.1).tolist() == [True, True, True, False, False, False]
+    assert hit.warning_frames(1.0).tolist() == [True, True, True, True, False, False]   # none that early
+    assert miss.warning_frames(0.1).all()
+
+
+def test_ball_mask_marks_the_cells_the_ball_crosses():
+    frames = np.full((8, 16, 16, 3), 50, np.uint8)
+    for t in range(8):
+        frames[t, 1, 2 * t] = 250                                   # a ball crossing the top row
+    mask = training.ball_mask(frames, (4, 4))
+    assert mask.shape == (8, 4, 4)
+    for t in range(8):
+        assert mask[t, 0, t // 2] == pytest.approx(1 / 16) and mask[t].sum() == pytest.approx(1 / 16)
 
 
 def test_split_is_by_episode_disjoint_and_keeps_both_labels(dataset):
-    episodes, _ = training.load_episodes(str(dataset), (16, 16))
+    episodes, _ = training.load_episodes(str(dataset), (16, 16), GRID)
     train, val = training.split_episodes(episodes, 0.25, seed=0)
     assert len(train) + len(val) == len(episodes) and len(val) == 4
     assert not {e.index for e in train} & {e.index for e in val}
@@ -85,10 +101,10 @@ def test_split_is_by_episode_disjoint_and_keeps_both_labels(dataset):
 
 
 def test_batches_cover_every_episode_once_and_padding_weighs_nothing(dataset):
-    episodes, _ = training.load_episodes(str(dataset), (16, 16))
+    episodes, _ = training.load_episodes(str(dataset), (16, 16), GRID)
     batches = training.length_bucketed_batches(episodes, 3, np.random.default_rng(0))
     assert sorted(e.index for batch in batches for e in batch) == sorted(e.index for e in episodes)
-    batch = training.make_batch(batches[0], ramp_s=0.0, device=torch.device('cpu'))
+    batch = training.make_batch(batches[0], ramp_s=0.0, warning_s=0.1, device=torch.device('cpu'))
     lengths = [len(training.trained_part(e).frames) if e.hit else len(e.frames) for e in batches[0]]
     for row, episode in enumerate(batches[0]):
         assert batch.frame_mask[row].sum() == len(episode.frames)
@@ -98,13 +114,14 @@ def test_batches_cover_every_episode_once_and_padding_weighs_nothing(dataset):
 
 
 def test_augmentation_mirrors_frames_and_the_ball_together(dataset):
-    episodes, _ = training.load_episodes(str(dataset), (16, 16))
-    batch = training.make_batch(episodes[:8], 0.5, torch.device('cpu'))
+    episodes, _ = training.load_episodes(str(dataset), (16, 16), GRID)
+    batch = training.make_batch(episodes[:8], 0.5, 0.1, torch.device('cpu'))
     batch.ball_state[..., 1] = 0.3                                   # the ball is on the left
     mirrored = training.augment(batch, torch.Generator().manual_seed(0), jitter=0.0)
     flipped = mirrored.ball_state[:, 0, 1] < 0
     assert 0 < flipped.sum() < 8
     torch.testing.assert_close(mirrored.frames[flipped], batch.frames[flipped].flip(-1))
+    torch.testing.assert_close(mirrored.ball_mask[flipped], batch.ball_mask[flipped].flip(-1))
     torch.testing.assert_close(mirrored.frames[~flipped], batch.frames[~flipped])
 
 
@@ -117,7 +134,8 @@ def test_a_one_epoch_run_writes_weights_metrics_and_plots(trained, dataset):
         assert plot.read_bytes().startswith(b'\x89PNG')
     model, metadata = load_collision_model(trained)
     assert model.config.image_size == (16, 16)
-    assert metadata['fps'] == FPS and metadata['threshold'] == 0.5
+    assert metadata['fps'] == FPS and 0 < metadata['threshold'] < 1
+    assert metadata['threshold'] == metadata['validation_metrics']['threshold']     # calibrated on validation
     assert metadata['dataset_manifest_sha256'] == hashlib.sha256((dataset / 'manifest.json').read_bytes()).hexdigest()
     assert metadata['training_command'].startswith('python -m rnn_perception train collision --data ')
     assert set(evaluation.METRIC_KEYS) <= set(metadata['validation_metrics'])
@@ -141,6 +159,14 @@ def test_run_dir_takes_the_reports(dataset, tmp_path):
                           '--epochs', '1', '--batch-size', '8', *TINY_ARCHITECTURE, '--quiet']) == 0
     assert weights.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ['model.safetensors', 'reports']
     assert (reports / 'model_metrics.json').is_file() and (reports / 'model_curves.png').is_file()
+
+
+def test_a_given_threshold_is_kept(dataset, tmp_path):
+    weights = tmp_path / 'model.safetensors'
+    assert training.main(['--data', str(dataset), '--out', str(weights), '--threshold', '0.4', '--epochs', '1',
+                          *TINY_ARCHITECTURE, '--quiet']) == 0
+    _, metadata = load_collision_model(weights)
+    assert metadata['threshold'] == 0.4 and metadata['validation_metrics']['threshold'] == 0.4
 
 
 # ------------------------------------------------------------------------------------- bad input

@@ -27,6 +27,11 @@ with ``step`` and a state reset per episode, exactly as the collision node runs 
 agree to float rounding: the model is causal). A bag must hold ``/camera/image_raw`` and
 ``/dodgeball/ground_truth`` (see :mod:`rnn_perception.data.dodgeball_dataset`); frames of
 another size are resized to the model's input by :func:`~rnn_perception.models.collision.resize_frames`.
+
+To score another runner of the model (e.g. the collision node replaying a bag over DDS) the same
+way: read the bag with :func:`episodes_from_bag`, match the runner's outputs to each
+:class:`BagEpisode`'s frames by ``header_stamps_ns``, build traces with
+:meth:`BagEpisode.trace` and compare :func:`collision_metrics` with :func:`evaluate_bag`'s.
 """
 from __future__ import annotations
 
@@ -116,6 +121,19 @@ def collision_metrics(traces: Sequence[EpisodeTrace], threshold: float) -> Dict[
         'detected_hits': int(detected.size),
         'threshold': float(threshold),
     }
+
+
+def calibrate_threshold(traces: Sequence[EpisodeTrace]) -> float:
+    """The threshold with the best accuracy on ``traces``: of the ranges of thresholds that tie
+    for it, the lowest (earliest warnings, so the longest lead times), taken at its middle so a
+    score a little off either end on new data keeps its side."""
+    scores = np.unique([0.0, *(trace.score() for trace in traces), 1.0])
+    hits = np.array([trace.hit for trace in traces])
+    episode_scores = np.array([trace.score() for trace in traces])
+    # a threshold in (scores[k-1], scores[k]] calls exactly the episodes scoring >= scores[k]
+    accuracies = [np.mean((episode_scores >= upper) == hits) for upper in scores[1:]]
+    best = int(np.argmax(accuracies)) + 1
+    return float((scores[best - 1] + scores[best]) / 2)
 
 
 def episode_rows(traces: Sequence[EpisodeTrace], threshold: float) -> List[Dict[str, Any]]:

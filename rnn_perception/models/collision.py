@@ -4,8 +4,11 @@ One logit per frame = log-odds that the ball in view will hit the robot. Causal 
 (the encoder and head see one frame; only the ConvLSTM carries time), so the node runs ``step``
 once per frame with carried state and gets what ``forward`` gives on the whole sequence.
 
-Shapes (defaults, 64x64 input): frame ``(B, 3, 64, 64)`` -> encoder ``(B, 32, 16, 16)`` ->
-ConvLSTM layers ``(B, 32, 16, 16)``, ``(B, 32, 8, 8)`` -> head ``(B,)``.
+Shapes (defaults, 48x48 input): frame ``(B, 3, 48, 48)`` -> encoder, three stride-2 convs,
+``(B, 32, 6, 6)`` -> ConvLSTM ``(B, 32, 6, 6)`` -> head, reading the ConvLSTM output stacked
+with the encoder output (``encoder_skip``), ``(B, 64, 6, 6)`` -> ``(B,)``. The recurrence runs on
+the coarse grid, where it is cheap (about 4 M multiply-adds per frame in all); the encoder keeps
+a ball of a pixel or two visible down to it.
 
 Input: RGB in ``[0, 1]``, channels first; the model normalises with its own stored mean/std.
 Camera images of another size are brought to ``config.image_size`` by :func:`resize_frames`
@@ -33,10 +36,10 @@ SCHEMA_VERSION = 1
 @dataclass
 class CollisionConfig:
     """Architecture hyper-parameters; stored in the weights file so a node can rebuild the model."""
-    image_size: Tuple[int, int] = (64, 64)            # (height, width) the model reads
-    encoder_channels: List[int] = field(default_factory=lambda: [16, 32])   # each conv strides 2
-    recurrent_channels: List[int] = field(default_factory=lambda: [32, 32])
-    recurrent_strides: List[int] = field(default_factory=lambda: [1, 2])
+    image_size: Tuple[int, int] = (48, 48)            # (height, width) the model reads
+    encoder_channels: List[int] = field(default_factory=lambda: [16, 32, 32])   # each conv strides 2
+    recurrent_channels: List[int] = field(default_factory=lambda: [32])
+    recurrent_strides: List[int] = field(default_factory=lambda: [1])
     kernel_size: int = 3
     peephole: bool = False
     head_channels: int = 8

@@ -9,18 +9,24 @@ first frame, zero-padded at the end (padded frames weigh 0), so training sees ep
 as the node does: from a fresh state at the throw. Training episodes augment with a horizontal
 flip (a mirrored throw has the same label) and per-channel gain/offset jitter.
 
-Loss: binary cross-entropy with logits of every frame against its episode's label, weighted:
+Loss, three terms:
 
-- frames from contact on weigh 0: a warning after the ball arrived is worth nothing, and
-  after contact the ball bounces off the robot, which would teach the wrong cue;
-- earlier frames ramp linearly from 0 at the throw to 1 at ``--ramp-s`` (time since the
-  throw): at release the ball is a speck a few pixels wide whose fate cannot be seen yet.
-  Full weight there only teaches the model to guess, and a guess at 0.5 on a miss is a false
-  alarm under the episode metrics (:mod:`rnn_perception.evaluation.collision`).
+1. **per frame**: binary cross-entropy with logits of every frame against its episode's label,
+   weighted. Frames from contact on weigh 0: a warning after the ball arrived is worth
+   nothing, and the ball bouncing off the robot would teach the wrong cue. Earlier frames ramp
+   linearly from 0 at the throw to 1 at ``--ramp-s``: at release the ball is a speck whose fate
+   cannot be seen yet, and full weight there only teaches the model to guess;
+2. **per episode** (``--episode-weight``): cross-entropy of each episode's highest logit, over
+   all frames of a miss but only the frames at least ``--warning-s`` before contact of a hit
+   (see :func:`episode_bce`): the evaluation's episode score, asking for an early warning;
+3. **auxiliary** (``--aux-weight``, training only): where the balls are on the feature grid and
+   the thrown ball's position, velocity and aim offset, every frame (see :class:`AuxiliaryHeads`).
 
 Gradients are clipped by norm; AdamW with a one-cycle learning rate. After every epoch the
-validation episodes are scored with the evaluation metrics; the best epoch (highest validation
-accuracy, then AUROC) is kept in ``--out`` as safetensors with the metadata the node needs.
+validation episodes are scored with the evaluation metrics at a threshold calibrated on them
+(:func:`~rnn_perception.evaluation.collision.calibrate_threshold`, unless ``--threshold``
+fixes one); the best epoch (highest validation accuracy, then AUROC) is kept in ``--out`` as
+safetensors with the metadata the node needs, the threshold included.
 
 Beside ``--out`` (or in ``--run-dir``), for ``--out DIR/NAME.safetensors``: ``NAME_metrics.json``
 (summary: validation metrics of the kept epoch, command, dataset, timings), ``NAME_epochs.csv`` /
@@ -32,13 +38,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -47,9 +52,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from rnn_perception.data.dodgeball_dataset import MANIFEST_NAME, DatasetError, load_dodgeball_dataset
-from rnn_perception.evaluation.collision import (EpisodeTrace, collision_metrics, plot_roc, plot_traces,
-                                                 probability, sequence_probabilities)
+from rnn_perception.data.dodgeball_dataset import (MANIFEST_NAME, DatasetError, DodgeballEpisode,
+                                                   load_dodgeball_dataset)
+from rnn_perception.evaluation.collision import (EpisodeTrace, calibrate_threshold, collision_metrics, plot_roc,
+                                                 plot_traces, probability, sequence_probabilities)
 from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor, frames_to_tensor,
                                              load_collision_model, resize_frames, save_collision_model)
 from rnn_perception.training.utils import (DeviceUnavailableError, MetricsWriter, clip_gradients, plot_curves,
@@ -58,9 +64,13 @@ from rnn_perception.training.zoo import OneLineParser, number
 
 COMMAND = 'python -m rnn_perception train collision'
 NORMALISATION_SAMPLE_STEP = 4      # mean/std from every 4th training frame: plenty, and quick
-# Robot-frame ball position (m) and velocity (m/s) over these scales are of order 1.
-BALL_STATE_SCALE = np.array([5.0, 5.0, 5.0, 10.0, 10.0, 10.0], dtype=np.float32)
-LATERAL = [1, 4]                   # the y components: a mirrored image mirrors them
+# The auxiliary target per frame: robot-frame ball position (m), velocity (m/s) and the throw's
+# signed aim offset (m), over these scales: of order 1, but the aim offset, which is what decides
+# a hit and what an early warning must guess, in quarter metres so that it weighs the most.
+BALL_STATE_SCALE = np.array([5.0, 5.0, 5.0, 10.0, 10.0, 10.0, 0.25], dtype=np.float32)
+LATERAL = [1, 4, 6]                # the sideways components: a mirrored image negates them
+BALL_PIXEL_DIFFERENCE = 40         # |RGB - background| summed over channels (0..765) that marks a ball
+BALL_MASK_POSITIVE_WEIGHT = 10.0   # a ball covers few cells: weigh them up in the mask loss
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -73,7 +83,8 @@ class Episode:
     stamps_s: np.ndarray        # (T,) time since the throw
     hit: bool
     contact_time_s: float       # inf for misses
-    ball_state: np.ndarray      # (T, 6) the thrown ball's position and velocity, scaled by BALL_STATE_SCALE
+    ball_state: np.ndarray      # (T, 7) auxiliary targets, scaled by BALL_STATE_SCALE
+    ball_mask: np.ndarray       # (T, h', w') share of each cell of the model's feature grid covered by a ball
 
     def weights(self, ramp_s: float) -> np.ndarray:
         """Per-frame loss weights (see the module docstring): 0 from contact on, a linear ramp
@@ -81,20 +92,46 @@ class Episode:
         ramp = np.minimum(1.0, (self.stamps_s + 1e-9) / ramp_s) if ramp_s > 0 else np.ones_like(self.stamps_s)
         return np.where(self.stamps_s < self.contact_time_s, ramp, 0.0).astype(np.float32)
 
+    def warning_frames(self, warning_s: float) -> np.ndarray:
+        """Frames the episode term scores: a hit's frames at least ``warning_s`` before contact
+        (all before contact if there are none that early), every frame of a miss."""
+        early = self.stamps_s <= self.contact_time_s - warning_s
+        return early if early.any() else self.stamps_s < self.contact_time_s
+
     def trace(self, probabilities: np.ndarray) -> EpisodeTrace:
         return EpisodeTrace(self.index, self.stamps_s, probabilities, self.hit, self.contact_time_s)
 
 
-def load_episodes(data_dir: str, image_size: Sequence[int]) -> Tuple[List[Episode], Dict[str, Any]]:
-    """Every episode of the dataset at ``image_size``, and the dataset's manifest."""
+def load_episodes(data_dir: str, image_size: Sequence[int],
+                  grid: Sequence[int]) -> Tuple[List[Episode], Dict[str, Any]]:
+    """Every episode of the dataset at ``image_size`` (ball masks on the feature ``grid``), and
+    the dataset's manifest."""
     dataset = load_dodgeball_dataset(data_dir)
-    episodes = [Episode(e.index, resize_frames(e.frames, image_size), e.stamp_s, e.hit, e.contact_time_s,
-                        np.concatenate([e.ball_position, e.ball_velocity], 1) / BALL_STATE_SCALE)
-                for e in dataset.episodes()]
+    episodes = []
+    for e in dataset.episodes():
+        frames = resize_frames(e.frames, image_size)
+        episodes.append(Episode(e.index, frames, e.stamp_s, e.hit, e.contact_time_s, ball_state(e),
+                                ball_mask(frames, grid)))
     if len(episodes) < 2 or len({e.hit for e in episodes}) < 2:
         raise DatasetError(f'{data_dir}: training needs hits and misses; it holds {len(episodes)} episode(s) '
                            f'with {sum(e.hit for e in episodes)} hit(s)')
     return episodes, dataset.manifest
+
+
+def ball_state(episode: DodgeballEpisode) -> np.ndarray:
+    """The auxiliary targets of every frame: where the ball is, how it moves, where it was aimed."""
+    aim = np.full((episode.num_frames, 1), episode.aim_offset_m)
+    return (np.concatenate([episode.ball_position, episode.ball_velocity, aim], 1) / BALL_STATE_SCALE).astype(np.float32)
+
+
+def ball_mask(frames: np.ndarray, grid: Sequence[int]) -> np.ndarray:
+    """Where the balls are, per cell of ``grid``: pixels far from the episode's per-pixel median
+    (the camera and the scene stand still and a ball passes any pixel in a few frames only, so
+    the median is the background), area-averaged onto the grid. Label-free and camera-model-free."""
+    background = np.median(frames, axis=0)
+    moving = np.abs(frames.astype(np.int16) - background).sum(-1) > BALL_PIXEL_DIFFERENCE
+    pooled = F.adaptive_avg_pool2d(torch.from_numpy(moving).float().unsqueeze(1), tuple(grid))
+    return pooled.squeeze(1).numpy().astype(np.float16)
 
 
 def manifest_sha256(data_dir: str) -> str:
@@ -125,7 +162,7 @@ def trained_part(episode: Episode) -> Episode:
     """The episode without its frames from contact on (they weigh 0: no need to run them)."""
     keep = max(1, int(np.sum(episode.stamps_s < episode.contact_time_s)))
     return Episode(episode.index, episode.frames[:keep], episode.stamps_s[:keep], episode.hit,
-                   episode.contact_time_s, episode.ball_state[:keep])
+                   episode.contact_time_s, episode.ball_state[:keep], episode.ball_mask[:keep])
 
 
 @dataclass
@@ -133,24 +170,31 @@ class Batch:
     frames: Tensor      # (B, T, 3, h, w) float in [0, 1]
     labels: Tensor      # (B,)
     weights: Tensor     # (B, T), 0 on padding
-    ball_state: Tensor  # (B, T, 6)
+    ball_state: Tensor  # (B, T, 7)
+    ball_mask: Tensor   # (B, T, h', w')
     frame_mask: Tensor  # (B, T), 1 on real frames
+    warning_mask: Tensor  # (B, T), 1 on the frames the episode term scores
 
 
-def make_batch(episodes: Sequence[Episode], ramp_s: float, device: torch.device) -> Batch:
+def make_batch(episodes: Sequence[Episode], ramp_s: float, warning_s: float, device: torch.device) -> Batch:
     """Zero-pad episodes at the end to the longest; padded frames weigh 0."""
     longest = max(len(e.frames) for e in episodes)
     frames = np.zeros((len(episodes), longest, *episodes[0].frames.shape[1:]), dtype=np.uint8)
     weights = np.zeros((len(episodes), longest), dtype=np.float32)
-    ball_state = np.zeros((len(episodes), longest, 6), dtype=np.float32)
+    ball_state = np.zeros((len(episodes), longest, len(BALL_STATE_SCALE)), dtype=np.float32)
+    ball_mask = np.zeros((len(episodes), longest, *episodes[0].ball_mask.shape[1:]), dtype=np.float32)
+    warning_mask = np.zeros((len(episodes), longest), dtype=np.float32)
     for row, episode in enumerate(episodes):
         frames[row, :len(episode.frames)] = episode.frames
         weights[row, :len(episode.frames)] = episode.weights(ramp_s)
         ball_state[row, :len(episode.frames)] = episode.ball_state
+        ball_mask[row, :len(episode.frames)] = episode.ball_mask
+        warning_mask[row, :len(episode.frames)] = episode.warning_frames(warning_s)
     labels = np.array([e.hit for e in episodes], dtype=np.float32)
-    mask = np.arange(longest) < np.array([len(e.frames) for e in episodes])[:, None]
+    frame_mask = (np.arange(longest) < np.array([len(e.frames) for e in episodes])[:, None]).astype(np.float32)
     return Batch(frames_to_tensor(frames, device), *(torch.from_numpy(array).to(device) for array in
-                                                     (labels, weights, ball_state, mask.astype(np.float32))))
+                                                     (labels, weights, ball_state, ball_mask, frame_mask,
+                                                      warning_mask)))
 
 
 def length_bucketed_batches(episodes: Sequence[Episode], batch_size: int,
@@ -176,30 +220,38 @@ def augment(batch: Batch, generator: torch.Generator, jitter: float) -> Batch:
     frames = (frames * gain.to(device) + offset.to(device)).clamp_(0, 1)
     ball_state = batch.ball_state.clone()
     ball_state[..., LATERAL] *= torch.where(flip, -1.0, 1.0).view(-1, 1, 1)
-    return Batch(frames, batch.labels, batch.weights, ball_state, batch.frame_mask)
+    ball_mask = torch.where(flip.view(-1, 1, 1, 1), batch.ball_mask.flip(-1), batch.ball_mask)
+    return Batch(frames, batch.labels, batch.weights, ball_state, ball_mask, batch.frame_mask, batch.warning_mask)
 
 
-class BallStateHead(nn.Module):
-    """Training-only auxiliary head: the thrown ball's position and velocity, every frame, from
-    the predictor's recurrent features. Why: the label is one bit per episode and the ball is a
-    speck on a textured scene, so from the label alone the encoder takes many epochs to even
-    find the ball; regressing the ball's state gives it a dense signal from the first batch,
-    and position plus velocity is what decides a ballistic hit. Not saved with the model."""
+class AuxiliaryHeads(nn.Module):
+    """Training-only heads on the predictor's head input, every frame (not saved with the model):
+
+    - **ball mask**: which cells of the feature grid a ball covers (1x1 conv, BCE);
+    - **ball state**: the thrown ball's position, velocity and aim offset (linear, MSE).
+
+    Why: the label is one bit per episode and the ball is a speck on a textured scene. From the
+    label alone, training first idles for epochs until the encoder stumbles on the ball, then
+    learns the one cue that is easy, the ball filling the frame just before contact, which warns
+    far too late. The mask teaches the encoder to find the ball from the first batch; the state
+    gives a dense, graded signal on what decides a ballistic hit (a throw 2 m wide and one 0.3 m
+    wide are both just "miss" to the label), which is what lets the model warn early.
+    """
 
     def __init__(self, model: CollisionPredictor):
         super().__init__()
-        height, width = model.feature_size()
-        self.linear = nn.Linear(model.head_conv.in_channels * height * width, 6)
+        channels, (height, width) = model.head_conv.in_channels, model.feature_size()
+        self.ball_mask = nn.Conv2d(channels, 1, 1)
+        self.ball_state = nn.Linear(channels * height * width, len(BALL_STATE_SCALE))
 
-    def forward(self, features: Tensor) -> Tensor:
-        """``(B, T, C, h, w)`` -> ``(B, T, 6)``."""
-        return self.linear(features.flatten(2))
-
-
-def ball_state_loss(predicted: Tensor, batch: Batch) -> Tensor:
-    """Mean squared error of the scaled ball state over real (unpadded) frames."""
-    squared = (predicted - batch.ball_state).pow(2).mean(-1)
-    return (squared * batch.frame_mask).sum() / batch.frame_mask.sum()
+    def loss(self, features: Tensor, batch: Batch) -> Tensor:
+        """Both losses, averaged over the real (unpadded) frames of ``batch``."""
+        mask_logits = self.ball_mask(features.flatten(0, 1)).view(batch.ball_mask.shape)
+        positive_weight = torch.tensor(BALL_MASK_POSITIVE_WEIGHT, device=features.device)
+        mask_loss = F.binary_cross_entropy_with_logits(mask_logits, batch.ball_mask, reduction='none',
+                                                       pos_weight=positive_weight).mean((-1, -2))
+        state_loss = (self.ball_state(features.flatten(2)) - batch.ball_state).pow(2).mean(-1)
+        return ((mask_loss + state_loss) * batch.frame_mask).sum() / batch.frame_mask.sum()
 
 
 def weighted_bce(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
@@ -208,29 +260,43 @@ def weighted_bce(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, targets, weight=weights, reduction='sum') / weights.sum()
 
 
+def episode_bce(logits: Tensor, labels: Tensor, warning_mask: Tensor) -> Tensor:
+    """BCE of each episode's highest logit over its warning frames (``Episode.warning_frames``):
+    the evaluation's episode score, moved ``--warning-s`` earlier for hits. It pushes exactly on
+    the frame that decides a false alarm, or a detection early enough to be useful, where the
+    per-frame term spreads thin over many ambiguous frames; scored at contact instead, a hit is
+    "detected" by the ball filling the frame, which teaches nothing about warning early."""
+    highest = logits.masked_fill(warning_mask == 0, float('-inf')).amax(1)
+    return F.binary_cross_entropy_with_logits(highest, labels)
+
+
 # -------------------------------------------------------------------------------------- training
-def train_epoch(model: CollisionPredictor, auxiliary: BallStateHead, episodes: Sequence[Episode],
+def train_epoch(model: CollisionPredictor, auxiliary: AuxiliaryHeads, episodes: Sequence[Episode],
                 optimizer: torch.optim.Optimizer, schedule, args: argparse.Namespace, device: torch.device,
-                rng: np.random.Generator, generator: torch.Generator, description: str) -> float:
-    """One pass over the training episodes; returns the mean collision loss (BCE)."""
+                rng: np.random.Generator, generator: torch.Generator, description: str) -> Tuple[float, float]:
+    """One pass over the training episodes; returns the mean per-frame collision loss and the
+    mean auxiliary loss."""
     model.train()
-    total, count = 0.0, 0
+    totals, count = np.zeros(2), 0
     batches = tqdm(length_bucketed_batches(episodes, args.batch_size, rng), desc=description, unit='batch',
                    leave=False, disable=args.quiet)
     for chosen in batches:
-        batch = augment(make_batch(chosen, args.ramp_s, device), generator, args.jitter)
+        batch = augment(make_batch(chosen, args.ramp_s, args.warning_s, device), generator, args.jitter)
         features = model.features(batch.frames)
         logits = model.classify(features.flatten(0, 1)).view(features.shape[:2])
         collision_loss = weighted_bce(logits, batch.labels, batch.weights)
-        loss = collision_loss + args.aux_weight * ball_state_loss(auxiliary(features), batch)
+        auxiliary_loss = auxiliary.loss(features, batch)
+        loss = (collision_loss + args.episode_weight * episode_bce(logits, batch.labels, batch.warning_mask)
+                + args.aux_weight * auxiliary_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradients([*model.parameters(), *auxiliary.parameters()], args.clip_norm)
         optimizer.step()
         schedule.step()
-        total, count = total + collision_loss.item() * len(chosen), count + len(chosen)
-        batches.set_postfix(loss=f'{total / count:.4f}', refresh=False)
-    return total / count
+        totals += [collision_loss.item() * len(chosen), auxiliary_loss.item() * len(chosen)]
+        count += len(chosen)
+        batches.set_postfix(loss=f'{totals[0] / count:.4f}', aux=f'{totals[1] / count:.4f}', refresh=False)
+    return totals[0] / count, totals[1] / count
 
 
 def validation_loss(episodes: Sequence[Episode], probabilities: Sequence[np.ndarray], ramp_s: float) -> float:
@@ -241,12 +307,14 @@ def validation_loss(episodes: Sequence[Episode], probabilities: Sequence[np.ndar
     return float(np.sum(-weights * (targets * np.log(p) + (1 - targets) * np.log(1 - p))) / weights.sum())
 
 
-def validate(model: CollisionPredictor, episodes: Sequence[Episode], args: argparse.Namespace,
+def validate(model: CollisionPredictor, episodes: Sequence[Episode], threshold: Optional[float], ramp_s: float,
              device: torch.device) -> Tuple[List[EpisodeTrace], Dict[str, Any], float]:
-    """Validation traces, metrics and loss."""
+    """Validation traces, metrics and loss; without a ``threshold``, the metrics are taken at the
+    one calibrated on these traces."""
     probabilities = sequence_probabilities(model, [e.frames for e in episodes], device)
     traces = [e.trace(p) for e, p in zip(episodes, probabilities)]
-    return traces, collision_metrics(traces, args.threshold), validation_loss(episodes, probabilities, args.ramp_s)
+    threshold = calibrate_threshold(traces) if threshold is None else threshold
+    return traces, collision_metrics(traces, threshold), validation_loss(episodes, probabilities, ramp_s)
 
 
 def selection_key(metrics: Dict[str, Any]) -> Tuple[float, float]:
@@ -277,7 +345,7 @@ class OutputPaths:
 def model_metadata(args: argparse.Namespace, data: Dict[str, Any], epoch: int,
                    metrics: Dict[str, Any]) -> Dict[str, Any]:
     """What the node and a reader of the weights need besides the tensors and the config."""
-    return {'fps': data['fps'], 'threshold': args.threshold, 'training_command': args.command,
+    return {'fps': data['fps'], 'threshold': metrics['threshold'], 'training_command': args.command,
             'dataset_manifest_sha256': data['manifest_sha256'], 'validation_metrics': metrics,
             'epoch': epoch, 'epochs': args.epochs, 'seed': args.seed, 'train_episodes': data['train_episodes'],
             'val_episodes': data['val_episodes'], 'frame_weighting': f'0 from contact; linear ramp over the '
@@ -285,20 +353,21 @@ def model_metadata(args: argparse.Namespace, data: Dict[str, Any], epoch: int,
 
 
 def epoch_line(row: Dict[str, Any], epochs: int) -> str:
-    return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}"
+    return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} aux {row['train_aux_loss']:.4f}"
+            f"  val loss {row['val_loss']:.4f}"
             f"  acc {row['val_accuracy']:.2%}  AUROC {row['val_auroc']:.4f}  lead {row['val_lead_s']:.3f} s"
-            f"  false alarms {row['val_false_alarm']:.2%}  {row['seconds']:.0f}s")
+            f"  false alarms {row['val_false_alarm']:.2%} (threshold {row['val_threshold']:.2f})  {row['seconds']:.0f}s")
 
 
 def write_reports(paths: OutputPaths, model: CollisionPredictor, metadata: Dict[str, Any],
                   val: Sequence[Episode], args: argparse.Namespace, device: torch.device,
                   rows: List[Dict[str, Any]], summary: Dict[str, Any]) -> None:
     """Plots of the kept epoch and the summary file."""
-    traces, metrics, _ = validate(model, val, args, device)
+    traces, metrics, _ = validate(model, val, metadata['threshold'], args.ramp_s, device)
     plot_curves(rows, paths.report('curves.png'), metrics=('loss', 'accuracy', 'auroc'),
                 title='collision predictor')
     plot_roc(traces, paths.report('roc.png'), title=f'validation ROC (epoch {metadata["epoch"]})')
-    plot_traces(traces, paths.report('traces.png'), args.threshold)
+    plot_traces(traces, paths.report('traces.png'), metadata['threshold'])
     write_text_atomic(paths.summary, json.dumps({**summary, 'validation': metrics}, indent=1) + '\n')
 
 
@@ -307,7 +376,7 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     config = CollisionConfig(image_size=(args.image_size, args.image_size), encoder_channels=args.encoder_channels,
                              recurrent_channels=args.recurrent_channels, recurrent_strides=args.recurrent_strides)
     started = time.perf_counter()
-    episodes, manifest = load_episodes(args.data, config.image_size)
+    episodes, manifest = load_episodes(args.data, config.image_size, CollisionPredictor(config).feature_size())
     train_set, val = split_episodes(episodes, args.val_fraction, args.seed)
     data = {'fps': manifest['fps'], 'manifest_sha256': manifest_sha256(args.data),
             'train_episodes': len(train_set), 'val_episodes': len(val)}
@@ -316,7 +385,7 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     model.set_normalisation(*channel_statistics(train_set))
     train_set = [trained_part(e) for e in train_set]
     steps_per_epoch = -(-len(train_set) // args.batch_size)
-    auxiliary = BallStateHead(model).to(device)
+    auxiliary = AuxiliaryHeads(model).to(device)
     optimizer = torch.optim.AdamW([*model.parameters(), *auxiliary.parameters()], lr=args.lr,
                                   weight_decay=args.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
@@ -332,12 +401,12 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     best, best_metadata = None, None
     for epoch in range(1, args.epochs + 1):
         epoch_started = time.perf_counter()
-        train_loss = train_epoch(model, auxiliary, train_set, optimizer, schedule, args, device, rng, generator,
+        train_loss, aux_loss = train_epoch(model, auxiliary, train_set, optimizer, schedule, args, device, rng, generator,
                                  f'epoch {epoch}/{args.epochs}')
-        _, metrics, val_loss = validate(model, val, args, device)
-        row = {'epoch': epoch, 'train_loss': train_loss, 'val_loss': val_loss, 'val_accuracy': metrics['accuracy'],
+        _, metrics, val_loss = validate(model, val, args.threshold, args.ramp_s, device)
+        row = {'epoch': epoch, 'train_loss': train_loss, 'train_aux_loss': aux_loss, 'val_loss': val_loss, 'val_accuracy': metrics['accuracy'],
                'val_auroc': metrics['auroc'] or 0.0, 'val_lead_s': metrics['lead_time_median_s'] or 0.0,
-               'val_false_alarm': metrics['false_alarm_rate'] or 0.0, 'seconds': time.perf_counter() - epoch_started}
+               'val_false_alarm': metrics['false_alarm_rate'] or 0.0, 'val_threshold': metrics['threshold'], 'seconds': time.perf_counter() - epoch_started}
         epochs_file.append(row)
         if best is None or selection_key(metrics) > best:
             best, best_metadata = selection_key(metrics), model_metadata(args, data, epoch, metrics)
@@ -350,7 +419,8 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
                'dataset_manifest_sha256': data['manifest_sha256'], 'dataset_seed': manifest.get('seed'),
                'train_episodes': len(train_set), 'val_episodes': len(val), 'epoch': best_metadata['epoch'],
                'epochs': args.epochs, 'train_seconds': train_seconds, 'device': str(device),
-               'torch_threads': torch.get_num_threads(), 'config': config.to_dict(), 'threshold': args.threshold}
+               'torch_threads': torch.get_num_threads(), 'config': config.to_dict(),
+               'threshold': best_metadata['threshold']}
     write_reports(paths, model, best_metadata, val, args, device, epochs_file.rows, summary)
     if not args.quiet:
         print(f"kept epoch {best_metadata['epoch']} in {paths.weights} ({train_seconds:.0f} s); "
@@ -393,11 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help='loss weight ramps from 0 at the throw to 1 at this time (s) (default: 0.5)')
     parser.add_argument('--jitter', type=number(float, zero_allowed=True), default=0.15,
                         help='per-channel colour gain/offset jitter (default: 0.15)')
+    parser.add_argument('--episode-weight', type=number(float, zero_allowed=True), default=1.0,
+                        help="weight of the loss on each episode's highest logit (default: 1.0)")
+    parser.add_argument('--warning-s', type=number(float, zero_allowed=True), default=0.3,
+                        help='that loss scores a hit on its frames at least this long before contact '
+                             '(default: 0.3)')
     parser.add_argument('--aux-weight', type=number(float, zero_allowed=True), default=1.0,
-                        help='weight of the auxiliary ball position/velocity loss (default: 1.0)')
+                        help='weight of the auxiliary ball mask and ball state losses (default: 1.0)')
     parser.add_argument('--val-fraction', type=fraction, default=0.15, help='episodes held out (default: 0.15)')
-    parser.add_argument('--threshold', type=probability, default=0.5,
-                        help='decision threshold stored with the weights and used for validation (default: 0.5)')
+    parser.add_argument('--threshold', type=probability,
+                        help='decision threshold stored with the weights (default: the one with the best '
+                             'validation accuracy, calibrated every epoch)')
     parser.add_argument('--seed', type=int, default=0, help='split, initial weights, batches, augmentation (default: 0)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
                         help='auto: cuda when available, else cpu (default: auto)')
