@@ -126,11 +126,11 @@ def image_message(rgb: np.ndarray, stamp_s: float, encoding: str = 'rgb8'):
 
 def fresh_probability(weights, rgb: np.ndarray) -> float:
     """The model's answer for ``rgb`` as the first frame after a reset, computed offline."""
-    from rnn_perception.models.collision import frames_to_tensor, load_collision_model
+    from rnn_perception.models.collision import frames_to_tensor, load_collision_model, resize_frames
 
     model, _ = load_collision_model(weights)
     with torch.inference_mode():
-        logits, _ = model.step(frames_to_tensor(rgb[None]))
+        logits, _ = model.step(frames_to_tensor(resize_frames(rgb[None], model.config.image_size)))
     return float(torch.sigmoid(logits[0]))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnn_perception.models.collision import (CollisionPredictor, ModelFileError, frames_to_tensor,
+from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor, ModelFileError, frames_to_tensor,
                                              save_collision_model)
 from rnn_perception.runtime.collision import (
     CLOCK_MISMATCH_S, DIAGNOSTIC_OK, DIAGNOSTIC_WARN, LATENCY_WINDOW, PARAMETERS, AlertHysteresis,
@@ -153,8 +153,14 @@ def test_latency_stats_are_bounded():
 # ---------------------------------------------------------------------------------- the runtime
 @pytest.fixture(scope='module')
 def model():
+    """Two ConvLSTM layers at the camera frames' 64x64, so the state carried per layer and the
+    mosaic of several layers are exercised, and no resize stands between frames and model."""
     torch.manual_seed(0)
-    return CollisionPredictor().eval()
+    return CollisionPredictor(TWO_LAYERS).eval()
+
+
+TWO_LAYERS = CollisionConfig(image_size=(64, 64), encoder_channels=[16, 32], recurrent_channels=[32, 32],
+                             recurrent_strides=[1, 2])
 
 
 def make_runtime(model, **settings):

@@ -502,6 +502,9 @@ class CollisionRuntime:
 
 
 # ------------------------------------------------------------------------------ debug picture
+MIN_MAP_CELL_PX = 16      # coarse maps (the default model's are 8x8) are scaled up to stay visible
+
+
 def tile_maps(maps: np.ndarray, columns: int, cell: int) -> np.ndarray:
     """``(C, h, w)`` float maps in [-1, 1] -> one uint8 grid image, ``columns`` maps per row,
     each scaled (nearest) to ``cell`` x ``cell`` px, 1 px black gaps; 0 shows as mid grey."""
@@ -525,7 +528,7 @@ def activation_mosaic(state: Sequence[Tuple[torch.Tensor, ...]], columns: int = 
     the picture shows where the memory is, not its absolute scale.
     """
     blocks: List[np.ndarray] = []
-    cell = max(int(tensor.shape[-1]) for layer in state for tensor in layer)
+    cell = max(MIN_MAP_CELL_PX, *(int(tensor.shape[-1]) for layer in state for tensor in layer))
     for layer in state:
         for name, tensor in zip(('h', 'c'), layer):
             maps = tensor[0].detach().float().cpu().numpy()
