@@ -10,7 +10,6 @@ which holds even on a busy machine) and the hit ratio.
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -20,12 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `sim` lives at t
 
 from sim.dodgeball.config import load_dodgeball_config  # noqa: E402
 from sim.dodgeball.generate import generate  # noqa: E402
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (the pool workers)."""
-    return sum(usage.ru_utime + usage.ru_stime for usage in (
-        resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+from timing import cpu_seconds  # noqa: E402  (this script's folder is on sys.path)
 
 
 def measure(episodes: int, image_size: int, workers: int, with_bag: bool) -> dict:

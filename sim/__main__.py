@@ -2,7 +2,8 @@
 
 Each simulator is a subcommand; adding one means writing a module with a
 ``register(subcommands)`` function (see ``sim.dodgeball.cli``) and listing it in
-:data:`SIMULATORS`. Known errors print one line, ``sim: error: ...``, and exit with 1
+:data:`SIMULATORS`; what generation shares (workers, shards, bag, preview) is in
+``sim.pipeline``. Known errors print one line, ``sim: error: ...``, and exit with 1
 (2 for command-line syntax); Ctrl-C or SIGTERM exits with 130 after removing partial
 outputs.
 """
@@ -13,11 +14,12 @@ import signal
 import sys
 
 from rnn_perception.data.bags import BagError
-from rnn_perception.data.dodgeball_dataset import DatasetError
+from rnn_perception.data.shards import DatasetError
 from sim.dodgeball import cli as dodgeball_cli
 from sim.errors import SimError
+from sim.tactile import cli as tactile_cli
 
-SIMULATORS = (dodgeball_cli,)
+SIMULATORS = (dodgeball_cli, tactile_cli)
 
 # Errors that are the user's input or environment, not a bug: no traceback for these.
 REPORTED_ERRORS = (SimError, BagError, DatasetError, OSError)

@@ -1,22 +1,27 @@
 """Simulator configuration: YAML defaults, a user YAML file and command-line flags, in that order.
 
 Each simulator describes its parameters as frozen dataclasses; :func:`from_mapping` builds
-them from the merged mapping with type checks and names the offending key on error.
-:class:`ConfigOption` maps a command-line flag onto a key, so ``--help`` and the overrides
-come from one table.
+them from the merged mapping with type checks and names the offending key on error, and
+:func:`load_config` does the whole defaults → file → flags chain. :class:`ConfigOption` maps
+a command-line flag onto a key, so ``--help`` and the overrides come from one table;
+:func:`run_options` are the flags every simulator has (episodes, seed, outputs, workers).
+:class:`OutputConfig` and :func:`run_checks` are the output section and the checks every
+simulator shares.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from rnn_perception.data.bags import STORAGE_PLUGINS
 from sim.errors import SimError
 
 
@@ -135,3 +140,78 @@ def get_path(mapping: dict, path: Sequence[str]):
     for key in path:
         mapping = mapping[key]
     return mapping
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go; none of it changes the dataset's content."""
+
+    out: str | None
+    bag: str | None
+    storage: str
+    bag_episode_gap_s: float
+    preview: str | None
+
+
+def run_checks(config) -> Iterator[tuple[bool, str]]:
+    """(condition, message if it fails) for the keys every simulator config has: ``episodes``,
+    ``seed``, ``workers``, ``episodes_per_shard`` and ``output`` (an :class:`OutputConfig`)."""
+    output = config.output
+    yield config.episodes >= 1, f'episodes must be at least 1, got {config.episodes}'
+    yield config.seed >= 0, f'seed must be non-negative, got {config.seed}'
+    yield config.workers >= 1, f'workers must be at least 1, got {config.workers}'
+    yield config.episodes_per_shard >= 1, (
+        f'episodes_per_shard must be at least 1, got {config.episodes_per_shard}')
+    yield output.storage in STORAGE_PLUGINS, (
+        f'unknown bag storage {output.storage!r} (choose from {", ".join(STORAGE_PLUGINS)})')
+    paths = [path for path in (output.out, output.bag, output.preview) if path]
+    yield len({os.path.abspath(path) for path in paths}) == len(paths), (
+        'the dataset, bag and preview paths must differ')
+    yield output.bag_episode_gap_s > 0, (
+        f'bag_episode_gap_s must be positive, got {output.bag_episode_gap_s}')
+
+
+def raise_first_failure(checks: Iterable[tuple[bool, str]]) -> None:
+    """Raise SimError with the message of the first failed check."""
+    for ok, message in checks:
+        if not ok:
+            raise SimError(message)
+
+
+def load_config(cls: type, defaults_path: Path, config_path: str | Path | None = None,
+                overrides: dict | None = None):
+    """``cls`` from the defaults file, then the YAML file at ``config_path``, then
+    ``overrides`` (nested mappings); validated with its ``validate()``."""
+    mapping = load_yaml(defaults_path)
+    if config_path is not None:
+        mapping = deep_merge(mapping, load_yaml(config_path))
+    mapping = deep_merge(mapping, overrides or {})
+    config = from_mapping(cls, mapping)
+    config.validate()
+    return config
+
+
+def run_options(episode: str, bag_content: str, preview_content: str) -> tuple[ConfigOption, ...]:
+    """The flags every simulator has; ``episode`` names what one episode is ("throws"),
+    ``bag_content`` and ``preview_content`` say what the bag and the preview hold."""
+    return (
+        ConfigOption('--episodes', ('episodes',), int, f'number of {episode} to simulate',
+                     metavar='N'),
+        ConfigOption('--seed', ('seed',), int,
+                     'master seed; the same seed gives a byte-identical dataset for any '
+                     '--workers', metavar='S'),
+        ConfigOption('--out', ('output', 'out'), str,
+                     'dataset directory to create; must not exist yet (required)', metavar='DIR'),
+        ConfigOption('--workers', ('workers',), int, 'simulation processes', metavar='N'),
+        ConfigOption('--bag', ('output', 'bag'), str,
+                     f'also write a rosbag2 ({bag_content}) to this new directory',
+                     metavar='PATH'),
+        ConfigOption('--storage', ('output', 'storage'), str, 'bag storage plugin',
+                     choices=tuple(STORAGE_PLUGINS)),
+        ConfigOption('--bag-gap', ('output', 'bag_episode_gap_s'), float,
+                     'sim-clock gap between episodes in the bag', metavar='SECONDS'),
+        ConfigOption('--preview', ('output', 'preview'), str,
+                     f'also write a {preview_content} PNG', metavar='PNG'),
+        ConfigOption('--episodes-per-shard', ('episodes_per_shard',), int,
+                     'whole episodes per shard_XXXXX.npz', metavar='N'),
+    )

@@ -9,6 +9,10 @@ Writing: :func:`open_bag_writer` stages the bag under a hidden sibling directory
 it into place only when it closed cleanly, so an interrupted run never leaves a bag that looks
 complete. :func:`staged_path` is that mechanism on its own, for any file or directory output.
 
+Simulated episodes go into one bag one after another on the sim clock
+(:class:`EpisodeTimeline`), a gap apart, so a node that resets its recurrent state on a stamp
+gap starts every episode fresh.
+
 Reading: :func:`read_bag` yields :class:`BagMessage` (topic, bag stamp, decoded message) in
 storage order; :func:`image_to_rgb` turns ``sensor_msgs/msg/Image`` back into numpy.
 """
@@ -30,10 +34,14 @@ from rosbags.typesys import Stores, get_typestore
 IMAGE_MSGTYPE = 'sensor_msgs/msg/Image'
 CAMERA_INFO_MSGTYPE = 'sensor_msgs/msg/CameraInfo'
 LABELLED_ARRAY_MSGTYPE = 'std_msgs/msg/Float32MultiArray'
+POSE_STAMPED_MSGTYPE = 'geometry_msgs/msg/PoseStamped'
 
 STORAGE_PLUGINS = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 
 _NS_PER_S = 1_000_000_000
+
+# Sim time 0 means "clock not started" to ROS nodes using sim time, so bags start at 1 s.
+BAG_CLOCK_START_NS = 1_000_000_000
 
 
 class BagError(Exception):
@@ -109,6 +117,21 @@ def open_bag_writer(path: str | os.PathLike, storage: str = 'mcap') -> Iterator[
         yield BagWriter(writer)
 
 
+class EpisodeTimeline:
+    """Places episodes on a bag's clock one after another, ``gap_s`` apart, from 1 s on."""
+
+    def __init__(self, gap_s: float):
+        self._gap_ns = round(gap_s * _NS_PER_S)
+        self._episode_start_ns = BAG_CLOCK_START_NS
+
+    def place(self, stamp_s: Sequence[float]) -> list[int]:
+        """Bag stamps (ns) of an episode's sample times (s since its start); the next
+        episode starts one gap after the last of them."""
+        stamps_ns = [self._episode_start_ns + round(float(t) * _NS_PER_S) for t in stamp_s]
+        self._episode_start_ns = stamps_ns[-1] + self._gap_ns
+        return stamps_ns
+
+
 def header(stamp_ns: int, frame_id: str):
     """A ``std_msgs/msg/Header`` for a stamp in integer nanoseconds."""
     types = typestore().types
@@ -143,6 +166,18 @@ def camera_info_message(width: int, height: int, k: np.ndarray, stamp_ns: int, f
         p=projection.reshape(-1), binning_x=0, binning_y=0,
         roi=types['sensor_msgs/msg/RegionOfInterest'](
             x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+
+def pose_stamped_message(position: Sequence[float], quaternion_xyzw: Sequence[float],
+                         stamp_ns: int, frame_id: str):
+    """A ``geometry_msgs/msg/PoseStamped``: position (x, y, z), orientation (x, y, z, w)."""
+    types = typestore().types
+    x, y, z = (float(value) for value in position)
+    qx, qy, qz, qw = (float(value) for value in quaternion_xyzw)
+    return types[POSE_STAMPED_MSGTYPE](
+        header=header(stamp_ns, frame_id), pose=types['geometry_msgs/msg/Pose'](
+            position=types['geometry_msgs/msg/Point'](x=x, y=y, z=z),
+            orientation=types['geometry_msgs/msg/Quaternion'](x=qx, y=qy, z=qz, w=qw)))
 
 
 def labelled_array_message(values: Sequence[float], labels: Sequence[str]):

@@ -6,11 +6,7 @@ training and runtime code can load it without pybullet.
 Coordinates: world frame = robot base frame, origin on the floor under the robot, x forward
 (towards the thrower), y left, z up, metres. The camera pose is in the manifest.
 
-Directory layout::
-
-    DIR/manifest.json        written last: a directory without it is incomplete
-    DIR/shard_00000.npz      whole episodes, in episode order (zip of .npy, deflated)
-    DIR/shard_00001.npz      ...
+Directory layout, bookkeeping arrays and the checking reader: :mod:`rnn_perception.data.shards`.
 
 Shard arrays (N frames, E episodes in the shard, episodes stored one after another):
 
@@ -59,17 +55,18 @@ no header, so it is matched to its image by bag time.
 """
 from __future__ import annotations
 
-import json
-import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rnn_perception.data.shards import (  # noqa: F401  (re-exported: the format's names)
+    MANIFEST_NAME, DatasetError, ShardedDataset, manifest_counts, read_manifest, shard_arrays,
+    shard_entry, shard_file_name, write_manifest, write_npz)
+
 SCHEMA_VERSION = 1
 KIND = 'dodgeball'
-MANIFEST_NAME = 'manifest.json'
 
 IMAGE_TOPIC = '/camera/image_raw'
 CAMERA_INFO_TOPIC = '/camera/camera_info'
@@ -88,13 +85,6 @@ FRAME_DTYPES = {'frames': np.uint8, 'depth': np.float16, 'stamp_s': np.float64,
 EPISODE_DTYPES = {'hit': np.bool_, 'contact_time_s': np.float64, 'ball_radius_m': np.float32,
                   'launch_speed_mps': np.float32, 'aim_offset_m': np.float32,
                   'aimed_at_robot': np.bool_, 'has_distractor': np.bool_}
-
-# A fixed zip timestamp makes shards byte-identical between runs (np.savez stamps "now").
-_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
-
-
-class DatasetError(Exception):
-    """A dodgeball dataset is missing, incomplete or not of this schema."""
 
 
 @dataclass
@@ -122,76 +112,31 @@ class DodgeballEpisode:
         return len(self.frames)
 
 
-def shard_file_name(shard_number: int) -> str:
-    """File name of shard ``shard_number``."""
-    return f'shard_{shard_number:05d}.npz'
-
-
 def write_shard(path: Path, episodes: Sequence[DodgeballEpisode]) -> dict:
     """Write ``episodes`` (consecutive, in order) as one shard; return its manifest entry."""
-    arrays = _shard_arrays(episodes)
-    with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(f'{name}.npy', date_time=_ZIP_DATE_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with archive.open(info, 'w', force_zip64=True) as member:
-                np.lib.format.write_array(member, array, allow_pickle=False)
-    return {'file': path.name, 'first_episode': episodes[0].index, 'episodes': len(episodes),
-            'frames': int(arrays['episode_offsets'][-1]), 'hits': int(arrays['hit'].sum())}
-
-
-def _shard_arrays(episodes: Sequence[DodgeballEpisode]) -> dict[str, np.ndarray]:
-    """Flatten episodes into the shard arrays of the schema."""
-    lengths = [episode.num_frames for episode in episodes]
-    arrays = {
-        'episode_index': np.repeat([e.index for e in episodes], lengths).astype(np.int64),
-        'frame_index': np.concatenate([np.arange(n, dtype=np.int32) for n in lengths]),
-        'episode_offsets': np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-    }
-    for name, dtype in FRAME_DTYPES.items():
-        if getattr(episodes[0], name) is not None:  # depth is optional
-            arrays[name] = np.concatenate([getattr(e, name) for e in episodes]).astype(dtype)
-    for name, dtype in EPISODE_DTYPES.items():
-        arrays[name] = np.array([getattr(e, name) for e in episodes], dtype=dtype)
-    return arrays
+    arrays = shard_arrays(episodes, FRAME_DTYPES, EPISODE_DTYPES)
+    write_npz(path, arrays)
+    return {**shard_entry(path, arrays, episodes[0].index), 'hits': int(arrays['hit'].sum())}
 
 
 def build_manifest(shards: Sequence[dict], *, seed: int, fps: float, has_depth: bool,
                    camera_info: dict, parameters: dict) -> dict:
     """The manifest for written ``shards`` (their :func:`write_shard` entries)."""
-    num_episodes = sum(shard['episodes'] for shard in shards)
+    counts = manifest_counts(shards)
     num_hits = sum(shard['hits'] for shard in shards)
     return {
         'schema_version': SCHEMA_VERSION, 'kind': KIND, 'seed': seed, 'fps': fps,
-        'has_depth': has_depth, 'num_episodes': num_episodes,
-        'num_frames': sum(shard['frames'] for shard in shards), 'num_hits': num_hits,
-        'hit_ratio': num_hits / num_episodes if num_episodes else 0.0,
+        'has_depth': has_depth, **counts, 'num_hits': num_hits,
+        'hit_ratio': num_hits / counts['num_episodes'] if counts['num_episodes'] else 0.0,
         'camera_info': camera_info, 'parameters': parameters, 'shards': list(shards),
     }
 
 
-def write_manifest(root: Path, manifest: dict) -> None:
-    """Write ``manifest.json``; call it last, it is what marks the dataset complete."""
-    text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
-    (root / MANIFEST_NAME).write_text(text + '\n', encoding='utf-8')
-
-
-class DodgeballDataset:
+class DodgeballDataset(ShardedDataset):
     """A verified dodgeball dataset directory; shards are read lazily, one at a time."""
 
-    def __init__(self, root: Path, manifest: dict):
-        self.root = root
-        self.manifest = manifest
-
-    @property
-    def num_episodes(self) -> int:
-        """Number of episodes."""
-        return self.manifest['num_episodes']
-
-    @property
-    def num_frames(self) -> int:
-        """Number of frames over all episodes."""
-        return self.manifest['num_frames']
+    FRAME_DTYPES = FRAME_DTYPES
+    EPISODE_DTYPES = EPISODE_DTYPES
 
     @property
     def hit_ratio(self) -> float:
@@ -208,49 +153,9 @@ class DodgeballDataset:
         """Intrinsics and pose of the camera (see the module docstring)."""
         return self.manifest['camera_info']
 
-    def __len__(self) -> int:
-        return self.num_episodes
-
-    def episodes(self) -> Iterator[DodgeballEpisode]:
-        """All episodes in order."""
-        for shard in self.manifest['shards']:
-            yield from _split_episodes(self._load_shard(shard))
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """All shards concatenated (``episode_offsets`` then index the whole dataset)."""
-        shards = [self._load_shard(shard) for shard in self.manifest['shards']]
-        merged = {name: np.concatenate([shard[name] for shard in shards])
-                  for name in shards[0] if name != 'episode_offsets'}
-        lengths = np.concatenate([np.diff(shard['episode_offsets']) for shard in shards])
-        merged['episode_offsets'] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        return merged
-
-    def _load_shard(self, entry: dict) -> dict[str, np.ndarray]:
-        """Read one shard and check it holds what the manifest says."""
-        path = self.root / entry['file']
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as error:
-            raise DatasetError(f'{path}: unreadable shard ({error})') from error
-        expected = {'episode_offsets': entry['episodes'] + 1, 'frames': entry['frames']}
-        for name, length in expected.items():
-            if name not in arrays or len(arrays[name]) != length:
-                raise DatasetError(f'{path}: {name} does not match the manifest (corrupt shard?)')
-        if arrays['episode_offsets'][-1] != entry['frames']:
-            raise DatasetError(f'{path}: episode offsets do not cover its frames (corrupt shard?)')
-        return arrays
-
-
-def _split_episodes(arrays: dict[str, np.ndarray]) -> Iterator[DodgeballEpisode]:
-    """Cut a shard's flat arrays back into episodes."""
-    offsets = arrays['episode_offsets']
-    for e, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:])):
-        per_frame = {name: arrays[name][start:stop] if name in arrays else None
-                     for name in FRAME_DTYPES}
-        per_episode = {name: arrays[name][e].item() for name in EPISODE_DTYPES}
-        yield DodgeballEpisode(index=int(arrays['episode_index'][start]),
-                               **per_frame, **per_episode)
+    def make_episode(self, fields: dict) -> DodgeballEpisode:
+        """One episode from its stored fields."""
+        return DodgeballEpisode(**fields)
 
 
 def load_dodgeball_dataset(root: str | Path) -> DodgeballDataset:
@@ -260,28 +165,4 @@ def load_dodgeball_dataset(root: str | Path) -> DodgeballDataset:
         DatasetError: no manifest (missing, or an interrupted generation), another schema
             version or kind, missing shards, or counts that do not add up.
     """
-    root = Path(root)
-    manifest_path = root / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise DatasetError(f'{root}: no {MANIFEST_NAME}; not a dataset, or an incomplete one')
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding='utf-8'))
-    except (OSError, ValueError) as error:
-        raise DatasetError(f'{manifest_path}: unreadable manifest ({error})') from error
-    _check_manifest(root, manifest)
-    return DodgeballDataset(root, manifest)
-
-
-def _check_manifest(root: Path, manifest: dict) -> None:
-    """Raise DatasetError unless the manifest is schema 1 and agrees with the shard files."""
-    if manifest.get('kind') != KIND or manifest.get('schema_version') != SCHEMA_VERSION:
-        raise DatasetError(
-            f'{root}: expected a {KIND} dataset of schema version {SCHEMA_VERSION}, found '
-            f'kind {manifest.get("kind")!r} version {manifest.get("schema_version")!r}')
-    shards = manifest.get('shards', [])
-    for field, count_key in (('episodes', 'num_episodes'), ('frames', 'num_frames')):
-        if sum(shard[field] for shard in shards) != manifest.get(count_key):
-            raise DatasetError(f'{root}: shard {field} do not add up to {count_key}')
-    missing = [shard['file'] for shard in shards if not (root / shard['file']).is_file()]
-    if missing:
-        raise DatasetError(f'{root}: missing shard files {", ".join(missing)}')
+    return DodgeballDataset(*read_manifest(root, KIND, SCHEMA_VERSION))

@@ -10,13 +10,10 @@ stamp gap starts every episode fresh.
 from __future__ import annotations
 
 from rnn_perception.data.bags import (
-    CAMERA_INFO_MSGTYPE, IMAGE_MSGTYPE, LABELLED_ARRAY_MSGTYPE, BagWriter, camera_info_message,
-    labelled_array_message, rgb_image_message)
+    CAMERA_INFO_MSGTYPE, IMAGE_MSGTYPE, LABELLED_ARRAY_MSGTYPE, BagWriter, EpisodeTimeline,
+    camera_info_message, labelled_array_message, rgb_image_message)
 from rnn_perception.data.dodgeball_dataset import (
     CAMERA_INFO_TOPIC, GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, IMAGE_TOPIC, DodgeballEpisode)
-
-# Sim time 0 means "clock not started" to ROS nodes using sim time, so the bag starts at 1 s.
-BAG_CLOCK_START_NS = 1_000_000_000
 
 
 def ground_truth_values(episode: DodgeballEpisode, frame: int) -> list[float]:
@@ -32,8 +29,7 @@ class DodgeballBagRecorder:
     def __init__(self, writer: BagWriter, camera_info: dict, episode_gap_s: float):
         self._writer = writer
         self._camera_info = camera_info
-        self._gap_ns = round(episode_gap_s * 1e9)
-        self._episode_start_ns = BAG_CLOCK_START_NS
+        self._timeline = EpisodeTimeline(episode_gap_s)
         writer.add_topic(IMAGE_TOPIC, IMAGE_MSGTYPE)
         writer.add_topic(CAMERA_INFO_TOPIC, CAMERA_INFO_MSGTYPE)
         writer.add_topic(GROUND_TRUTH_TOPIC, LABELLED_ARRAY_MSGTYPE)
@@ -41,12 +37,10 @@ class DodgeballBagRecorder:
     def add(self, episode: DodgeballEpisode) -> None:
         """Write every frame of ``episode``; the next episode starts one gap after its last."""
         info, frame_id = self._camera_info, self._camera_info['frame_id']
-        for frame in range(episode.num_frames):
-            stamp_ns = self._episode_start_ns + round(episode.stamp_s[frame] * 1e9)
+        for frame, stamp_ns in enumerate(self._timeline.place(episode.stamp_s)):
             self._writer.write(IMAGE_TOPIC, stamp_ns,
                                rgb_image_message(episode.frames[frame], stamp_ns, frame_id))
             self._writer.write(CAMERA_INFO_TOPIC, stamp_ns, camera_info_message(
                 info['width'], info['height'], info['k'], stamp_ns, frame_id))
             self._writer.write(GROUND_TRUTH_TOPIC, stamp_ns, labelled_array_message(
                 ground_truth_values(episode, frame), GROUND_TRUTH_FIELDS))
-        self._episode_start_ns = stamp_ns + self._gap_ns

@@ -3,34 +3,16 @@ from __future__ import annotations
 
 import argparse
 
-from rnn_perception.data.bags import STORAGE_PLUGINS
-from sim.config import ConfigOption, add_config_options, overrides_from_args
+from sim.config import ConfigOption, add_config_options, overrides_from_args, run_options
 from sim.dodgeball.config import DEFAULTS_PATH, default_mapping, load_dodgeball_config
 
 OPTIONS = (
-    ConfigOption('--episodes', ('episodes',), int, 'number of throws to simulate', metavar='N'),
-    ConfigOption('--seed', ('seed',), int,
-                 'master seed; the same seed gives a byte-identical dataset for any --workers',
-                 metavar='S'),
-    ConfigOption('--out', ('output', 'out'), str,
-                 'dataset directory to create; must not exist yet (required)', metavar='DIR'),
+    *run_options('throws', 'image, camera info, ground truth',
+                 'contact sheet (sample frames of hits and misses)'),
     ConfigOption('--image-size', ('camera', 'image_size'), int, 'square image side in pixels',
                  metavar='PX'),
     ConfigOption('--fps', ('camera', 'fps'), float, 'camera rate in Hz', metavar='HZ'),
     ConfigOption('--depth', ('camera', 'depth'), bool, 'also store metric depth per frame'),
-    ConfigOption('--workers', ('workers',), int, 'simulation processes', metavar='N'),
-    ConfigOption('--bag', ('output', 'bag'), str,
-                 'also write a rosbag2 (image, camera info, ground truth) to this new directory',
-                 metavar='PATH'),
-    ConfigOption('--storage', ('output', 'storage'), str, 'bag storage plugin',
-                 choices=tuple(STORAGE_PLUGINS)),
-    ConfigOption('--bag-gap', ('output', 'bag_episode_gap_s'), float,
-                 'sim-clock gap between episodes in the bag', metavar='SECONDS'),
-    ConfigOption('--preview', ('output', 'preview'), str,
-                 'also write a contact sheet PNG (sample frames of hits and misses)',
-                 metavar='PNG'),
-    ConfigOption('--episodes-per-shard', ('episodes_per_shard',), int,
-                 'whole episodes per shard_XXXXX.npz', metavar='N'),
 )
 
 DESCRIPTION = """\

@@ -2,28 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnn_perception.data.bags import STORAGE_PLUGINS
-from sim.config import deep_merge, from_mapping, load_yaml
-from sim.errors import SimError
+from sim.config import OutputConfig, load_config, load_yaml, raise_first_failure, run_checks
 
 DEFAULTS_PATH = Path(__file__).resolve().parents[2] / 'config' / 'dodgeball_sim.yaml'
 
 Range = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    """Where results go; none of it changes the dataset's content."""
-
-    out: str | None
-    bag: str | None
-    storage: str
-    bag_episode_gap_s: float
-    preview: str | None
 
 
 @dataclass(frozen=True)
@@ -103,26 +89,12 @@ class DodgeballConfig:
 
     def validate(self) -> None:
         """Raise SimError naming the first nonsensical parameter."""
-        for ok, message in self._checks():
-            if not ok:
-                raise SimError(message)
+        raise_first_failure(self._checks())
 
     def _checks(self):
         """(condition, message if it fails) for every constraint."""
         camera, physics, throw, episode = self.camera, self.physics, self.throw, self.episode
-        yield self.episodes >= 1, f'episodes must be at least 1, got {self.episodes}'
-        yield self.seed >= 0, f'seed must be non-negative, got {self.seed}'
-        yield self.workers >= 1, f'workers must be at least 1, got {self.workers}'
-        yield self.episodes_per_shard >= 1, (
-            f'episodes_per_shard must be at least 1, got {self.episodes_per_shard}')
-        yield self.output.storage in STORAGE_PLUGINS, (
-            f'unknown bag storage {self.output.storage!r} '
-            f'(choose from {", ".join(STORAGE_PLUGINS)})')
-        paths = [path for path in (self.output.out, self.output.bag, self.output.preview) if path]
-        yield len({os.path.abspath(path) for path in paths}) == len(paths), (
-            'the dataset, bag and preview paths must differ')
-        yield self.output.bag_episode_gap_s > 0, (
-            f'bag_episode_gap_s must be positive, got {self.output.bag_episode_gap_s}')
+        yield from run_checks(self)
         yield 8 <= camera.image_size <= 1024, (
             f'image size must be between 8 and 1024 pixels, got {camera.image_size}')
         yield camera.fps > 0, f'fps must be positive, got {camera.fps}'
@@ -160,10 +132,4 @@ def default_mapping() -> dict:
 def load_dodgeball_config(config_path: str | Path | None = None,
                           overrides: dict | None = None) -> DodgeballConfig:
     """Defaults, then the YAML file at ``config_path``, then ``overrides``; validated."""
-    mapping = default_mapping()
-    if config_path is not None:
-        mapping = deep_merge(mapping, load_yaml(config_path))
-    mapping = deep_merge(mapping, overrides or {})
-    config = from_mapping(DodgeballConfig, mapping)
-    config.validate()
-    return config
+    return load_config(DodgeballConfig, DEFAULTS_PATH, config_path, overrides)

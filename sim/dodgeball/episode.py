@@ -22,6 +22,7 @@ from sim.dodgeball.robot import ROBOT
 from sim.dodgeball.scene import SceneLook, sample_look
 from sim.dodgeball.throws import AimKind, Throw, sample_throw
 from sim.dodgeball.world import DodgeballWorld
+from sim.pipeline import episode_rng
 
 
 def head_camera(config: DodgeballConfig) -> PinholeCamera:
@@ -128,8 +129,8 @@ def _label(log: FrameLog, throw: Throw, clock: EpisodeClock, contact_step: int |
 class EpisodeSimulator:
     """Makes episode ``i`` from the config and ``i`` alone, whichever process calls it.
 
-    Episode ``i`` draws from ``SeedSequence(seed, spawn_key=(i,))``, the ``i``-th child of
-    ``SeedSequence(seed).spawn(...)``, and runs in a freshly reset world.
+    Episode ``i`` draws from :func:`sim.pipeline.episode_rng` of the seed and ``i`` and runs
+    in a freshly reset world.
     """
 
     def __init__(self, config: DodgeballConfig):
@@ -141,7 +142,7 @@ class EpisodeSimulator:
 
     def __call__(self, index: int) -> DodgeballEpisode:
         config = self._config
-        rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(index,)))
+        rng = episode_rng(config.seed, index)
         gravity = config.physics.gravity_mps2
         look = sample_look(rng)
         throw = sample_throw(rng, config.throw, gravity)

@@ -1,0 +1,204 @@
+"""What every simulator dataset shares: sharded episodes, a manifest, a checking reader.
+
+A dataset is a directory of compressed numpy shards and a ``manifest.json`` written last::
+
+    DIR/manifest.json        written last: a directory without it is incomplete
+    DIR/shard_00000.npz      whole episodes, in episode order (zip of .npy, deflated)
+    DIR/shard_00001.npz      ...
+
+Each shard stores its episodes one after another as flat arrays: per-frame arrays (first axis
+= the N frames of the shard, a frame being one sample of the simulated sensor) and
+per-episode arrays (first axis = its E episodes), plus three bookkeeping arrays every dataset
+kind has:
+
+=====================  ==============  =======================================================
+episode_index          int64 N         global episode number of the frame
+frame_index            int32 N         frame number within its episode (0, 1, ...)
+episode_offsets        int64 E+1       episode e is frames ``[offsets[e], offsets[e+1])``
+=====================  ==============  =======================================================
+
+Shards have a fixed zip timestamp, so the same episodes give byte-identical files. The
+manifest always holds ``schema_version``, ``kind``, ``num_episodes``, ``num_frames`` and
+``shards`` (``file``, ``first_episode``, ``episodes``, ``frames`` and whatever a kind adds);
+each kind (``dodgeball_dataset``, ``tactile_dataset``) documents its own arrays and keys.
+
+numpy and json only: training and runtime code load datasets without the simulators.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST_NAME = 'manifest.json'
+
+# A fixed zip timestamp makes shards byte-identical between runs (np.savez stamps "now").
+_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class DatasetError(Exception):
+    """A dataset is missing, incomplete, corrupt or not of the expected kind and schema."""
+
+
+def shard_file_name(shard_number: int) -> str:
+    """File name of shard ``shard_number``."""
+    return f'shard_{shard_number:05d}.npz'
+
+
+def shard_arrays(episodes: Sequence, frame_dtypes: Mapping[str, type],
+                 episode_dtypes: Mapping[str, type]) -> dict[str, np.ndarray]:
+    """Flatten episodes (objects with ``index``, ``num_frames`` and the named fields).
+
+    A per-frame field that is None in the first episode is optional and left out.
+    """
+    lengths = [episode.num_frames for episode in episodes]
+    arrays = {
+        'episode_index': np.repeat([e.index for e in episodes], lengths).astype(np.int64),
+        'frame_index': np.concatenate([np.arange(n, dtype=np.int32) for n in lengths]),
+        'episode_offsets': np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+    }
+    for name, dtype in frame_dtypes.items():
+        if getattr(episodes[0], name) is not None:
+            arrays[name] = np.concatenate([getattr(e, name) for e in episodes]).astype(dtype)
+    for name, dtype in episode_dtypes.items():
+        arrays[name] = np.array([getattr(e, name) for e in episodes], dtype=dtype)
+    return arrays
+
+
+def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as a deflated .npz whose bytes depend on the arrays alone."""
+    with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f'{name}.npy', date_time=_ZIP_DATE_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, 'w', force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def shard_entry(path: Path, arrays: Mapping[str, np.ndarray], first_episode: int) -> dict:
+    """The manifest entry of a shard written from ``arrays``."""
+    offsets = arrays['episode_offsets']
+    return {'file': path.name, 'first_episode': int(first_episode),
+            'episodes': len(offsets) - 1, 'frames': int(offsets[-1])}
+
+
+def manifest_counts(shards: Sequence[dict]) -> dict:
+    """``num_episodes`` and ``num_frames`` of written ``shards``."""
+    return {'num_episodes': sum(shard['episodes'] for shard in shards),
+            'num_frames': sum(shard['frames'] for shard in shards)}
+
+
+def write_manifest(root: Path, manifest: dict) -> None:
+    """Write ``manifest.json``; call it last, it is what marks the dataset complete."""
+    text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
+    (root / MANIFEST_NAME).write_text(text + '\n', encoding='utf-8')
+
+
+def read_manifest(root: str | Path, kind: str, schema_version: int) -> tuple[Path, dict]:
+    """``(root, manifest)`` after checking kind, schema, counts and shard files.
+
+    Raises:
+        DatasetError: no manifest (missing, or an interrupted generation), another schema
+            version or kind, missing shards, or counts that do not add up.
+    """
+    root = Path(root)
+    manifest_path = root / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise DatasetError(f'{root}: no {MANIFEST_NAME}; not a dataset, or an incomplete one')
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding='utf-8'))
+    except (OSError, ValueError) as error:
+        raise DatasetError(f'{manifest_path}: unreadable manifest ({error})') from error
+    if manifest.get('kind') != kind or manifest.get('schema_version') != schema_version:
+        raise DatasetError(
+            f'{root}: expected a {kind} dataset of schema version {schema_version}, found '
+            f'kind {manifest.get("kind")!r} version {manifest.get("schema_version")!r}')
+    shards = manifest.get('shards', [])
+    for field, count_key in (('episodes', 'num_episodes'), ('frames', 'num_frames')):
+        if sum(shard[field] for shard in shards) != manifest.get(count_key):
+            raise DatasetError(f'{root}: shard {field} do not add up to {count_key}')
+    missing = [shard['file'] for shard in shards if not (root / shard['file']).is_file()]
+    if missing:
+        raise DatasetError(f'{root}: missing shard files {", ".join(missing)}')
+    return root, manifest
+
+
+def load_shard(root: Path, entry: dict) -> dict[str, np.ndarray]:
+    """Read one shard and check it holds what its manifest entry says."""
+    path = root / entry['file']
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise DatasetError(f'{path}: unreadable shard ({error})') from error
+    expected = {'episode_offsets': entry['episodes'] + 1, 'episode_index': entry['frames']}
+    for name, length in expected.items():
+        if name not in arrays or len(arrays[name]) != length:
+            raise DatasetError(f'{path}: {name} does not match the manifest (corrupt shard?)')
+    if arrays['episode_offsets'][-1] != entry['frames']:
+        raise DatasetError(f'{path}: episode offsets do not cover its frames (corrupt shard?)')
+    return arrays
+
+
+def split_episodes(arrays: Mapping[str, np.ndarray], frame_names: Sequence[str],
+                   episode_names: Sequence[str]) -> Iterator[dict]:
+    """Cut a shard's flat arrays back into per-episode keyword arguments (with ``index``).
+
+    A per-frame name missing from the shard (an optional field) comes back as None.
+    """
+    offsets = arrays['episode_offsets']
+    for e, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:])):
+        per_frame = {name: arrays[name][start:stop] if name in arrays else None
+                     for name in frame_names}
+        per_episode = {name: arrays[name][e].item() for name in episode_names}
+        yield {'index': int(arrays['episode_index'][start]), **per_frame, **per_episode}
+
+
+class ShardedDataset:
+    """A verified dataset directory; shards are read lazily, one at a time.
+
+    Subclasses set :attr:`FRAME_DTYPES`, :attr:`EPISODE_DTYPES` and :meth:`make_episode`.
+    """
+
+    FRAME_DTYPES: Mapping[str, type] = {}
+    EPISODE_DTYPES: Mapping[str, type] = {}
+
+    def __init__(self, root: Path, manifest: dict):
+        self.root = root
+        self.manifest = manifest
+
+    @property
+    def num_episodes(self) -> int:
+        """Number of episodes."""
+        return self.manifest['num_episodes']
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frames (sensor samples) over all episodes."""
+        return self.manifest['num_frames']
+
+    def __len__(self) -> int:
+        return self.num_episodes
+
+    def make_episode(self, fields: dict):
+        """The episode object of one episode's fields (see :func:`split_episodes`)."""
+        raise NotImplementedError
+
+    def episodes(self) -> Iterator:
+        """All episodes in order."""
+        for shard in self.manifest['shards']:
+            for fields in split_episodes(load_shard(self.root, shard), self.FRAME_DTYPES,
+                                         self.EPISODE_DTYPES):
+                yield self.make_episode(fields)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """All shards concatenated (``episode_offsets`` then index the whole dataset)."""
+        shards = [load_shard(self.root, shard) for shard in self.manifest['shards']]
+        merged = {name: np.concatenate([shard[name] for shard in shards])
+                  for name in shards[0] if name != 'episode_offsets'}
+        lengths = np.concatenate([np.diff(shard['episode_offsets']) for shard in shards])
+        merged['episode_offsets'] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return merged

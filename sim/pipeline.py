@@ -1,0 +1,149 @@
+"""What every simulator's generation shares: seeding, workers, shards, bag, preview, progress.
+
+A simulator describes itself with a :class:`SimulatorSpec` and calls :func:`generate`.
+
+Every output is built under a hidden staging name next to its target and renamed into place
+only after everything succeeded (the dataset last, its manifest written last inside it), so
+an error or Ctrl-C leaves nothing that looks complete. Episodes are simulated in order by
+one process or by a pool of worker processes; either way episode ``i`` is the same (it draws
+from :func:`episode_rng` of the seed and ``i`` alone), and shards are cut by episode number,
+so the dataset does not depend on ``workers``.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from rnn_perception.data.bags import BagWriter, open_bag_writer, staged_path
+from rnn_perception.data.shards import shard_file_name, write_manifest
+from sim.errors import SimError
+
+
+def episode_rng(seed: int, index: int) -> np.random.Generator:
+    """Episode ``index``'s generator: ``SeedSequence(seed, spawn_key=(index,))``, the
+    ``index``-th child of ``SeedSequence(seed).spawn(...)``, so episodes are independent of
+    each other and of which process simulates them."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+
+class EpisodeRecorder(Protocol):
+    """Writes episodes into a bag, in order."""
+
+    def add(self, episode: Any) -> None:
+        """Append one episode."""
+
+
+class SimulationConfig(Protocol):
+    """The part of a simulator's config the pipeline reads."""
+
+    episodes: int
+    workers: int
+    episodes_per_shard: int
+    output: Any  # out, bag, storage, preview
+
+
+@dataclass(frozen=True)
+class SimulatorSpec:
+    """How one simulator plugs into :func:`generate`.
+
+    ``simulator``: a picklable callable ``simulator(config)`` returning an object that maps an
+    episode index to an episode and has ``close()``. ``write_shard(path, episodes)`` writes a
+    shard and returns its manifest entry; ``manifest(shards)`` builds the manifest;
+    ``recorder(writer)`` declares the bag topics and returns an :class:`EpisodeRecorder`;
+    ``preview(dataset_dir, png_path)`` draws the finished dataset.
+    """
+
+    name: str
+    simulator: Callable[[Any], Any]
+    write_shard: Callable[[Path, list], dict]
+    manifest: Callable[[list[dict]], dict]
+    recorder: Callable[[BagWriter], EpisodeRecorder]
+    preview: Callable[[Path, Path], None]
+
+
+_worker_simulator = None
+
+
+def _start_worker(simulator: Callable, config) -> None:
+    """Pool initializer: one simulator per worker; Ctrl-C is the parent's to handle."""
+    global _worker_simulator
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_simulator = simulator(config)
+
+
+def _simulate_in_worker(index: int):
+    """Pool task: episode ``index``."""
+    return _worker_simulator(index)
+
+
+def simulate_episodes(simulator: Callable, config: SimulationConfig) -> Iterator:
+    """Episodes ``0 .. episodes-1`` in order, simulated by ``config.workers`` processes."""
+    workers = min(config.workers, config.episodes)
+    if workers == 1:
+        with closing(simulator(config)) as instance:
+            yield from map(instance, range(config.episodes))
+        return
+    # spawn, not fork: each worker starts fresh (its own pybullet), whatever the parent imported.
+    context = multiprocessing.get_context('spawn')
+    with context.Pool(workers, initializer=_start_worker, initargs=(simulator, config)) as pool:
+        yield from pool.imap(_simulate_in_worker, range(config.episodes))
+
+
+def write_shards(episodes: Iterable, dataset_dir: Path, episodes_per_shard: int,
+                 write_shard: Callable[[Path, list], dict],
+                 recorder: EpisodeRecorder | None = None) -> list[dict]:
+    """Write episodes (in order) into shards of ``episodes_per_shard``, and to the bag if any."""
+    shards, pending = [], []
+
+    def flush() -> None:
+        shards.append(write_shard(dataset_dir / shard_file_name(len(shards)), pending))
+        pending.clear()
+
+    for episode in episodes:
+        if recorder is not None:
+            recorder.add(episode)
+        pending.append(episode)
+        if len(pending) == episodes_per_shard:
+            flush()
+    if pending:
+        flush()
+    return shards
+
+
+def generate(config: SimulationConfig, spec: SimulatorSpec, *,
+             progress: bool | None = None) -> dict:
+    """Make the dataset (and bag, preview) that ``config`` asks for; return its manifest.
+
+    ``progress``: show a progress bar (None: only on a terminal).
+    """
+    output = config.output
+    if output.out is None:
+        raise SimError('no output directory: pass --out DIR (or set output.out in the config)')
+    # Exits run in reverse: the simulation stops first, the dataset is renamed into place last.
+    with ExitStack() as stack:
+        dataset_dir = stack.enter_context(staged_path(output.out))
+        dataset_dir.mkdir()
+        recorder = None
+        if output.bag is not None:
+            recorder = spec.recorder(stack.enter_context(
+                open_bag_writer(output.bag, output.storage)))
+        preview_path = stack.enter_context(staged_path(output.preview)) if output.preview else None
+        episodes = stack.enter_context(closing(simulate_episodes(spec.simulator, config)))
+        progress_bar = stack.enter_context(tqdm(
+            episodes, total=config.episodes, unit='episode', desc=spec.name,
+            disable=None if progress is None else not progress))
+        shards = write_shards(progress_bar, dataset_dir, config.episodes_per_shard,
+                              spec.write_shard, recorder)
+        manifest = spec.manifest(shards)
+        write_manifest(dataset_dir, manifest)
+        if preview_path is not None:
+            spec.preview(dataset_dir, preview_path)
+    return manifest
