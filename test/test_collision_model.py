@@ -30,9 +30,10 @@ def frames(batch, steps, config=TINY, seed=1):
 
 
 # ----------------------------------------------------------------------------------- running
-@pytest.mark.parametrize('peephole', [False, True])
-def test_step_by_step_equals_the_whole_sequence(peephole):
-    model, clip = make_model(peephole=peephole), frames(3, 9)
+@pytest.mark.parametrize('peephole,coordinates', [(False, False), (True, False), (False, True)])
+def test_step_by_step_equals_the_whole_sequence(peephole, coordinates):
+    config = CollisionConfig.from_dict({**TINY.to_dict(), 'coordinates': coordinates})
+    model, clip = make_model(config, peephole=peephole), frames(3, 9)
     with torch.no_grad():
         whole = model(clip)
         state, stepped = None, []
@@ -53,6 +54,18 @@ def test_default_architecture_steps_like_it_runs_whole_sequences():
             logits, state = model.step(clip[:, t], state)
             stepped.append(logits)
         torch.testing.assert_close(torch.stack(stepped, 1), model(clip), rtol=1e-5, atol=1e-5)
+
+
+def test_coordinate_maps_feed_the_first_convlstm():
+    config = CollisionConfig.from_dict({**TINY.to_dict(), 'coordinates': True})
+    model = make_model(config)
+    assert model.recurrent[0].input_size == config.encoder_channels[-1] + 2
+    assert 'coordinate_maps' not in model.state_dict()              # rebuilt from the config on load
+    encoded = torch.zeros(2, config.encoder_channels[-1], *model.encoded_size())
+    inputs = model.recurrent_input(encoded)
+    assert inputs.shape[1] == config.encoder_channels[-1] + 2
+    assert inputs[0, -2, 0, 0] == -1 and inputs[0, -2, 0, -1] == 1   # x runs left to right
+    assert inputs[0, -1, 0, 0] == -1 and inputs[0, -1, -1, 0] == 1   # y runs top to bottom
 
 
 def test_output_depends_only_on_frames_so_far():

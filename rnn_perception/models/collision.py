@@ -44,6 +44,7 @@ class CollisionConfig:
     peephole: bool = False
     head_channels: int = 8
     encoder_skip: bool = True       # the head also sees the encoder's output of the current frame
+    coordinates: bool = False       # the first ConvLSTM also reads each cell's (x, y) in [-1, 1]
 
     def __post_init__(self):
         self.image_size = tuple(int(n) for n in self.image_size)
@@ -83,6 +84,13 @@ class CollisionPredictor(nn.Module):
             nn.init.kaiming_normal_(conv.weight, nonlinearity='relu')
             nn.init.zeros_(conv.bias)
         self.recurrent = nn.ModuleList()
+        if cfg.coordinates:
+            # CoordConv (Liu et al. 2018): convolutions cannot tell where in the image they are;
+            # whether a ball's motion heads for the robot depends on where the ball is.
+            height, width = self.encoded_size()
+            ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing='ij')
+            self.register_buffer('coordinate_maps', torch.stack([xs, ys]).unsqueeze(0), persistent=False)
+            channels += 2
         for out, stride in zip(cfg.recurrent_channels, cfg.recurrent_strides):
             self.recurrent.append(ConvLSTMCell(channels, out, cfg.kernel_size, stride=stride,
                                                peephole=cfg.peephole))
@@ -124,6 +132,13 @@ class CollisionPredictor(nn.Module):
                              f'{expected[2]}), got {tuple(frames.shape)}')
         return self.encoder((frames - self.mean) / self.std)
 
+    def recurrent_input(self, encoded: Tensor) -> Tensor:
+        """The first ConvLSTM's input: the encoder's output ``(N, C, h, w)``, with ``coordinates``
+        stacked with the coordinate maps ``(N, C + 2, h, w)``."""
+        if not self.config.coordinates:
+            return encoded
+        return torch.cat([encoded, self.coordinate_maps.expand(encoded.shape[0], -1, -1, -1)], 1)
+
     def head_input(self, h: Tensor, encoded: Tensor) -> Tensor:
         """What the head reads: the last ConvLSTM output, with ``encoder_skip`` stacked with the
         encoder's output (average-pooled to its size). The skip hands the head this frame's
@@ -146,7 +161,8 @@ class CollisionPredictor(nn.Module):
 
     def step(self, frame: Tensor, state: Optional[List[State]] = None) -> Tuple[Tensor, List[State]]:
         """One frame ``(B, 3, H, W)`` with carried state -> ``(logits (B,), new state)``."""
-        y = encoded = self.encode(frame)
+        encoded = self.encode(frame)
+        y = self.recurrent_input(encoded)
         state = state if state is not None else self.init_state(frame.shape[0], frame.device, frame.dtype)
         new_state = []
         for cell, cell_state in zip(self.recurrent, state):
@@ -160,7 +176,7 @@ class CollisionPredictor(nn.Module):
         over time."""
         batch, steps = frames.shape[:2]
         encoded = self.encode(frames.flatten(0, 1))                    # (B*T, C, h, w)
-        y = encoded.unflatten(0, (batch, steps)).transpose(0, 1)        # (T, B, C, h, w)
+        y = self.recurrent_input(encoded).unflatten(0, (batch, steps)).transpose(0, 1)   # (T, B, C', h, w)
         for cell, state in zip(self.recurrent, self.init_state(batch, frames.device, frames.dtype)):
             gx = cell.project_input(y.flatten(0, 1)).unflatten(0, (steps, batch))
             y, _ = cell.unroll(gx, state)

@@ -374,7 +374,8 @@ def write_reports(paths: OutputPaths, model: CollisionPredictor, metadata: Dict[
 def train(args: argparse.Namespace, device: torch.device) -> int:
     """Train, keep the best epoch by validation, write the weights and the reports."""
     config = CollisionConfig(image_size=(args.image_size, args.image_size), encoder_channels=args.encoder_channels,
-                             recurrent_channels=args.recurrent_channels, recurrent_strides=args.recurrent_strides)
+                             recurrent_channels=args.recurrent_channels, recurrent_strides=args.recurrent_strides,
+                             head_channels=args.head_channels, coordinates=args.coordinates)
     started = time.perf_counter()
     episodes, manifest = load_episodes(args.data, config.image_size, CollisionPredictor(config).feature_size())
     train_set, val = split_episodes(episodes, args.val_fraction, args.seed)
@@ -453,6 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f'one ConvLSTM layer each (default: {defaults.recurrent_channels})')
     parser.add_argument('--recurrent-strides', type=number(int), nargs='+', default=defaults.recurrent_strides,
                         metavar='S', help=f'input stride of each ConvLSTM layer (default: {defaults.recurrent_strides})')
+    parser.add_argument('--head-channels', type=number(int), default=defaults.head_channels, metavar='C',
+                        help=f'1x1 conv channels before the linear head (default: {defaults.head_channels})')
+    parser.add_argument('--coordinates', action=argparse.BooleanOptionalAction, default=defaults.coordinates,
+                        help='feed each cell\'s (x, y) to the first ConvLSTM (CoordConv) '
+                             f'(default: {defaults.coordinates})')
     parser.add_argument('--epochs', type=number(int), default=12, help='(default: 12)')
     parser.add_argument('--batch-size', type=number(int), default=16, help='episodes per batch (default: 16)')
     parser.add_argument('--lr', type=number(float), default=3e-3, help='peak learning rate (default: 3e-3)')
