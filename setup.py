@@ -27,6 +27,7 @@ setup(
         'console_scripts': [
             # ROS executables (`ros2 run rnn_perception <name>`).
             f'collision_node = {PACKAGE}.nodes.collision_node:main',
+            f'tactile_node = {PACKAGE}.nodes.tactile_node:main',
             f'zoo = {PACKAGE}.training.zoo:main',
             f'rnn_perception = {PACKAGE}.cli:main',
         ],

@@ -1,33 +1,72 @@
-"""``python -m rnn_perception bringup dodgeball``: what ``launch/dodgeball.launch.py`` starts, in one
-process, for machines with rclpy but without the ROS 2 CLI (pip installs, CI).
+"""``python -m rnn_perception bringup dodgeball|tactile|all``: what ``launch/dodgeball.launch.py`` /
+``launch/tactile.launch.py`` start, in one process, for machines with rclpy but without the ROS 2
+CLI (pip installs, CI). ``all`` starts both nodes (``tactile.launch.py with_collision:=true``).
 
-The node reads the same YAML the launch file passes (``--params``, default the package's
-``config/dodgeball.yaml``) through rcl's own ``--params-file``, so both paths resolve parameters
-identically; ``--image-topic``, ``--device`` and ``--namespace`` are the launch arguments.
+Each node reads the same YAML its launch file passes (``--params``, default the package's
+``config/dodgeball.yaml`` / ``config/tactile.yaml``; ``all`` takes ``--dodgeball-params`` and
+``--tactile-params``) through rcl's own ``--params-file``, so both paths resolve parameters
+identically; the topic options, ``--device`` and ``--namespace`` are the launch arguments.
 Anything from ``--ros-args`` on is handed to rclpy unchanged (``-p name:=value``, remaps, log
-levels). Exit status: 0 after Ctrl-C / SIGTERM, 1 when the node cannot start (one line
-``bringup dodgeball: error: ...``).
+levels). Exit status: 0 after Ctrl-C / SIGTERM, 1 when a node cannot start (one line
+``bringup <what>: error: ...``).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 PACKAGE = 'rnn_perception'
 
 
-def default_params_file() -> Path:
-    """``config/dodgeball.yaml`` of the installed package (colcon), else of the source tree."""
+def default_params_file(name: str = 'dodgeball.yaml') -> Path:
+    """``config/<name>`` of the installed package (colcon), else of the source tree."""
     try:
         from ament_index_python.packages import get_package_share_directory
-        installed = Path(get_package_share_directory(PACKAGE)) / 'config' / 'dodgeball.yaml'
+        installed = Path(get_package_share_directory(PACKAGE)) / 'config' / name
     except (ImportError, LookupError, OSError):  # no ament index, or the package is not in it
         installed = None
     if installed is not None and installed.is_file():
         return installed
-    return Path(__file__).resolve().parent.parent / 'config' / 'dodgeball.yaml'
+    return Path(__file__).resolve().parent.parent / 'config' / name
+
+
+@dataclass(frozen=True)
+class NodeLaunch:
+    """One node bringup can start: its YAML, its node class and the input topics it remaps."""
+
+    name: str                                   # 'dodgeball' / 'tactile': the YAML's and option's stem
+    node_name: str
+    node_class: str                             # 'module:Class' under rnn_perception.nodes
+    topics: Tuple[Tuple[str, str, str], ...]    # (option, the node's relative topic, default remap target)
+
+    def add_options(self, parser: argparse.ArgumentParser, params_option: str) -> None:
+        parser.add_argument(params_option, type=Path, default=None, dest=f'{self.name}_params',
+                            help=f'{self.name} parameters YAML (default: {default_params_file(self.name + ".yaml")})')
+        for option, topic, default in self.topics:
+            parser.add_argument(option, default=default, help=f'topic the node reads as {topic}')
+
+    def rcl_arguments(self, args: argparse.Namespace) -> List[str]:
+        """``--params-file`` and the node-scoped remaps (``node:from:=to``) of this node."""
+        params = getattr(args, f'{self.name}_params') or default_params_file(self.name + '.yaml')
+        if not params.is_file():
+            raise FileNotFoundError(f'parameters file {params} not found')
+        remaps = [['-r', f'{self.node_name}:{topic}:={getattr(args, option[2:].replace("-", "_"))}']
+                  for option, topic, _ in self.topics]
+        return ['--params-file', str(params), *(part for remap in remaps for part in remap)]
+
+    def node_type(self):
+        module, name = self.node_class.split(':')
+        return getattr(importlib.import_module(f'{__package__}.nodes.{module}'), name)
+
+
+DODGEBALL = NodeLaunch('dodgeball', 'collision_node', 'collision_node:CollisionNode',
+                       (('--image-topic', 'camera/image_raw', '/camera/image_raw'),))
+TACTILE = NodeLaunch('tactile', 'tactile_node', 'tactile_node:TactileNode',
+                     (('--tactile-topic', 'tactile/raw', '/tactile/raw'), ('--pose-topic', 'object/pose', '/object/pose')))
 
 
 def _split_ros_args(argv: List[str]) -> tuple[List[str], List[str]]:
@@ -37,45 +76,66 @@ def _split_ros_args(argv: List[str]) -> tuple[List[str], List[str]]:
     return argv, []
 
 
-def dodgeball(argv: Optional[List[str]] = None) -> int:
-    """Start the collision node with the dodgeball parameters and spin until shut down."""
+def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str]]) -> int:
+    """Start ``launches``' nodes in this process and spin them until shut down."""
     own_args, ros_args = _split_ros_args(list(sys.argv[1:] if argv is None else argv))
+    names = ' and '.join(launch.node_name for launch in launches)
     parser = argparse.ArgumentParser(
-        prog='python -m rnn_perception bringup dodgeball',
-        description='Start the dodgeball collision node in this process (no ros2 launch needed).',
+        prog=f'python -m rnn_perception bringup {what}',
+        description=f'Start {names} in this process (no ros2 launch needed).',
         epilog='Arguments from --ros-args on go to rclpy, e.g. --ros-args -p weights:=my.safetensors')
-    parser.add_argument('--params', type=Path, default=None,
-                        help=f'parameters YAML (default: {default_params_file()})')
-    parser.add_argument('--image-topic', default='/camera/image_raw', help='camera image topic')
+    for launch in launches:
+        launch.add_options(parser, '--params' if len(launches) == 1 else f'--{launch.name}-params')
     parser.add_argument('--device', default='auto', help='torch device: auto, cpu or cuda')
-    parser.add_argument('--namespace', default='', help='namespace of the node and its topics')
+    parser.add_argument('--namespace', default='', help='namespace of the nodes and their topics')
     args = parser.parse_args(own_args)
-    params = args.params or default_params_file()
-    if not params.is_file():
-        print(f'bringup dodgeball: error: parameters file {params} not found', file=sys.stderr)
+    try:
+        rcl_args = [part for launch in launches for part in launch.rcl_arguments(args)]
+    except FileNotFoundError as error:
+        print(f'bringup {what}: error: {error}', file=sys.stderr)
         return 1
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from .nodes.collision_node import IMAGE_TOPIC, CollisionNode, StartupError
+    from .nodes.common import StartupError
 
-    rclpy.init(args=[PACKAGE, '--ros-args', '--params-file', str(params), '-p', f'device:={args.device}',
-                     '-r', f'{IMAGE_TOPIC}:={args.image_topic}', *ros_args[1:]])
+    rclpy.init(args=[PACKAGE, '--ros-args', *rcl_args, '-p', f'device:={args.device}', *ros_args[1:]])
+    nodes = []
     try:
-        node = CollisionNode(namespace=args.namespace)
+        for launch in launches:
+            nodes.append(launch.node_type()(namespace=args.namespace))
     except StartupError as error:
-        print(f'bringup dodgeball: error: {error}', file=sys.stderr)
+        print(f'bringup {what}: error: {error}', file=sys.stderr)
+        for node in nodes:
+            node.destroy_node()
         rclpy.try_shutdown()
         return 1
     executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    for node in nodes:
+        executor.add_node(node)
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         executor.shutdown()
-        node.destroy_node()
+        for node in nodes:
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def dodgeball(argv: Optional[List[str]] = None) -> int:
+    """Start the collision node with the dodgeball parameters and spin until shut down."""
+    return bringup('dodgeball', (DODGEBALL,), argv)
+
+
+def tactile(argv: Optional[List[str]] = None) -> int:
+    """Start the tactile node with the tactile parameters and spin until shut down."""
+    return bringup('tactile', (TACTILE,), argv)
+
+
+def both(argv: Optional[List[str]] = None) -> int:
+    """Start the collision and the tactile node in one process."""
+    return bringup('all', (DODGEBALL, TACTILE), argv)

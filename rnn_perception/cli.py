@@ -17,12 +17,18 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {
     'zoo': ('rnn_perception.training.zoo:main',
             'train/test a recurrent cell type on sequential (permuted) digits or MNIST'),
     'train': {'collision': ('rnn_perception.training.collision:main',
-                            'train the ConvLSTM collision predictor on a dodgeball dataset')},
+                            'train the ConvLSTM collision predictor on a dodgeball dataset'),
+              'tactile': ('rnn_perception.training.tactile:main',
+                          'train the LSTM tactile pose predictor on a tactile dataset')},
     'eval': {'collision': ('rnn_perception.evaluation.collision:main',
-                           'evaluate collision weights on a dataset or a rosbag2')},
+                           'evaluate collision weights on a dataset or a rosbag2'),
+             'tactile': ('rnn_perception.evaluation.tactile:main',
+                         'evaluate tactile weights against baselines on a dataset or a rosbag2')},
     'play': ('rnn_perception.ros.player:main', 'publish a rosbag2 over DDS with its recorded timing'),
     'bringup': {'dodgeball': ('rnn_perception.bringup:dodgeball',
-                              'start the collision node in this process (no ros2 launch needed)')},
+                              'start the collision node in this process (no ros2 launch needed)'),
+                'tactile': ('rnn_perception.bringup:tactile', 'start the tactile node in this process'),
+                'all': ('rnn_perception.bringup:both', 'start the collision and the tactile node in this process')},
 }
 
 USAGE = 'usage: python -m rnn_perception <command> [options]   (<command> --help for its options)'

@@ -186,3 +186,65 @@ def test_bringup_default_params_file_is_the_packaged_one():
     from rnn_perception.bringup import default_params_file
 
     assert default_params_file().resolve() == PARAMS_FILE
+
+
+# ------------------------------------------------------------------------------ tactile launch
+TACTILE_LAUNCH = REPO / 'launch' / 'tactile.launch.py'
+TACTILE_PARAMS = REPO / 'config' / 'tactile.yaml'
+
+
+def tactile_calls(name: str) -> list[ast.Call]:
+    tree = ast.parse(TACTILE_LAUNCH.read_text(), str(TACTILE_LAUNCH))
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and getattr(node.func, 'id', getattr(node.func, 'attr', None)) == name]
+
+
+def test_tactile_launch_file_compiles_names_installed_executables_and_wires_the_node():
+    from rnn_perception.nodes.tactile_node import NODE_NAME, POSE_TOPIC, TACTILE_TOPIC
+
+    compile(TACTILE_LAUNCH.read_text(), str(TACTILE_LAUNCH), 'exec')
+    (node,) = tactile_calls('Node')
+    assert _literal_strings(keyword(node, 'executable')) == [NODE_NAME] and NODE_NAME in console_scripts()
+    assert _literal_strings(keyword(node, 'name')) == [NODE_NAME]
+    assert [_literal_strings(r.elts[0])[0] for r in keyword(node, 'remappings').elts] == [TACTILE_TOPIC, POSE_TOPIC]
+    arguments = [_literal_strings(call.args[0])[0] for call in tactile_calls('DeclareLaunchArgument')]
+    assert arguments == ['params_file', 'tactile_topic', 'pose_topic', 'device', 'namespace', 'with_collision']
+    included = [text for call in tactile_calls('PathJoinSubstitution') for element in call.args[0].elts
+                for text in _literal_strings(element)]
+    assert included == ['config', 'tactile.yaml', 'launch', 'dodgeball.launch.py'] and TACTILE_PARAMS.is_file()
+
+
+def test_every_tactile_yaml_parameter_is_declared_and_accepted(tmp_path):
+    import rclpy
+    from rclpy.context import Context
+
+    from rnn_perception.models.tactile import TactilePredictor, save_tactile_model
+    from rnn_perception.nodes.tactile_node import NODE_NAME, TactileNode
+
+    document = yaml.safe_load(TACTILE_PARAMS.read_text())
+    (key,) = document
+    assert key == f'/**/{NODE_NAME}'
+    parameters = document[key]['ros__parameters']
+    weights = tmp_path / 'tactile.safetensors'
+    save_tactile_model(weights, TactilePredictor(), {'rate_hz': 100.0})
+    context = Context()
+    rclpy.init(context=context, args=['test', '--ros-args', '--params-file', str(TACTILE_PARAMS),
+                                      '-p', f'weights:={weights}'])
+    node = TactileNode(context=context, namespace='/robot1')
+    try:
+        assert set(parameters) <= set(node.list_parameters([], 0).names)
+        for name, value in parameters.items():
+            if name != 'weights':
+                assert node.get_parameter(name).value == value, name
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
+
+
+@pytest.mark.parametrize('what,option', [('tactile', '--params'), ('all', '--tactile-params')])
+def test_tactile_bringup_reports_a_missing_params_file(capsys, what, option):
+    from rnn_perception import bringup
+
+    assert {'tactile': bringup.tactile, 'all': bringup.both}[what]([option, '/nonexistent/tactile.yaml']) == 1
+    assert capsys.readouterr().err == \
+        f'bringup {what}: error: parameters file /nonexistent/tactile.yaml not found\n'

@@ -44,14 +44,11 @@ import sys
 import time
 from typing import List, Optional
 
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import InvalidParameterValueException, ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -65,15 +62,12 @@ from ..runtime.collision import (
     PARAMETERS, CollisionRuntime, CollisionSettings, DiagnosticsSummary, NoFrameWatchdog, Outcome,
     activation_mosaic, load_predictor, parameter_problem)
 from ..training.utils import DeviceUnavailableError
+from .common import StartupError, ValidatedParameters, run_node
 
 NODE_NAME = 'collision_node'
 IMAGE_TOPIC = 'camera/image_raw'
 OUTPUT_DEPTH = 10
 WARNING_THROTTLE_S = 5.0
-
-
-class StartupError(RuntimeError):
-    """The node cannot start; the message says why (weights file, device or parameter)."""
 
 
 class CollisionNode(Node):
@@ -82,10 +76,10 @@ class CollisionNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         try:
-            self.settings = self._declare_parameters()
+            self.settings = ValidatedParameters(self, PARAMETERS, parameter_problem).declare(CollisionSettings())
             torch.set_num_threads(self.settings.cpu_threads)
             model, metadata, path, device = load_predictor(self.settings.weights, self.settings.device)
-        except (ParameterException, ModelFileError, DeviceUnavailableError) as error:
+        except (StartupError, ParameterException, ModelFileError, DeviceUnavailableError) as error:
             self.destroy_node()
             raise StartupError(str(error)) from None
         self.runtime = CollisionRuntime(model, metadata, device, self.settings)
@@ -110,25 +104,6 @@ class CollisionNode(Node):
         self.add_post_set_parameters_callback(self._apply_parameters)
 
     # ---------------------------------------------------------------------------- parameters
-    def _declare_parameters(self) -> CollisionSettings:
-        # Registered first, so values from YAML / the command line are checked as declared.
-        self._last_refusal = ''
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        try:
-            declared = self.declare_parameters('', [
-                (spec.name, spec.default,
-                 ParameterDescriptor(description=spec.description, read_only=spec.read_only))
-                for spec in PARAMETERS])
-        except InvalidParameterValueException as error:   # say our own reason, not rclpy's wrapping
-            raise StartupError(self._last_refusal or str(error)) from None
-        return CollisionSettings().updated({parameter.name: parameter.value for parameter in declared})
-
-    def _validate_parameters(self, parameters: List[Parameter]) -> SetParametersResult:
-        problems = [problem for problem in (parameter_problem(p.name, p.value) for p in parameters)
-                    if problem]
-        self._last_refusal = '; '.join(problems)
-        return SetParametersResult(successful=not problems, reason=self._last_refusal)
-
     def _apply_parameters(self, parameters: List[Parameter]) -> None:
         self.settings = self.settings.updated({p.name: p.value for p in parameters})
         self.runtime.configure(self.settings)
@@ -189,21 +164,7 @@ class CollisionNode(Node):
 
 def main(args: Optional[List[str]] = None) -> int:
     """``ros2 run rnn_perception collision_node [--ros-args ...]``."""
-    rclpy.init(args=args)
-    try:
-        node = CollisionNode()
-    except StartupError as error:
-        print(f'{NODE_NAME}: error: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(NODE_NAME, CollisionNode, args)
 
 
 if __name__ == '__main__':

@@ -21,13 +21,10 @@ Frames without a stamp (zero) are timed by the node clock instead.
 from __future__ import annotations
 
 import enum
-import importlib.resources
-import math
 import time
-from collections import deque
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -36,6 +33,9 @@ from ..models.collision import (CollisionPredictor, ModelFileError, frames_to_te
                                 resize_frames)
 from ..ros.image_conversion import ImageConversionError, image_to_rgb
 from ..training.utils import select_device
+from .common import (  # noqa: F401  (re-exported: the collision node's interface)
+    DIAGNOSTIC_OK, DIAGNOSTIC_WARN, LATENCY_WINDOW, DiagnosticReport, LatencyStats, ParameterSpec, ResetPolicy,
+    Settings, at_least_one, check_parameter, finite_above, format_ms, one_of, shipped_model_path, stamp_seconds)
 
 DEFAULT_THRESHOLD = 0.5                # when the weights' metadata has none
 RELIABILITY_CHOICES = ('auto', 'reliable', 'best_effort')
@@ -48,34 +48,14 @@ CLOCK_MISMATCH_S = 3600.0
 SUBSAMPLE_PERIOD_FRACTION = 0.75
 # The camera is called slower than the model's rate below this fraction of it.
 SLOW_CAMERA_FRACTION = 0.8
-LATENCY_WINDOW = 1000                  # latency percentiles over the last frames (bounded memory)
 
 
 def default_weights_path() -> Path:
     """The shipped default model, inside the installed package."""
-    return Path(str(importlib.resources.files('rnn_perception.models') / 'default' / 'collision.safetensors'))
+    return shipped_model_path('collision.safetensors')
 
 
 # ------------------------------------------------------------------------------------ parameters
-def _finite_above(minimum: float, inclusive: bool) -> Callable[[float], Optional[str]]:
-    sign = '>=' if inclusive else '>'
-
-    def check(value: float) -> Optional[str]:
-        ok = math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
-        return None if ok else f'must be a finite number {sign} {minimum:g}'
-    return check
-
-
-def _one_of(choices: Sequence[str]) -> Callable[[str], Optional[str]]:
-    def check(value: str) -> Optional[str]:
-        return None if value in choices else f'must be one of: {", ".join(choices)}'
-    return check
-
-
-def _at_least_one(value: int) -> Optional[str]:
-    return None if value >= 1 else 'must be >= 1'
-
-
 def _threshold_or_model(value: float) -> Optional[str]:
     if value == -1.0 or 0.0 <= value <= 1.0:
         return None
@@ -86,37 +66,26 @@ def _hysteresis(value: float) -> Optional[str]:
     return None if 0.0 <= value < 1.0 else 'must be in [0, 1)'
 
 
-@dataclass(frozen=True)
-class ParameterSpec:
-    """One node parameter: default (which fixes its type), description, validity check."""
-
-    name: str
-    default: Any
-    description: str
-    check: Optional[Callable[[Any], Optional[str]]] = None
-    read_only: bool = False       # needs a restart: changing it at run time is refused
-
-
 PARAMETERS: Tuple[ParameterSpec, ...] = (
     ParameterSpec('weights', '', "collision model safetensors file; '' = the shipped default model",
                   read_only=True),
     ParameterSpec('device', 'auto', 'torch device: auto (CUDA if available, else CPU), cpu or cuda',
-                  _one_of(DEVICE_CHOICES), read_only=True),
+                  one_of(DEVICE_CHOICES), read_only=True),
     ParameterSpec('cpu_threads', 1,
                   'torch intra-op threads on the CPU; 1 is fastest for one small frame per step, '
                   'more threads only wait on each other (and on a busy CPU wreck the tail latency)',
-                  _at_least_one, read_only=True),
+                  at_least_one, read_only=True),
     ParameterSpec('image_qos', 'auto',
                   "image subscription reliability: auto (match the camera's publishers), reliable "
                   'or best_effort; always keep-last 1 so the newest frame is processed',
-                  _one_of(RELIABILITY_CHOICES)),
+                  one_of(RELIABILITY_CHOICES)),
     ParameterSpec('reset_gap_s', 0.5,
                   'reset the recurrent state when consecutive frame stamps are further apart (s)',
-                  _finite_above(0.0, inclusive=False)),
+                  finite_above(0.0, inclusive=False)),
     ParameterSpec('max_frame_age_s', 0.5,
                   'drop frames older than this against the node clock (s); 0 = never; frames '
                   'stamped on another time base (over an hour off) are never called stale',
-                  _finite_above(0.0, inclusive=True)),
+                  finite_above(0.0, inclusive=True)),
     ParameterSpec('subsample_to_model_rate', True,
                   "thin frames faster than the weights' training rate down to it (else use all)"),
     ParameterSpec('alert_on_threshold', -1.0,
@@ -127,24 +96,20 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
                   'alert_on_threshold - alert_hysteresis', _hysteresis),
     ParameterSpec('no_frame_warning_s', 5.0,
                   'warn when a publisher is matched but no frame arrived for this long (s)',
-                  _finite_above(0.0, inclusive=False)),
+                  finite_above(0.0, inclusive=False)),
     ParameterSpec('diagnostics_period_s', 1.0, 'period of the /diagnostics report (s)',
-                  _finite_above(0.0, inclusive=False), read_only=True),
+                  finite_above(0.0, inclusive=False), read_only=True),
 )
 PARAMETER_SPECS: Dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
 
 
 def parameter_problem(name: str, value: Any) -> Optional[str]:
     """Why ``value`` is not acceptable for parameter ``name``, or ``None`` when it is."""
-    spec = PARAMETER_SPECS.get(name)
-    if spec is None or spec.check is None:
-        return None
-    problem = spec.check(value)
-    return None if problem is None else f'{name}={value!r} refused: {problem}'
+    return check_parameter(PARAMETER_SPECS, name, value)
 
 
 @dataclass(frozen=True)
-class CollisionSettings:
+class CollisionSettings(Settings):
     """The parameters' current values (see :data:`PARAMETERS` for their meaning)."""
 
     weights: str = ''
@@ -159,37 +124,9 @@ class CollisionSettings:
     no_frame_warning_s: float = 5.0
     diagnostics_period_s: float = 1.0
 
-    def updated(self, values: Dict[str, Any]) -> 'CollisionSettings':
-        """A copy with ``values`` (parameter name -> value) applied; other names are ignored."""
-        names = {f.name for f in fields(self)}
-        return replace(self, **{name: value for name, value in values.items() if name in names})
 
 
 # -------------------------------------------------------------------------------- frame policy
-class ResetPolicy:
-    """Decides when the recurrent state must start again from zeros (see :meth:`check`)."""
-
-    def __init__(self, reset_gap_s: float):
-        self.reset_gap_s = reset_gap_s
-        self._last_stamp_s: Optional[float] = None
-        self._last_size: Optional[Tuple[int, int]] = None
-
-    def check(self, stamp_s: float, size: Tuple[int, int]) -> Optional[str]:
-        """Record a frame (stamp in seconds, ``(width, height)``); the reason to reset before
-        stepping it, or ``None``. The first frame needs none: the state is fresh anyway."""
-        last_stamp, last_size = self._last_stamp_s, self._last_size
-        self._last_stamp_s, self._last_size = stamp_s, size
-        if last_stamp is None:
-            return None
-        if size != last_size:
-            return f'resolution changed from {last_size[0]}x{last_size[1]} to {size[0]}x{size[1]}'
-        if stamp_s < last_stamp:
-            return f'stamps went backwards by {last_stamp - stamp_s:.3f} s'
-        if stamp_s - last_stamp > self.reset_gap_s:
-            return f'stamp gap {stamp_s - last_stamp:.3f} s > reset_gap_s {self.reset_gap_s:g} s'
-        return None
-
-
 class FrameSubsampler:
     """Frame-rate policy against the model's training rate ``model_fps``.
 
@@ -323,21 +260,6 @@ class NoFrameWatchdog:
 
 
 # ---------------------------------------------------------------------------------- statistics
-class LatencyStats:
-    """Percentiles of the last :data:`LATENCY_WINDOW` per-frame latencies (bounded memory)."""
-
-    def __init__(self, window: int = LATENCY_WINDOW):
-        self._samples: deque = deque(maxlen=window)
-
-    def add(self, seconds: float) -> None:
-        self._samples.append(seconds)
-
-    def percentile_ms(self, q: float) -> Optional[float]:
-        if not self._samples:
-            return None
-        return float(np.percentile(np.fromiter(self._samples, float), q)) * 1e3
-
-
 @dataclass
 class FrameCounters:
     """Frames since start, by what became of them."""
@@ -348,22 +270,6 @@ class FrameCounters:
     stale: int = 0         # older than max_frame_age_s
     rejected: int = 0      # unreadable images
     resets: int = 0        # recurrent state resets, any cause
-
-
-DIAGNOSTIC_OK, DIAGNOSTIC_WARN = 0, 1    # diagnostic_msgs/DiagnosticStatus levels
-
-
-@dataclass(frozen=True)
-class DiagnosticReport:
-    """One ``diagnostic_msgs/DiagnosticStatus`` worth: level, one-line message, key/values."""
-
-    level: int
-    message: str
-    values: List[Tuple[str, str]]
-
-
-def _format_ms(value: Optional[float]) -> str:
-    return 'n/a' if value is None else f'{value:.2f}'
 
 
 # ------------------------------------------------------------------------------- model stepping
@@ -407,12 +313,6 @@ class FrameResult:
     alert: bool = False
     reset_reason: Optional[str] = None
     error: Optional[str] = None
-
-
-def stamp_seconds(message) -> float:
-    """A message header's stamp in seconds (0.0 when unstamped)."""
-    stamp = message.header.stamp
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class CollisionRuntime:
@@ -571,8 +471,8 @@ class DiagnosticsSummary:
         input_rate = runtime.input_rate_hz
         values = [
             ('rate_hz', f'{rate:.2f}'),
-            ('latency_p50_ms', _format_ms(runtime.latency.percentile_ms(50))),
-            ('latency_p99_ms', _format_ms(runtime.latency.percentile_ms(99))),
+            ('latency_p50_ms', format_ms(runtime.latency.percentile_ms(50))),
+            ('latency_p99_ms', format_ms(runtime.latency.percentile_ms(99))),
             ('frames_received', str(counters.received)),
             ('frames_processed', str(counters.processed)),
             ('frames_subsampled', str(counters.subsampled)),

@@ -1,0 +1,65 @@
+"""What the package's rclpy nodes share: declaring validated parameters, and their ``main``."""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Iterable, List, Optional
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from ..runtime.common import ParameterSpec, Settings
+
+class StartupError(RuntimeError):
+    """The node cannot start; the message says why (weights file, device or parameter)."""
+
+
+class ValidatedParameters:
+    """Declares a node's parameters with their descriptions and refuses bad values with the
+    reason ``problem(name, value)`` gives: at start-up (YAML, command line) the node does not
+    start, at run time the old value stays."""
+
+    def __init__(self, node: Node, specs: Iterable[ParameterSpec], problem: Callable[[str, object], Optional[str]]):
+        self._node, self._specs, self._problem = node, tuple(specs), problem
+        self._last_refusal = ''
+        # Registered first, so values from YAML / the command line are checked as declared.
+        node.add_on_set_parameters_callback(self._validate)
+
+    def declare(self, defaults: Settings) -> Settings:
+        """Declare every parameter; ``defaults`` updated with the declared values. Raises
+        :class:`StartupError` with the reason of the first refusal."""
+        try:
+            declared = self._node.declare_parameters('', [
+                (spec.name, spec.default, ParameterDescriptor(description=spec.description, read_only=spec.read_only))
+                for spec in self._specs])
+        except InvalidParameterValueException as error:   # say our own reason, not rclpy's wrapping
+            raise StartupError(self._last_refusal or str(error)) from None
+        return defaults.updated({parameter.name: parameter.value for parameter in declared})
+
+    def _validate(self, parameters: List[Parameter]) -> SetParametersResult:
+        problems = [problem for problem in (self._problem(p.name, p.value) for p in parameters) if problem]
+        self._last_refusal = '; '.join(problems)
+        return SetParametersResult(successful=not problems, reason=self._last_refusal)
+
+
+def run_node(name: str, make_node: Callable[[], Node], args: Optional[List[str]] = None) -> int:
+    """``ros2 run rnn_perception <name>``: start the node and spin it until shut down. Exit
+    status 0, or 1 with one line ``<name>: error: ...`` when it cannot start."""
+    rclpy.init(args=args)
+    try:
+        node = make_node()
+    except StartupError as error:
+        print(f'{name}: error: {error}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,132 @@
+"""What the nodes' runtimes share: parameter specifications and checks, settings, the stamp-gap
+reset rule, latency statistics, diagnostic reports and where the shipped models live."""
+from __future__ import annotations
+
+import importlib.resources
+import math
+from collections import deque
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+LATENCY_WINDOW = 1000                  # latency percentiles over the last frames (bounded memory)
+
+
+def shipped_model_path(file_name: str) -> Path:
+    """A shipped default model, inside the installed package (``rnn_perception/models/default/``)."""
+    return Path(str(importlib.resources.files('rnn_perception.models') / 'default' / file_name))
+
+
+# ------------------------------------------------------------------------------------ parameters
+def finite_above(minimum: float, inclusive: bool) -> Callable[[float], Optional[str]]:
+    sign = '>=' if inclusive else '>'
+
+    def check(value: float) -> Optional[str]:
+        ok = math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
+        return None if ok else f'must be a finite number {sign} {minimum:g}'
+    return check
+
+
+def one_of(choices: Sequence[str]) -> Callable[[str], Optional[str]]:
+    def check(value: str) -> Optional[str]:
+        return None if value in choices else f'must be one of: {", ".join(choices)}'
+    return check
+
+
+def at_least_one(value: int) -> Optional[str]:
+    return None if value >= 1 else 'must be >= 1'
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One node parameter: default (which fixes its type), description, validity check."""
+
+    name: str
+    default: Any
+    description: str
+    check: Optional[Callable[[Any], Optional[str]]] = None
+    read_only: bool = False       # needs a restart: changing it at run time is refused
+
+
+def check_parameter(specs: Mapping[str, ParameterSpec], name: str, value: Any) -> Optional[str]:
+    """Why ``value`` is not acceptable for parameter ``name`` of ``specs``, or ``None`` when it is."""
+    spec = specs.get(name)
+    if spec is None or spec.check is None:
+        return None
+    problem = spec.check(value)
+    return None if problem is None else f'{name}={value!r} refused: {problem}'
+
+
+class Settings:
+    """Base of a node's frozen settings dataclass: the parameters' current values."""
+
+    def updated(self, values: Dict[str, Any]) -> 'Settings':
+        """A copy with ``values`` (parameter name -> value) applied; other names are ignored."""
+        names = {f.name for f in fields(self)}
+        return replace(self, **{name: value for name, value in values.items() if name in names})
+
+
+# -------------------------------------------------------------------------------- input policy
+class ResetPolicy:
+    """Decides when the recurrent state must start again from zeros (see :meth:`check`)."""
+
+    def __init__(self, reset_gap_s: float):
+        self.reset_gap_s = reset_gap_s
+        self._last_stamp_s: Optional[float] = None
+        self._last_size: Optional[Tuple[int, int]] = None
+
+    def check(self, stamp_s: float, size: Tuple[int, int]) -> Optional[str]:
+        """Record an input (stamp in seconds, its ``(width, height)``: an image's size, or a fixed
+        size for inputs whose size never changes); the reason to reset before stepping it, or
+        ``None``. The first input needs none: the state is fresh anyway."""
+        last_stamp, last_size = self._last_stamp_s, self._last_size
+        self._last_stamp_s, self._last_size = stamp_s, size
+        if last_stamp is None:
+            return None
+        if size != last_size:
+            return f'resolution changed from {last_size[0]}x{last_size[1]} to {size[0]}x{size[1]}'
+        if stamp_s < last_stamp:
+            return f'stamps went backwards by {last_stamp - stamp_s:.3f} s'
+        if stamp_s - last_stamp > self.reset_gap_s:
+            return f'stamp gap {stamp_s - last_stamp:.3f} s > reset_gap_s {self.reset_gap_s:g} s'
+        return None
+
+
+# ---------------------------------------------------------------------------------- statistics
+class LatencyStats:
+    """Percentiles of the last :data:`LATENCY_WINDOW` per-frame latencies (bounded memory)."""
+
+    def __init__(self, window: int = LATENCY_WINDOW):
+        self._samples: deque = deque(maxlen=window)
+
+    def add(self, seconds: float) -> None:
+        self._samples.append(seconds)
+
+    def percentile_ms(self, q: float) -> Optional[float]:
+        if not self._samples:
+            return None
+        return float(np.percentile(np.fromiter(self._samples, float), q)) * 1e3
+
+
+DIAGNOSTIC_OK, DIAGNOSTIC_WARN = 0, 1    # diagnostic_msgs/DiagnosticStatus levels
+
+
+@dataclass(frozen=True)
+class DiagnosticReport:
+    """One ``diagnostic_msgs/DiagnosticStatus`` worth: level, one-line message, key/values."""
+
+    level: int
+    message: str
+    values: List[Tuple[str, str]]
+
+
+def format_ms(value: Optional[float]) -> str:
+    return 'n/a' if value is None else f'{value:.2f}'
+
+
+def stamp_seconds(message) -> float:
+    """A message header's stamp in seconds (0.0 when unstamped)."""
+    stamp = message.header.stamp
+    return stamp.sec + stamp.nanosec * 1e-9

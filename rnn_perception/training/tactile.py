@@ -1,0 +1,287 @@
+"""Train the tactile pose predictor on a tactile slip dataset.
+
+    python -m rnn_perception train tactile --data DIR --out FILE [--epochs N] [--device auto]
+
+Data: every episode in memory (21 tactile values and the pose per sample), split into
+train/validation **by episode** (stratified by whether the grasp slipped, seeded). A batch is
+whole episodes from their first sample, zero-padded at the end, so training sees them exactly
+as the node does: from a fresh state when the stream starts.
+
+Normalisation (stored with the weights, from the training episodes): the mean/std of the
+tactile input (PAC log-compressed, :func:`~rnn_perception.models.tactile.tactile_features`) and
+of the pose, the std of the pose change per sample, and per horizon step ``k`` and pose
+component the std of constant-velocity extrapolation's error ``p_{t+k} - p_t - k v_t``.
+
+Loss: mean squared error of the model's standardised residuals ``r_{t,k}`` against
+``(p_{t+k} - p_t - k v_t) / sigma_{r,k}`` over every sample and horizon step whose future lies
+inside its episode (see :mod:`rnn_perception.models.tactile`). Gradients are clipped by norm;
+AdamW with a one-cycle learning rate. After every epoch the validation episodes are scored
+with the evaluation's metrics (:func:`~rnn_perception.evaluation.tactile.tactile_metrics`); the
+epoch with the lowest mean angle error over the horizon is kept in ``--out`` as safetensors
+with the metadata the node needs.
+
+Beside ``--out`` (or in ``--run-dir``), for ``--out DIR/NAME.safetensors``: ``NAME_metrics.json``
+(summary: validation metrics of the kept epoch, command, dataset, timings), ``NAME_epochs.csv`` /
+``.json`` (one row per epoch), ``NAME_curves.png`` (loss and angle error per epoch) and
+``NAME_trajectories.png`` (predicted vs true futures of validation episodes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+from tqdm import tqdm
+
+from rnn_perception.data.tactile_dataset import DatasetError, TactileEpisode, load_tactile_dataset
+from rnn_perception.evaluation.tactile import baseline_ratio, plot_trajectories, sequence_predictions, tactile_metrics
+from rnn_perception.models.tactile import (TactileConfig, TactilePredictor, load_tactile_model, save_tactile_model,
+                                           tactile_features)
+from rnn_perception.training.collision import OutputPaths, fraction, manifest_sha256
+from rnn_perception.training.utils import (DeviceUnavailableError, MetricsWriter, clip_gradients, plot_curves,
+                                           select_device, write_text_atomic)
+from rnn_perception.training.zoo import OneLineParser, number
+
+COMMAND = 'python -m rnn_perception train tactile'
+STD_FLOOR = 1e-6        # a component that never varies (the pose's y) is divided by this, not 0
+
+
+# ------------------------------------------------------------------------------------------ data
+def load_episodes(data_dir: str) -> Tuple[List[TactileEpisode], Dict[str, Any]]:
+    """Every episode of the dataset and its manifest."""
+    dataset = load_tactile_dataset(data_dir)
+    episodes = list(dataset.episodes())
+    if len(episodes) < 4:
+        raise DatasetError(f'{data_dir}: training needs at least 4 episodes, it holds {len(episodes)}')
+    return episodes, dataset.manifest
+
+
+def split_episodes(episodes: List[TactileEpisode], val_fraction: float,
+                   seed: int) -> Tuple[List[TactileEpisode], List[TactileEpisode]]:
+    """Train/validation split by episode, stratified by slip when both sides can have slips."""
+    val_size = max(2, round(val_fraction * len(episodes)))
+    if val_size > len(episodes) - 2:
+        raise DatasetError(f'{len(episodes)} episodes are too few to split off a validation set')
+    slipped = [e.slipped for e in episodes]
+    stratify = slipped if min(sum(slipped), len(slipped) - sum(slipped)) >= 2 else None
+    train, val = train_test_split(np.arange(len(episodes)), test_size=val_size, stratify=stratify,
+                                  random_state=seed)
+    return [episodes[i] for i in train], [episodes[i] for i in val]
+
+
+def futures(poses: Tensor, horizon: int) -> Tensor:
+    """``p_{t+k}`` for ``k = 1..horizon``: ``(B, T, 4)`` -> ``(B, T, H, 4)``; past an episode's end
+    the last pose repeats (those entries are masked out of the loss)."""
+    extended = torch.cat([poses, poses[:, -1:].expand(-1, horizon, -1)], 1)      # (B, T + H, 4)
+    return extended.unfold(1, horizon, 1)[:, 1:poses.shape[1] + 1].transpose(-1, -2)
+
+
+def normalisation(episodes: Sequence[TactileEpisode], horizon: int) -> Dict[str, np.ndarray]:
+    """The model's statistics (see the module docstring) from ``episodes``."""
+    tactile = tactile_features(torch.from_numpy(np.concatenate([e.tactile for e in episodes]))).numpy()
+    poses = np.concatenate([e.pose for e in episodes])
+    model = TactilePredictor(TactileConfig(horizon=horizon))          # zero head: constant velocity
+    velocities, residuals, valid = [], [], []
+    for e in episodes:
+        pose = torch.from_numpy(e.pose)[None]
+        velocity = model.velocities(pose)
+        velocities.append(velocity[0])
+        residuals.append((futures(pose, horizon) - model.extrapolate(pose, velocity))[0])
+        valid.append(future_mask([e.num_frames], e.num_frames, horizon)[0])
+    residual, weight = torch.cat(residuals).double(), torch.cat(valid).unsqueeze(-1).double()   # (N, H, 4), (N, H, 1)
+    count = weight.sum(0).clamp(min=1)
+    mean = (residual * weight).sum(0) / count
+    residual_std = (((residual - mean) ** 2 * weight).sum(0) / count).sqrt()
+    return {'tactile_mean': tactile.mean(0), 'tactile_std': np.maximum(tactile.std(0), STD_FLOOR),
+            'pose_mean': poses.mean(0), 'pose_std': np.maximum(poses.std(0), STD_FLOOR),
+            'velocity_std': np.maximum(torch.cat(velocities).std(0).numpy(), STD_FLOOR),
+            'residual_std': np.maximum(residual_std.numpy(), STD_FLOOR)}
+
+
+def future_mask(lengths: Sequence[int], steps: int, horizon: int) -> Tensor:
+    """``(B, T, H)`` bool: sample ``t``'s step ``k`` lies inside its episode (``t + k < length``)."""
+    t = torch.arange(steps).view(1, -1, 1)
+    k = torch.arange(1, horizon + 1).view(1, 1, -1)
+    return t + k < torch.as_tensor(list(lengths)).view(-1, 1, 1)
+
+
+def make_batch(episodes: Sequence[TactileEpisode], device: torch.device) -> Tuple[Tensor, Tensor, List[int]]:
+    """Tactile ``(B, T, 21)`` and poses ``(B, T, 4)``, zero-padded at the end (poses: the last
+    pose repeated, so the padding is no motion), and the lengths."""
+    lengths = [e.num_frames for e in episodes]
+    tactile = np.zeros((len(episodes), max(lengths), episodes[0].tactile.shape[1]), np.float32)
+    poses = np.zeros((len(episodes), max(lengths), episodes[0].pose.shape[1]), np.float32)
+    for row, episode in enumerate(episodes):
+        tactile[row, :episode.num_frames] = episode.tactile
+        poses[row, :episode.num_frames] = episode.pose
+        poses[row, episode.num_frames:] = episode.pose[-1]
+    return torch.from_numpy(tactile).to(device), torch.from_numpy(poses).to(device), lengths
+
+
+def batch_loss(model: TactilePredictor, episodes: Sequence[TactileEpisode], device: torch.device) -> Tensor:
+    """The module docstring's loss on ``episodes``."""
+    tactile, poses, lengths = make_batch(episodes, device)
+    residuals, velocity = model.forward_residuals(tactile, poses, lengths)
+    horizon = model.config.horizon
+    targets = (futures(poses, horizon) - model.extrapolate(poses, velocity)) / model.residual_std
+    mask = future_mask(lengths, poses.shape[1], horizon).to(device)
+    return (residuals - targets).pow(2).mean(-1)[mask].mean()
+
+
+# -------------------------------------------------------------------------------------- training
+def train_epoch(model: TactilePredictor, episodes: Sequence[TactileEpisode], optimizer: torch.optim.Optimizer,
+                schedule, args: argparse.Namespace, device: torch.device, rng: np.random.Generator,
+                description: str) -> float:
+    """One pass over the training episodes in random batches; returns the mean loss."""
+    model.train()
+    order = rng.permutation(len(episodes))
+    chunks = [order[k:k + args.batch_size] for k in range(0, len(order), args.batch_size)]
+    total, count = 0.0, 0
+    batches = tqdm(chunks, desc=description, unit='batch', leave=False, disable=args.quiet)
+    for chunk in batches:
+        loss = batch_loss(model, [episodes[i] for i in chunk], device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_gradients(model.parameters(), args.clip_norm)
+        optimizer.step()
+        schedule.step()
+        total, count = total + loss.item() * len(chunk), count + len(chunk)
+        batches.set_postfix(loss=f'{total / count:.4f}', refresh=False)
+    return total / count
+
+
+@torch.no_grad()
+def validate(model: TactilePredictor, episodes: Sequence[TactileEpisode], device: torch.device,
+             batch_size: int) -> Tuple[Dict[str, Any], float]:
+    """Validation metrics (model and baselines) and loss."""
+    model.eval()
+    losses = [batch_loss(model, episodes[k:k + batch_size], device).item() * len(episodes[k:k + batch_size])
+              for k in range(0, len(episodes), batch_size)]
+    return tactile_metrics(sequence_predictions(model, episodes, device)), sum(losses) / len(episodes)
+
+
+def model_metadata(args: argparse.Namespace, data: Dict[str, Any], epoch: int,
+                   metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """What the node and a reader of the weights need besides the tensors and the config."""
+    return {'rate_hz': data['rate_hz'], 'training_command': args.command,
+            'dataset_manifest_sha256': data['manifest_sha256'], 'validation_metrics': metrics,
+            'epoch': epoch, 'epochs': args.epochs, 'seed': args.seed, 'train_episodes': data['train_episodes'],
+            'val_episodes': data['val_episodes']}
+
+
+def epoch_line(row: Dict[str, Any], epochs: int) -> str:
+    return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}"
+            f"  angle error {row['val_mae_deg']:.4f} deg (const velocity {row['val_cv_mae_deg']:.4f}, "
+            f"ratio {row['val_ratio']:.3f})  {row['seconds']:.0f}s")
+
+
+def train(args: argparse.Namespace, device: torch.device) -> int:
+    """Train, keep the best epoch by validation, write the weights and the reports."""
+    config = TactileConfig(hidden_size=args.hidden_size, num_layers=args.num_layers, head_size=args.head_size)
+    started = time.perf_counter()
+    episodes, manifest = load_episodes(args.data)
+    train_set, val = split_episodes(episodes, args.val_fraction, args.seed)
+    data = {'rate_hz': manifest['rate_hz'], 'manifest_sha256': manifest_sha256(args.data),
+            'train_episodes': len(train_set), 'val_episodes': len(val)}
+    torch.manual_seed(args.seed)
+    model = TactilePredictor(config)
+    model.set_normalisation(normalisation(train_set, config.horizon))
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.epochs * -(-len(train_set) // args.batch_size), pct_start=0.15)
+    paths = OutputPaths(Path(args.out), Path(args.run_dir or Path(args.out).parent))
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    epochs_file = MetricsWriter(paths.run_dir, f'{paths.stem}_epochs')
+    rng = np.random.default_rng(args.seed)
+    if not args.quiet:
+        print(f'tactile predictor: {sum(p.numel() for p in model.parameters()):,} parameters, '
+              f'{len(train_set)}/{len(val)} train/val episodes ({sum(e.num_frames for e in train_set)} training '
+              f'samples at {data["rate_hz"]:g} Hz), device {device}')
+    best = None
+    for epoch in range(1, args.epochs + 1):
+        epoch_started = time.perf_counter()
+        train_loss = train_epoch(model, train_set, optimizer, schedule, args, device, rng, f'epoch {epoch}/{args.epochs}')
+        metrics, val_loss = validate(model, val, device, args.batch_size)
+        row = {'epoch': epoch, 'train_loss': train_loss, 'val_loss': val_loss, 'val_mae_deg': metrics['model_mae_deg'],
+               'val_cv_mae_deg': metrics['const_velocity_mae_deg'],
+               'val_ratio': baseline_ratio(metrics),
+               'val_position_mm': metrics['model_position_mm'], 'seconds': time.perf_counter() - epoch_started}
+        epochs_file.append(row)
+        if best is None or metrics['model_mae_deg'] < best:
+            best = metrics['model_mae_deg']
+            save_tactile_model(paths.weights, model, model_metadata(args, data, epoch, metrics))
+        if not args.quiet:
+            tqdm.write(epoch_line(row, args.epochs))
+    train_seconds = time.perf_counter() - started
+    model, metadata = load_tactile_model(paths.weights, device)        # the kept epoch, as a node loads it
+    summary = {'weights': str(paths.weights), 'training_command': args.command, 'data': str(args.data),
+               'dataset_manifest_sha256': data['manifest_sha256'], 'dataset_seed': manifest.get('seed'),
+               'train_episodes': len(train_set), 'val_episodes': len(val), 'epoch': metadata['epoch'],
+               'epochs': args.epochs, 'train_seconds': train_seconds, 'device': str(device),
+               'torch_threads': torch.get_num_threads(), 'config': config.to_dict(),
+               'validation': metadata['validation_metrics']}
+    plot_curves(epochs_file.rows, paths.report('curves.png'), metrics=('loss', 'mae_deg'), title='tactile predictor')
+    plot_trajectories(sequence_predictions(model, val, device), paths.report('trajectories.png'))
+    write_text_atomic(paths.summary, json.dumps(summary, indent=1) + '\n')
+    if not args.quiet:
+        print(f"kept epoch {metadata['epoch']} in {paths.weights} ({train_seconds:.0f} s); reports in {paths.run_dir}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog='rnn_perception train tactile', description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data', required=True, metavar='DIR', help='tactile dataset (python -m sim tactile)')
+    parser.add_argument('--out', required=True, metavar='FILE', help='weights file to write (.safetensors)')
+    parser.add_argument('--run-dir', metavar='DIR', help='where the reports go (default: beside --out)')
+    defaults = TactileConfig()
+    parser.add_argument('--hidden-size', type=number(int), default=defaults.hidden_size,
+                        help=f'LSTM units per layer (default: {defaults.hidden_size})')
+    parser.add_argument('--num-layers', type=number(int), default=defaults.num_layers,
+                        help=f'stacked LSTM layers (default: {defaults.num_layers})')
+    parser.add_argument('--head-size', type=number(int), default=defaults.head_size,
+                        help=f'hidden units of the multi-horizon head (default: {defaults.head_size})')
+    parser.add_argument('--epochs', type=number(int), default=30, help='(default: 30)')
+    parser.add_argument('--batch-size', type=number(int), default=16, help='episodes per batch (default: 16)')
+    parser.add_argument('--lr', type=number(float), default=3e-3, help='peak learning rate (default: 3e-3)')
+    parser.add_argument('--weight-decay', type=number(float, zero_allowed=True), default=1e-4,
+                        help='AdamW weight decay (default: 1e-4)')
+    parser.add_argument('--clip-norm', type=number(float), default=1.0,
+                        help="clip the gradients' total L2 norm to this (default: 1.0)")
+    parser.add_argument('--val-fraction', type=fraction, default=0.15, help='episodes held out (default: 0.15)')
+    parser.add_argument('--seed', type=int, default=0, help='split, initial weights, batches (default: 0)')
+    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
+                        help='auto: cuda when available, else cpu (default: auto)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.command = ' '.join([COMMAND, *map(shlex.quote, argv)])
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``python -m rnn_perception train tactile``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(argv)
+        return train(args, select_device(args.device))
+    except (OSError, ValueError, DatasetError, DeviceUnavailableError) as error:   # bad input: one line
+        print(f'train tactile: error: {error}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
