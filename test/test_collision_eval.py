@@ -127,14 +127,14 @@ def test_bag_stepped_frame_by_frame_matches_the_dataset_run_whole(fresh, small_w
         assert bag_metrics[key] == pytest.approx(data_metrics[key], abs=1e-4), key
 
 
-@pytest.mark.skipif(not DEFAULT_MODEL.is_file(),
-                    reason='no default collision model ships yet (issue 4: training does not meet its targets)')
 def test_shipped_default_model_on_a_fresh_seed(fresh):
+    """The model the package ships, at its own threshold, on 30 throws it never saw: a lower bar
+    than its 400-throw figures (README), with room for what 30 throws can swing."""
     traces, metrics = evaluate_dataset(DEFAULT_MODEL, fresh / 'data')
     assert metrics['episodes'] == FRESH_EPISODES
-    assert metrics['auroc'] >= 0.9, metrics
-    assert metrics['accuracy'] >= 0.85, metrics
-    assert metrics['lead_time_median_s'] >= 0.2, metrics
+    assert metrics['auroc'] >= 0.95, metrics
+    assert metrics['accuracy'] >= 0.9, metrics
+    assert metrics['lead_time_median_s'] >= 0.15, metrics
 
 
 # ----------------------------------------------------------------------------------------- CLI

@@ -4,11 +4,12 @@ One logit per frame = log-odds that the ball in view will hit the robot. Causal 
 (the encoder and head see one frame; only the ConvLSTM carries time), so the node runs ``step``
 once per frame with carried state and gets what ``forward`` gives on the whole sequence.
 
-Shapes (defaults, 48x48 input): frame ``(B, 3, 48, 48)`` -> encoder, three stride-2 convs,
-``(B, 32, 6, 6)`` -> ConvLSTM ``(B, 32, 6, 6)`` -> head, reading the ConvLSTM output stacked
-with the encoder output (``encoder_skip``), ``(B, 64, 6, 6)`` -> ``(B,)``. The recurrence runs on
-the coarse grid, where it is cheap (about 4 M multiply-adds per frame in all); the encoder keeps
-a ball of a pixel or two visible down to it.
+Shapes (defaults, 64x64 input): frame ``(B, 3, 64, 64)`` -> encoder, three stride-2 convs,
+``(B, 32, 8, 8)`` -> with ``coordinates`` two maps of each cell's (x, y) stacked on,
+``(B, 34, 8, 8)`` -> ConvLSTM ``(B, 32, 8, 8)`` -> head, reading the ConvLSTM output stacked
+with the encoder output (``encoder_skip``), ``(B, 64, 8, 8)`` -> 1x1 conv ``(B, 16, 8, 8)`` ->
+linear ``(B,)``. The recurrence runs on the coarse grid, where it is cheap (about 8 M
+multiply-adds per frame in all); the encoder keeps a ball of a pixel or two visible down to it.
 
 Input: RGB in ``[0, 1]``, channels first; the model normalises with its own stored mean/std.
 Camera images of another size are brought to ``config.image_size`` by :func:`resize_frames`
@@ -30,22 +31,24 @@ from ..cells import ConvLSTMCell, State
 from .weights_file import ModelFileError, load_model_file, save_model_file  # noqa: F401  (ModelFileError: public here too)
 
 KIND = 'collision'
-SCHEMA_VERSION = 2          # 2: leaky-ReLU head (version 1 files were ReLU)
-HEAD_NEGATIVE_SLOPE = 0.1
+SCHEMA_VERSION = 2          # 2: leaky ReLU in encoder and head (version 1 files were ReLU)
+# Leaky ReLU, not ReLU, in the encoder and the head: with ReLU, about half of our training runs
+# had the encoder die within two epochs (all outputs 0), leaving every episode the same output.
+NEGATIVE_SLOPE = 0.1
 
 
 @dataclass
 class CollisionConfig:
     """Architecture hyper-parameters; stored in the weights file so a node can rebuild the model."""
-    image_size: Tuple[int, int] = (48, 48)            # (height, width) the model reads
+    image_size: Tuple[int, int] = (64, 64)            # (height, width) the model reads
     encoder_channels: List[int] = field(default_factory=lambda: [16, 32, 32])   # each conv strides 2
     recurrent_channels: List[int] = field(default_factory=lambda: [32])
     recurrent_strides: List[int] = field(default_factory=lambda: [1])
     kernel_size: int = 3
     peephole: bool = False
-    head_channels: int = 8
+    head_channels: int = 16
     encoder_skip: bool = True       # the head also sees the encoder's output of the current frame
-    coordinates: bool = False       # the first ConvLSTM also reads each cell's (x, y) in [-1, 1]
+    coordinates: bool = True        # the first ConvLSTM also reads each cell's (x, y) in [-1, 1]
 
     def __post_init__(self):
         self.image_size = tuple(int(n) for n in self.image_size)
@@ -76,13 +79,13 @@ class CollisionPredictor(nn.Module):
         layers, channels = [], 3
         for out in cfg.encoder_channels:
             layers += [nn.Conv2d(channels, out, 5 if not layers else 3, stride=2,
-                                 padding=2 if not layers else 1), nn.ReLU(inplace=True)]
+                                 padding=2 if not layers else 1), nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True)]
             channels = out
         self.encoder = nn.Sequential(*layers)
         for conv in layers[::2]:
-            # He initialisation: torch's default shrinks the signal about 2.5x per ReLU layer, which
+            # He initialisation: torch's default shrinks the signal about 2.5x per layer, which
             # leaves a few-pixel ball too faint at the encoder's output for training to find it
-            nn.init.kaiming_normal_(conv.weight, nonlinearity='relu')
+            nn.init.kaiming_normal_(conv.weight, a=NEGATIVE_SLOPE, nonlinearity='leaky_relu')
             nn.init.zeros_(conv.bias)
         self.recurrent = nn.ModuleList()
         if cfg.coordinates:
@@ -149,10 +152,8 @@ class CollisionPredictor(nn.Module):
         return torch.cat([h, F.adaptive_avg_pool2d(encoded, h.shape[-2:])], 1)
 
     def classify(self, features: Tensor) -> Tensor:
-        """Head input ``(N, C, h, w)`` -> logits ``(N,)``. Leaky ReLU, not ReLU: the head is a few
-        channels wide, and a ReLU head that dies early in training (seen in about half of our
-        runs) leaves every episode the same output for good."""
-        return self.head(F.leaky_relu(self.head_conv(features), HEAD_NEGATIVE_SLOPE).flatten(1)).squeeze(1)
+        """Head input ``(N, C, h, w)`` -> logits ``(N,)``."""
+        return self.head(F.leaky_relu(self.head_conv(features), NEGATIVE_SLOPE).flatten(1)).squeeze(1)
 
     def init_state(self, batch: int, device=None, dtype=None) -> List[State]:
         """Zero state: one ``(h, c)`` per ConvLSTM layer."""

@@ -459,8 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--coordinates', action=argparse.BooleanOptionalAction, default=defaults.coordinates,
                         help='feed each cell\'s (x, y) to the first ConvLSTM (CoordConv) '
                              f'(default: {defaults.coordinates})')
-    parser.add_argument('--epochs', type=number(int), default=12, help='(default: 12)')
-    parser.add_argument('--batch-size', type=number(int), default=16, help='episodes per batch (default: 16)')
+    parser.add_argument('--epochs', type=number(int), default=10, help='(default: 10)')
+    parser.add_argument('--batch-size', type=number(int), default=8, help='episodes per batch (default: 8)')
     parser.add_argument('--lr', type=number(float), default=3e-3, help='peak learning rate (default: 3e-3)')
     parser.add_argument('--weight-decay', type=number(float, zero_allowed=True), default=1e-4, help='AdamW weight decay (default: 1e-4)')
     parser.add_argument('--clip-norm', type=number(float), default=1.0,
