@@ -1,6 +1,6 @@
 # The two commands of the README:  `make demo` (main job) and `make test` (test suite).
-# The main job is the cell-library demo (LSTM on sequential digits) until a collision model that
-# meets its targets ships; `python -m rnn_perception demo --weights FILE` runs the dodgeball loop.
+# The main job is the dodgeball demo on the shipped default model: sim -> rosbag2 -> player ->
+# collision node -> /collision_probability, over real DDS on a private domain.
 # Both create or refresh the local virtual environment .venv by themselves.
 PYTHON ?= python3
 VENV   := .venv
@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py setup.cfg
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/python -m rnn_perception zoo --model-type lstm --task digits --out runs/demo-zoo
+	$(BIN)/python -m rnn_perception demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q test
