@@ -36,9 +36,15 @@ class DemoError(RuntimeError):
 
 
 def isolate_dds() -> str:
-    """Give this process and its children a DDS domain of their own, on localhost only."""
-    os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 101))
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    """Give this process and its children a DDS domain of their own, on localhost only: never
+    the one the environment names, where nodes killed a moment ago still count as matched
+    publishers and subscribers until their discovery lease expires, and would fool the waits."""
+    inherited = os.environ.get('ROS_DOMAIN_ID', '0').strip()
+    domain = 1 + os.getpid() % 101
+    if str(domain) == inherited:
+        domain = 1 + domain % 101
+    os.environ['ROS_DOMAIN_ID'] = str(domain)
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     return os.environ['ROS_DOMAIN_ID']
 
 

@@ -89,23 +89,42 @@ def test_player_publishes_a_sqlite3_bag_as_recorded(tmp_path, make_node, ros_exe
     assert clocks and set(clocks) <= bag_times
 
 
-def test_player_waits_for_a_late_subscriber_and_loses_nothing(tmp_path, make_node, ros_executor):
+def test_player_waits_for_a_late_subscriber_and_loses_nothing(tmp_path):
+    """On a DDS domain of its own: in the run's domain, readers of processes killed by earlier
+    tests linger in discovery until their lease expires and would count as subscribers."""
+    import os
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
     from rnn_perception.data.bags import read_bag, stamp_to_ns
 
     bag = make_bag(tmp_path, episodes=1, storage='mcap')
     recorded = [stamp_to_ns(r.message.header.stamp) for r in read_bag(bag, [IMAGE_TOPIC])]
-    with python_subprocess(run_cli('play', '--bag', str(bag), '--rate', '4', '--start-delay', '0',
-                                   '--wait-for-subscriber', IMAGE_TOPIC)) as player:
-        time.sleep(3.0)                  # the player is up and waiting: nothing may be lost meanwhile
-        assert player.poll() is None, process_output(player)
-        listener = make_node('late_listener')
-        images = []
-        listener.create_subscription(Image, IMAGE_TOPIC, lambda m: images.append(stamp_to_ns(m.header.stamp)),
-                                     reliable_qos(len(recorded)))
-        assert wait_for_exit(ros_executor, player) == 0, process_output(player)
-        spin_until(ros_executor, lambda: len(images) == len(recorded), 5.0)
+    domain = 1 + (int(os.environ['ROS_DOMAIN_ID']) + 50) % 101
+    context = Context()
+    rclpy.init(context=context, domain_id=domain)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        # the wait sees the player's side of the match; --start-delay then gives the listener's
+        # side time to match too, or the first frames could outrun the player's keep-last history
+        with python_subprocess(run_cli('play', '--bag', str(bag), '--rate', '4', '--start-delay', '1',
+                                       '--wait-for-subscriber', IMAGE_TOPIC),
+                               env={'ROS_DOMAIN_ID': str(domain)}) as player:
+            time.sleep(3.0)              # the player is up and waiting: nothing may be lost meanwhile
+            assert player.poll() is None, process_output(player)
+            listener = rclpy.create_node('late_listener', context=context)
+            executor.add_node(listener)
+            images = []
+            listener.create_subscription(Image, IMAGE_TOPIC, lambda m: images.append(stamp_to_ns(m.header.stamp)),
+                                         reliable_qos(len(recorded)))
+            assert wait_for_exit(executor, player) == 0, process_output(player)
+            spin_until(executor, lambda: len(images) == len(recorded), 5.0)
+    finally:
+        executor.shutdown()
+        rclpy.try_shutdown(context=context)
     assert images == recorded
 
 

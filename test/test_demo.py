@@ -1,4 +1,5 @@
 """The README's main command, `python -m rnn_perception demo`: the dodgeball loop through real DDS."""
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,8 @@ def test_demo_replays_a_bag_through_the_node_and_reports_every_throw(tmp_path):
     result = run_demo('--episodes', '3', '--seed', '4', '--weights', str(weights), '--rate', '2',
                       '--out', str(tmp_path / 'demo'))
     assert result.returncode == 0, result.stderr + result.stdout
+    # a domain of its own, not the test run's, where earlier tests' killed nodes still linger
+    assert re.search(r'^DDS domain (\d+) ', result.stdout, re.MULTILINE)[1] != os.environ['ROS_DOMAIN_ID']
     rows = re.findall(r'^\s+(\d)\s+(HIT|miss)\s.*\s(\d+)/(\d+)\s+(yes|NO)$', result.stdout, re.MULTILINE)
     assert [row[0] for row in rows] == ['0', '1', '2'], result.stdout
     for *_, answered, frames, _ in rows:

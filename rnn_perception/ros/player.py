@@ -16,7 +16,8 @@ recorded timing: ``ros2 bag play`` for machines without the ROS 2 CLI.
 * ``--wait-for-subscriber TOPIC`` (repeatable) holds playback until ``TOPIC`` has a matched
   subscriber (at most :data:`SUBSCRIBER_WAIT_S`), so a replay that must reach a node from its
   first message does not depend on how long discovery takes; ``--start-delay`` (default 1 s)
-  then gives every other subscriber time to discover the publishers.
+  then gives the subscribers' side of the match (DDS discovery is not symmetric) and every
+  other subscriber time to complete.
 
 Errors (bag not found, not a rosbag2, corrupt, nothing playable) print one line
 ``play: error: ...`` and exit with 1; Ctrl-C exits with 130.
