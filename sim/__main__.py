@@ -17,6 +17,7 @@ from rnn_perception.data.bags import BagError
 from rnn_perception.data.shards import DatasetError
 from sim.dodgeball import cli as dodgeball_cli
 from sim.errors import SimError
+from sim.pipeline import request_stop
 from sim.tactile import cli as tactile_cli
 
 SIMULATORS = (dodgeball_cli, tactile_cli)
@@ -43,15 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum, frame):
-    """SIGTERM handler: unwind like Ctrl-C, so staged outputs get removed."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
-    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C and SIGTERM stop the generation between episodes (see pipeline.request_stop),
+    # which unwinds like Ctrl-C so staged outputs get removed.
+    previous = {number: signal.signal(number, request_stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         args.run(args)
     except KeyboardInterrupt:
@@ -61,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f'sim: error: {error}', file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return 0
 
 

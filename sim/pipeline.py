@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
@@ -70,6 +71,20 @@ class SimulatorSpec:
 
 
 _worker_simulator = None
+_stop_requested = threading.Event()
+
+
+def request_stop(signum=None, frame=None) -> None:
+    """Signal handler (the CLI installs it for SIGINT and SIGTERM): stop after the episode in
+    hand, by a ``KeyboardInterrupt`` raised from the episode loop. Raised from the handler
+    itself it could land inside ``multiprocessing``'s locks, where the pool's shutdown then
+    waits forever for the lock it holds (seen once in CI with 2 workers)."""
+    _stop_requested.set()
+
+
+def _raise_if_stop_requested() -> None:
+    if _stop_requested.is_set():
+        raise KeyboardInterrupt
 
 
 def _start_worker(simulator: Callable, config) -> None:
@@ -108,6 +123,7 @@ def write_shards(episodes: Iterable, dataset_dir: Path, episodes_per_shard: int,
         pending.clear()
 
     for episode in episodes:
+        _raise_if_stop_requested()
         if recorder is not None:
             recorder.add(episode)
         pending.append(episode)
@@ -124,6 +140,7 @@ def generate(config: SimulationConfig, spec: SimulatorSpec, *,
 
     ``progress``: show a progress bar (None: only on a terminal).
     """
+    _stop_requested.clear()
     output = config.output
     if output.out is None:
         raise SimError('no output directory: pass --out DIR (or set output.out in the config)')
