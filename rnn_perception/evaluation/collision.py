@@ -53,7 +53,8 @@ from rnn_perception.data.dodgeball_dataset import (GROUND_TRUTH_TOPIC, IMAGE_TOP
                                                    DodgeballEpisode, load_dodgeball_dataset)
 from rnn_perception.models.collision import (CollisionPredictor, frames_to_tensor, load_collision_model,
                                              resize_frames)
-from rnn_perception.training.utils import DeviceUnavailableError, PathLike, atomic_path, select_device
+from rnn_perception.training.utils import (DeviceUnavailableError, PathLike, atomic_path, probability,
+                                           select_device)
 from rnn_perception.training.zoo import OneLineParser
 
 DEFAULT_THRESHOLD = 0.5      # when the weights' metadata has none
@@ -346,17 +347,6 @@ def plot_traces(traces: Sequence[EpisodeTrace], path: PathLike, threshold: float
 
 
 # ---------------------------------------------------------------------------------------- CLI
-def probability(text: str) -> float:
-    """An argparse type: a float in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {text}')
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog='rnn_perception eval collision', description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)

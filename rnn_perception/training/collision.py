@@ -36,9 +36,7 @@ Beside ``--out`` (or in ``--run-dir``), for ``--out DIR/NAME.safetensors``: ``NA
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -52,17 +50,16 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from rnn_perception.data.dodgeball_dataset import (MANIFEST_NAME, DatasetError, DodgeballEpisode,
+from rnn_perception.data.dodgeball_dataset import (DatasetError, DodgeballEpisode,
                                                    load_dodgeball_dataset)
 from rnn_perception.evaluation.collision import (EpisodeTrace, calibrate_threshold, collision_metrics, plot_roc,
-                                                 plot_traces, probability, sequence_probabilities)
+                                                 plot_traces, sequence_probabilities)
 from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor, frames_to_tensor,
                                              load_collision_model, resize_frames, save_collision_model)
-from rnn_perception.training.utils import (DeviceUnavailableError, MetricsWriter, clip_gradients, plot_curves,
-                                           select_device, write_text_atomic)
+from rnn_perception.training.utils import (MetricsWriter, OutputPaths, clip_gradients, fraction, manifest_sha256,
+                                           plot_curves, probability, training_main, write_text_atomic)
 from rnn_perception.training.zoo import OneLineParser, number
 
-COMMAND = 'python -m rnn_perception train collision'
 NORMALISATION_SAMPLE_STEP = 4      # mean/std from every 4th training frame: plenty, and quick
 # The auxiliary target per frame: robot-frame ball position (m), velocity (m/s) and the throw's
 # signed aim offset (m), over these scales: of order 1, but the aim offset, which is what decides
@@ -132,11 +129,6 @@ def ball_mask(frames: np.ndarray, grid: Sequence[int]) -> np.ndarray:
     moving = np.abs(frames.astype(np.int16) - background).sum(-1) > BALL_PIXEL_DIFFERENCE
     pooled = F.adaptive_avg_pool2d(torch.from_numpy(moving).float().unsqueeze(1), tuple(grid))
     return pooled.squeeze(1).numpy().astype(np.float16)
-
-
-def manifest_sha256(data_dir: str) -> str:
-    """SHA-256 of the dataset's manifest (it lists every shard's counts: the dataset's identity)."""
-    return hashlib.sha256((Path(data_dir) / MANIFEST_NAME).read_bytes()).hexdigest()
 
 
 def split_episodes(episodes: List[Episode], val_fraction: float, seed: int) -> Tuple[List[Episode], List[Episode]]:
@@ -322,26 +314,6 @@ def selection_key(metrics: Dict[str, Any]) -> Tuple[float, float]:
     return metrics['accuracy'], metrics['auroc'] if metrics['auroc'] is not None else 0.0
 
 
-# ----------------------------------------------------------------------------------------- outputs
-@dataclass
-class OutputPaths:
-    """Where a run writes: the weights and, beside them or in ``--run-dir``, its reports."""
-
-    weights: Path
-    run_dir: Path
-
-    @property
-    def stem(self) -> str:
-        return self.weights.name.removesuffix('.safetensors')
-
-    def report(self, suffix: str) -> Path:
-        return self.run_dir / f'{self.stem}_{suffix}'
-
-    @property
-    def summary(self) -> Path:
-        return self.report('metrics.json')
-
-
 def model_metadata(args: argparse.Namespace, data: Dict[str, Any], epoch: int,
                    metrics: Dict[str, Any]) -> Dict[str, Any]:
     """What the node and a reader of the weights need besides the tensors and the config."""
@@ -430,14 +402,6 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
 
 
 # ------------------------------------------------------------------------------------------- CLI
-def fraction(text: str) -> float:
-    """An argparse type: a float in (0, 1)."""
-    value = probability(text)
-    if value in (0.0, 1.0):
-        raise argparse.ArgumentTypeError(f'must be strictly between 0 and 1, got {text}')
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog='rnn_perception train collision', description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -487,21 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
-    args.command = ' '.join([COMMAND, *map(shlex.quote, argv)])
-    return args
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m rnn_perception train collision``; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_args(argv)
-        return train(args, select_device(args.device))
-    except (OSError, ValueError, DatasetError, DeviceUnavailableError) as error:   # bad input: one line
-        print(f'train collision: error: {error}', file=sys.stderr)
-        return 2
+    return training_main('collision', argv, build_parser, train)
 
 
 if __name__ == '__main__':

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -45,12 +44,10 @@ from rnn_perception.data.tactile_dataset import DatasetError, TactileEpisode, lo
 from rnn_perception.evaluation.tactile import baseline_ratio, plot_trajectories, sequence_predictions, tactile_metrics
 from rnn_perception.models.tactile import (TactileConfig, TactilePredictor, load_tactile_model, save_tactile_model,
                                            tactile_features)
-from rnn_perception.training.collision import OutputPaths, fraction, manifest_sha256
-from rnn_perception.training.utils import (DeviceUnavailableError, MetricsWriter, clip_gradients, plot_curves,
-                                           select_device, write_text_atomic)
+from rnn_perception.training.utils import (MetricsWriter, OutputPaths, clip_gradients, fraction, manifest_sha256,
+                                           plot_curves, training_main, write_text_atomic)
 from rnn_perception.training.zoo import OneLineParser, number
 
-COMMAND = 'python -m rnn_perception train tactile'
 STD_FLOOR = 1e-6        # a component that never varies (the pose's y) is divided by this, not 0
 
 
@@ -266,21 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
-    args.command = ' '.join([COMMAND, *map(shlex.quote, argv)])
-    return args
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m rnn_perception train tactile``; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_args(argv)
-        return train(args, select_device(args.device))
-    except (OSError, ValueError, DatasetError, DeviceUnavailableError) as error:   # bad input: one line
-        print(f'train tactile: error: {error}', file=sys.stderr)
-        return 2
+    return training_main('tactile', argv, build_parser, train)
 
 
 if __name__ == '__main__':

@@ -6,12 +6,18 @@ Every file is written under a temporary name beside its target and then renamed 
 """
 from __future__ import annotations
 
+import argparse
 import csv
+import hashlib
 import io
 import json
 import os
+import shlex
+import sys
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Union
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -19,6 +25,8 @@ from matplotlib.figure import Figure
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
+
+from rnn_perception.data.shards import MANIFEST_NAME, DatasetError
 
 PathLike = Union[str, os.PathLike]
 
@@ -165,3 +173,62 @@ def plot_curves(rows: Sequence[Dict[str, Any]], path: PathLike, metrics: Sequenc
         figure.suptitle(title)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format='png', dpi=100)
+
+
+# --------------------------------------------------------------------------- trainer commands
+def probability(text: str) -> float:
+    """An argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {text}')
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a float in (0, 1)."""
+    value = probability(text)
+    if value in (0.0, 1.0):
+        raise argparse.ArgumentTypeError(f'must be strictly between 0 and 1, got {text}')
+    return value
+
+
+def manifest_sha256(data_dir: PathLike) -> str:
+    """SHA-256 of a dataset's manifest (it lists every shard's counts: the dataset's identity)."""
+    return hashlib.sha256((Path(data_dir) / MANIFEST_NAME).read_bytes()).hexdigest()
+
+
+@dataclass
+class OutputPaths:
+    """Where a training run writes: the weights and, beside them or in ``--run-dir``, its reports."""
+
+    weights: Path
+    run_dir: Path
+
+    @property
+    def stem(self) -> str:
+        return self.weights.name.removesuffix('.safetensors')
+
+    def report(self, suffix: str) -> Path:
+        return self.run_dir / f'{self.stem}_{suffix}'
+
+    @property
+    def summary(self) -> Path:
+        return self.report('metrics.json')
+
+
+def training_main(model: str, argv: Optional[Sequence[str]], build_parser: Callable[[], argparse.ArgumentParser],
+                  train: Callable[[argparse.Namespace, torch.device], int]) -> int:
+    """``python -m rnn_perception train <model> ...``: parse (recording the command in
+    ``args.command``), pick the device, train; bad input is one line ``train <model>: error: ...``
+    and exit status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        args.command = ' '.join([f'python -m rnn_perception train {model}', *map(shlex.quote, argv)])
+        return train(args, select_device(args.device))
+    except (OSError, ValueError, DatasetError, DeviceUnavailableError) as error:   # bad input: one line
+        print(f'train {model}: error: {error}', file=sys.stderr)
+        return 2
