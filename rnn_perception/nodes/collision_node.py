@@ -44,25 +44,21 @@ import sys
 import time
 from typing import List, Optional
 
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float32
 from std_srvs.srv import Trigger
 
-from ..models.collision import ModelFileError
 from ..ros.image_conversion import array_to_image_fields, decoder_name
 from ..ros.qos import MatchingImageSubscription
 from ..runtime.collision import (
     PARAMETERS, CollisionRuntime, CollisionSettings, DiagnosticsSummary, NoFrameWatchdog, Outcome,
     activation_mosaic, load_predictor, parameter_problem)
-from ..training.utils import DeviceUnavailableError
-from .common import StartupError, ValidatedParameters, run_node
+from .common import StartupError, run_node, start_model  # noqa: F401  (StartupError: what the node raises)
 
 NODE_NAME = 'collision_node'
 IMAGE_TOPIC = 'camera/image_raw'
@@ -75,13 +71,8 @@ class CollisionNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        try:
-            self.settings = ValidatedParameters(self, PARAMETERS, parameter_problem).declare(CollisionSettings())
-            torch.set_num_threads(self.settings.cpu_threads)
-            model, metadata, path, device = load_predictor(self.settings.weights, self.settings.device)
-        except (StartupError, ParameterException, ModelFileError, DeviceUnavailableError) as error:
-            self.destroy_node()
-            raise StartupError(str(error)) from None
+        self.settings, model, metadata, path, device = start_model(
+            self, PARAMETERS, parameter_problem, CollisionSettings(), load_predictor)
         self.runtime = CollisionRuntime(model, metadata, device, self.settings)
         self._diagnostics = DiagnosticsSummary(self.runtime)
         self._watchdog = NoFrameWatchdog(self.settings.no_frame_warning_s)

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 import rclpy
+import torch
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import InvalidParameterValueException
+from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from ..models.weights_file import ModelFileError
 from ..runtime.common import ParameterSpec, Settings
+from ..training.utils import DeviceUnavailableError
 
 class StartupError(RuntimeError):
     """The node cannot start; the message says why (weights file, device or parameter)."""
@@ -43,6 +46,20 @@ class ValidatedParameters:
         problems = [problem for problem in (self._problem(p.name, p.value) for p in parameters) if problem]
         self._last_refusal = '; '.join(problems)
         return SetParametersResult(successful=not problems, reason=self._last_refusal)
+
+
+def start_model(node: Node, specs: Iterable[ParameterSpec], problem: Callable[[str, object], Optional[str]],
+                defaults: Settings, load_predictor: Callable[[str, str], Tuple[Any, ...]]) -> Tuple[Any, ...]:
+    """A model node's start: declare its validated parameters, give torch ``cpu_threads`` and
+    load the weights; ``(settings, *load_predictor(weights, device))``. On any problem the node
+    is destroyed and :class:`StartupError` says which."""
+    try:
+        settings = ValidatedParameters(node, specs, problem).declare(defaults)
+        torch.set_num_threads(settings.cpu_threads)
+        return (settings, *load_predictor(settings.weights, settings.device))
+    except (StartupError, ParameterException, ModelFileError, DeviceUnavailableError) as error:
+        node.destroy_node()
+        raise StartupError(str(error)) from None
 
 
 def run_node(name: str, make_node: Callable[[], Node], args: Optional[List[str]] = None) -> int:

@@ -30,22 +30,18 @@ import sys
 import time
 from typing import List, Optional
 
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray
 from std_srvs.srv import Trigger
 
-from ..models.weights_file import ModelFileError
 from ..runtime.tactile import (PARAMETERS, Outcome, StepResult, TactileDiagnostics, TactileRuntime, TactileSettings,
                                load_predictor, parameter_problem, pose_fields)
-from ..training.utils import DeviceUnavailableError
-from .common import StartupError, ValidatedParameters, run_node
+from .common import run_node, start_model
 
 NODE_NAME = 'tactile_node'
 TACTILE_TOPIC = 'tactile/raw'
@@ -61,13 +57,8 @@ class TactileNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        try:
-            self.settings = ValidatedParameters(self, PARAMETERS, parameter_problem).declare(TactileSettings())
-            torch.set_num_threads(self.settings.cpu_threads)
-            model, metadata, path, device = load_predictor(self.settings.weights, self.settings.device)
-        except (StartupError, ParameterException, ModelFileError, DeviceUnavailableError) as error:
-            self.destroy_node()
-            raise StartupError(str(error)) from None
+        self.settings, model, metadata, path, device = start_model(
+            self, PARAMETERS, parameter_problem, TactileSettings(), load_predictor)
         self.runtime = TactileRuntime(model, metadata, device, self.settings)
         self._diagnostics = TactileDiagnostics(self.runtime)
         self.get_logger().info(f'model {path} on {device} (trained at {self.runtime.rate_hz:g} Hz, '
