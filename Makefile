@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q test
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_cells.py
+	$(BIN)/python benchmarks/run_all.py --readme README.md
 
 clean:
 	rm -rf $(VENV) build install log runs .pytest_cache

@@ -56,9 +56,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     results = [compare(kind, args.batch, args.hidden, args.steps, args.inputs, args.rounds)
                for kind in ('LSTM', 'GRU', 'RNN')]
-    report = {'machine': platform.processor() or platform.machine(), 'threads': torch.get_num_threads(),
-              'torch': torch.__version__, 'batch': args.batch, 'hidden': args.hidden,
-              'steps': args.steps, 'inputs': args.inputs, 'results': results}
+    report = {'benchmark': 'cells', 'machine': platform.processor() or platform.machine(),
+              'threads': torch.get_num_threads(), 'torch': torch.__version__, 'batch': args.batch,
+              'hidden': args.hidden, 'steps': args.steps, 'inputs': args.inputs, 'results': results,
+              'figures': {f"{row['cell'].lower()}_{who}_ms": row[f'{who}_ms']
+                          for row in results for who in ('ours', 'torch')},
+              'ratios': {f"{row['cell'].lower()}_ours_over_torch_throughput": row['throughput_ratio']
+                         for row in results}}
     if args.json:
         print(json.dumps(report))
         return

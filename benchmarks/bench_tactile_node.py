@@ -70,10 +70,12 @@ def main() -> None:
         if index >= args.warmup:
             latencies.append(elapsed * 1e3)
     p50, p99 = np.percentile(latencies, [50, 99])
-    report = {'weights': str(path), 'samples': args.samples, 'p50_ms': round(float(p50), 4),
-              'p99_ms': round(float(p99), 4), 'max_ms': round(float(max(latencies)), 4),
-              'p99_target_ms': P99_TARGET_MS, 'resets': runtime.counters.resets, 'torch': torch.__version__,
-              'threads': torch.get_num_threads(), 'cpu': platform.processor() or platform.machine()}
+    report = {'benchmark': 'tactile_node', 'weights': str(path), 'samples': args.samples,
+              'p50_ms': round(float(p50), 4), 'p99_ms': round(float(p99), 4),
+              'max_ms': round(float(max(latencies)), 4), 'p99_target_ms': P99_TARGET_MS,
+              'resets': runtime.counters.resets, 'torch': torch.__version__,
+              'threads': torch.get_num_threads(), 'cpu': platform.processor() or platform.machine(),
+              'figures': {'step_p50_ms': float(p50), 'step_p99_ms': float(p99)}, 'ratios': {}}
     if args.json:
         print(json.dumps(report))
     else:

@@ -5,11 +5,12 @@ physics, sensor model, compressed shards, manifest; plus the bag with --bag) and
 wall-clock samples/s, the samples per CPU-second of all processes together (samples/s per
 core, which holds even on a busy machine) and the slip ratio.
 
-    .venv/bin/python benchmarks/bench_tactile_sim.py [--episodes 100] [--bag]
+    .venv/bin/python benchmarks/bench_tactile_sim.py [--episodes 100] [--bag] [--json]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -40,9 +41,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--episodes', type=int, default=100)
     parser.add_argument('--bag', action='store_true', help='also write an mcap bag')
+    parser.add_argument('--json', action='store_true', help='print one JSON object instead of lines')
     args = parser.parse_args()
-    for workers in (1, 2):
-        result = measure(args.episodes, workers, args.bag)
+    results = {workers: measure(args.episodes, workers, args.bag) for workers in (1, 2)}
+    if args.json:
+        one, two = results[1], results[2]
+        print(json.dumps({
+            'benchmark': 'tactile_sim', 'episodes': args.episodes, 'runs': results,
+            'figures': {'samples_per_s_per_core': one['samples'] / one['cpu_s'],
+                        'samples_per_s_1_worker': one['samples'] / one['wall_s'],
+                        'samples_per_s_2_workers': two['samples'] / two['wall_s']},
+            'ratios': {'real_time_factor_per_core': one['samples'] / one['cpu_s'] / one['rate_hz'],
+                       '2_workers_over_1_wall': one['wall_s'] / two['wall_s']}}))
+        return
+    for workers, result in results.items():
         per_core = result['samples'] / result['cpu_s']
         print(f'workers={workers}: {result["samples"]} samples, '
               f'{result["samples"] / result["wall_s"]:.0f} samples/s wall-clock, '
