@@ -20,14 +20,14 @@ import pytest
 from rosbags.rosbag2 import Writer
 
 from ros_helpers import PYTHON
+from test_weights_file import KINDS
 
 from rnn_perception.cli import main
-from rnn_perception.data.bags import (IMAGE_MSGTYPE, LABELLED_ARRAY_MSGTYPE, POSE_STAMPED_MSGTYPE, labelled_array_message,
-                                      pose_stamped_message, rgb_image_message, storage_plugin, typestore)
+from rnn_perception.data.bags import (IMAGE_MSGTYPE, LABELLED_ARRAY_MSGTYPE, POSE_STAMPED_MSGTYPE,
+                                      labelled_array_message, pose_stamped_message, rgb_image_message, storage_plugin,
+                                      typestore)
 from rnn_perception.data.dodgeball_dataset import GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, IMAGE_TOPIC
 from rnn_perception.data.tactile_dataset import POSE_TOPIC, TACTILE_FIELDS, TACTILE_TOPIC
-from rnn_perception.models.collision import CollisionConfig, CollisionPredictor, save_collision_model
-from rnn_perception.models.tactile import TactileConfig, TactilePredictor, save_tactile_model
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMES = 6
@@ -76,7 +76,8 @@ def tactile_bag(path: Path, storage: str, tactile_type: str = LABELLED_ARRAY_MSG
         tactile = (labelled_array_message(np.zeros(len(TACTILE_FIELDS)), TACTILE_FIELDS)
                    if tactile_type == LABELLED_ARRAY_MSGTYPE else string_message())
         pose = pose_stamped_message((0, 0, i * 1e-3), (0, 0, 0, 1), stamp(i), 'world')
-        records += [(TACTILE_TOPIC, tactile_type, stamp(i), tactile), (POSE_TOPIC, POSE_STAMPED_MSGTYPE, stamp(i), pose)]
+        records += [(TACTILE_TOPIC, tactile_type, stamp(i), tactile),
+                    (POSE_TOPIC, POSE_STAMPED_MSGTYPE, stamp(i), pose)]
     if extra_string:
         records.append((TACTILE_TOPIC, STRING_MSGTYPE, stamp(FRAMES), string_message()))
     return write_bag(path, storage, records)
@@ -172,11 +173,10 @@ CASES = {
 @pytest.fixture(scope='module')
 def weights(tmp_path_factory) -> Dict[str, Path]:
     root = tmp_path_factory.mktemp('weights')
-    collision = CollisionConfig(image_size=(16, 16), encoder_channels=[4], recurrent_channels=[4], recurrent_strides=[1])
-    save_collision_model(root / 'collision.safetensors', CollisionPredictor(collision), {'fps': 30.0})
-    save_tactile_model(root / 'tactile.safetensors', TactilePredictor(TactileConfig(hidden_size=4, head_size=4, horizon=3)),
-                       {'rate_hz': 100.0})
-    return {'collision': root / 'collision.safetensors', 'tactile': root / 'tactile.safetensors'}
+    paths = {name: root / f'{name}.safetensors' for name in KINDS}
+    for name, path in paths.items():
+        KINDS[name].save_good(path)
+    return paths
 
 
 def assert_one_line_error(stderr: str, command: str, path: Path, case) -> None:
