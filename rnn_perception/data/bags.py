@@ -14,14 +14,25 @@ Simulated episodes go into one bag one after another on the sim clock
 gap starts every episode fresh.
 
 Reading: :func:`read_bag` yields :class:`BagMessage` (topic, bag stamp, decoded message) in
-storage order; :func:`image_to_rgb` turns ``sensor_msgs/msg/Image`` back into numpy.
+storage order, optionally checking the message type of each topic it reads.
+
+A bag is untrusted input. Every way reading one fails becomes one :class:`BagError` line naming
+the bag and the problem, here and nowhere else (:func:`open_bag`, :func:`bag_records`,
+:func:`decode_message`); the commands print that line. What ``rosbags`` itself does, for the
+record: a path without ``metadata.yaml`` (missing, empty or not a bag) -> ``ReaderError`` from
+``Reader()``; unparsable YAML -> ``ReaderError`` (it parses with ``YAML(typ='safe')``); a truncated
+mcap -> ``ReaderError`` ('File end magic is invalid') on open; a truncated or corrupt sqlite3
+file, or one missing its tables -> ``ReaderError`` on open; a corrupt mcap chunk -> whatever its
+parser trips on (seen: ``OverflowError``) while iterating; a message that is not valid CDR ->
+``SerdeError``; a type not in the typestore -> ``KeyError``. A topic recorded with another type
+than the reader expects decodes fine as that type: only :func:`read_bag`'s type check catches it.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -29,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.interfaces import Connection
 from rosbags.typesys import Stores, get_typestore
 
 IMAGE_MSGTYPE = 'sensor_msgs/msg/Image'
@@ -198,17 +210,11 @@ def labelled_array_message(values: Sequence[float], labels: Sequence[str]):
 
 def labelled_array_fields(message) -> dict[str, float]:
     """Field name → value of a message made by :func:`labelled_array_message`."""
-    labels = message.layout.dim[0].label.split(',')
-    return dict(zip(labels, message.data.tolist(), strict=True))
-
-
-def image_to_rgb(message) -> np.ndarray:
-    """(H, W, 3) uint8 RGB array of an ``rgb8`` or ``bgr8`` ``sensor_msgs/msg/Image``."""
-    if message.encoding not in ('rgb8', 'bgr8'):
-        raise BagError(f'unsupported image encoding {message.encoding!r} (need rgb8 or bgr8)')
-    rows = np.asarray(message.data, dtype=np.uint8).reshape(message.height, message.step)
-    pixels = rows[:, :message.width * 3].reshape(message.height, message.width, 3)
-    return pixels[..., ::-1].copy() if message.encoding == 'bgr8' else pixels.copy()
+    labels = message.layout.dim[0].label.split(',') if message.layout.dim else []
+    values = message.data.tolist()
+    if len(labels) != len(values):
+        raise BagError(f'a labelled array has {len(labels)} field names for {len(values)} values')
+    return dict(zip(labels, values))
 
 
 @dataclass(frozen=True)
@@ -221,13 +227,68 @@ class BagMessage:
     message: object
 
 
-def read_bag(path: str | os.PathLike, topics: Sequence[str] | None = None) -> Iterator[BagMessage]:
-    """Decode the messages of a rosbag2 (any storage), optionally only on ``topics``."""
+def one_line(error: Exception) -> str:
+    """An exception's message on one line (rosbags' and rclpy's may span several)."""
+    return ' '.join(str(error).split()) or type(error).__name__
+
+
+def open_bag(path: str | os.PathLike) -> Reader:
+    """An open rosbags ``Reader`` of the rosbag2 directory ``path`` (close it when done), or
+    :class:`BagError` saying what is wrong with it."""
     path = Path(path)
+    if not path.exists():
+        raise BagError(f'bag {path} not found')
     if not (path / 'metadata.yaml').is_file():
         raise BagError(f'{path} is not a rosbag2 directory (no metadata.yaml)')
-    with Reader(path) as reader:
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as error:  # noqa: BLE001 - rosbags' parsers raise whatever a corrupt byte leads to
+        raise BagError(f'{path}: cannot read the bag ({one_line(error)})') from None
+    return reader
+
+
+def bag_records(reader: Reader, connections: Sequence[Connection]) -> Iterator[tuple[Connection, int, bytes]]:
+    """``reader.messages(connections)``: (connection, bag stamp ns, raw CDR bytes) in storage
+    order, with a corrupt storage file raising :class:`BagError`."""
+    records = reader.messages(connections=connections)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except Exception as error:  # noqa: BLE001 - as in open_bag: a corrupt chunk raises anything
+            raise BagError(f'{reader.path}: the bag is corrupt ({one_line(error)})') from None
+        yield record
+
+
+def decode_message(path: str | os.PathLike, connection: Connection, stamp_ns: int, data: bytes):
+    """The message of one record (Kilted typestore); :class:`BagError` when it is no valid CDR of its type."""
+    try:
+        return typestore().deserialize_cdr(data, connection.msgtype)
+    except Exception as error:  # noqa: BLE001 - SerdeError, or anything a hostile length field leads to
+        raise BagError(f'{path}: corrupt {connection.topic} message at bag time {stamp_ns / 1e9:.3f} s '
+                       f'({one_line(error)})') from None
+
+
+def read_bag(path: str | os.PathLike,
+             topics: Sequence[str] | Mapping[str, str] | None = None) -> Iterator[BagMessage]:
+    """Decode the messages of a rosbag2 (any storage), optionally only on ``topics``; a mapping
+    ``topic -> message type`` also refuses a bag recording one of them with another type.
+    Every problem with the bag raises :class:`BagError` (see the module docstring)."""
+    reader = open_bag(path)
+    try:
         connections = [c for c in reader.connections if topics is None or c.topic in topics]
-        for connection, stamp_ns, data in reader.messages(connections=connections):
-            message = typestore().deserialize_cdr(data, connection.msgtype)
-            yield BagMessage(connection.topic, connection.msgtype, stamp_ns, message)
+        for connection in connections:
+            wanted = topics.get(connection.topic) if isinstance(topics, Mapping) else None
+            if wanted is not None and connection.msgtype != wanted:
+                raise BagError(f'{path}: {connection.topic} carries {connection.msgtype}, '
+                               f'not the {wanted} expected there')
+            if connection.msgtype not in typestore().types:
+                raise BagError(f'{path}: {connection.topic} carries {connection.msgtype}, '
+                               'a message type unknown here')
+        for connection, stamp_ns, data in bag_records(reader, connections):
+            yield BagMessage(connection.topic, connection.msgtype, stamp_ns,
+                             decode_message(path, connection, stamp_ns, data))
+    finally:
+        reader.close()

@@ -45,14 +45,15 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from rosbags.rosbag2 import ReaderError
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from rnn_perception.data.bags import BagError, image_to_rgb, labelled_array_fields, read_bag, stamp_to_ns
-from rnn_perception.data.dodgeball_dataset import (GROUND_TRUTH_TOPIC, IMAGE_TOPIC, DatasetError,
+from rnn_perception.data.bags import (IMAGE_MSGTYPE, LABELLED_ARRAY_MSGTYPE, BagError, labelled_array_fields, read_bag,
+                                      stamp_to_ns)
+from rnn_perception.data.dodgeball_dataset import (GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, IMAGE_TOPIC, DatasetError,
                                                    DodgeballEpisode, load_dodgeball_dataset)
 from rnn_perception.models.collision import (CollisionPredictor, frames_to_tensor, load_collision_model,
                                              resize_frames)
+from rnn_perception.ros.image_conversion import ImageConversionError, image_to_rgb
 from rnn_perception.training.utils import (DeviceUnavailableError, PathLike, atomic_path, probability,
                                            select_device)
 from rnn_perception.training.zoo import OneLineParser
@@ -174,20 +175,41 @@ def _labelled_frames(path: PathLike) -> Iterator[_LabelledFrame]:
     pending: Dict[str, Dict[int, Any]] = {IMAGE_TOPIC: {}, GROUND_TRUTH_TOPIC: {}}
     seen = {IMAGE_TOPIC: 0, GROUND_TRUTH_TOPIC: 0}
     paired = 0
-    for record in read_bag(path, [IMAGE_TOPIC, GROUND_TRUTH_TOPIC]):
+    for record in read_bag(path, {IMAGE_TOPIC: IMAGE_MSGTYPE, GROUND_TRUTH_TOPIC: LABELLED_ARRAY_MSGTYPE}):
         seen[record.topic] += 1
         pending[record.topic][record.stamp_ns] = record.message
         if all(record.stamp_ns in messages for messages in pending.values()):
             image = pending[IMAGE_TOPIC].pop(record.stamp_ns)
             truth = pending[GROUND_TRUTH_TOPIC].pop(record.stamp_ns)
             paired += 1
-            yield _LabelledFrame(stamp_to_ns(image.header.stamp), image_to_rgb(image), labelled_array_fields(truth))
+            yield _LabelledFrame(stamp_to_ns(image.header.stamp), _bag_image(path, image, record.stamp_ns),
+                                 _ground_truth(path, truth, record.stamp_ns))
     missing = [topic for topic, count in seen.items() if count == 0]
     if missing:
         raise BagError(f'{path}: no messages on {" or ".join(missing)}; a dodgeball bag needs '
                        f'{IMAGE_TOPIC} and {GROUND_TRUTH_TOPIC}')
     if not paired:
         raise BagError(f'{path}: no image shares its bag time with a ground-truth message')
+
+
+def _bag_image(path: PathLike, image, stamp_ns: int) -> np.ndarray:
+    """The RGB pixels of a bag's image, read as the collision node reads a camera's."""
+    try:
+        return image_to_rgb(image)
+    except ImageConversionError as error:
+        raise BagError(f'{path}: unreadable {IMAGE_TOPIC} image at bag time {stamp_ns / 1e9:.3f} s ({error})') from None
+
+
+def _ground_truth(path: PathLike, truth, stamp_ns: int) -> Dict[str, float]:
+    try:
+        fields = labelled_array_fields(truth)
+    except BagError as error:
+        raise BagError(f'{path}: {GROUND_TRUTH_TOPIC} at bag time {stamp_ns / 1e9:.3f} s: {error}') from None
+    missing = [name for name in GROUND_TRUTH_FIELDS if name not in fields]
+    if missing:
+        raise BagError(f'{path}: {GROUND_TRUTH_TOPIC} at bag time {stamp_ns / 1e9:.3f} s lacks the fields '
+                       f'{", ".join(missing)}')
+    return fields
 
 
 def _bag_episode(frames: List[_LabelledFrame]) -> BagEpisode:
@@ -409,7 +431,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m rnn_perception eval collision``; returns the exit code."""
     try:
         return run(build_parser().parse_args(argv))
-    except (OSError, ValueError, DatasetError, BagError, ReaderError, DeviceUnavailableError) as error:
+    except (OSError, ValueError, DatasetError, BagError, DeviceUnavailableError) as error:
         print(f'eval collision: error: {error}', file=sys.stderr)   # bad input: one line, no traceback
         return 2
 

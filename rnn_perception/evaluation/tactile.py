@@ -41,9 +41,8 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from rosbags.rosbag2 import ReaderError
 
-from rnn_perception.data.bags import BagError, read_bag, stamp_to_ns
+from rnn_perception.data.bags import LABELLED_ARRAY_MSGTYPE, POSE_STAMPED_MSGTYPE, BagError, read_bag, stamp_to_ns
 from rnn_perception.data.tactile_dataset import (POSE_TOPIC, TACTILE_FIELDS, TACTILE_TOPIC, DatasetError,
                                                  TactileEpisode, load_tactile_dataset, quaternion_angle)
 from rnn_perception.models.tactile import ANGLE, POSITION, TactilePredictor, load_tactile_model
@@ -198,7 +197,7 @@ def _samples(path: PathLike) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """``(stamp_ns, tactile, pose)`` of every tactile message paired with the pose of its bag time."""
     pending: Dict[str, Dict[int, Any]] = {TACTILE_TOPIC: {}, POSE_TOPIC: {}}
     seen = {TACTILE_TOPIC: 0, POSE_TOPIC: 0}
-    for record in read_bag(path, [TACTILE_TOPIC, POSE_TOPIC]):
+    for record in read_bag(path, {TACTILE_TOPIC: LABELLED_ARRAY_MSGTYPE, POSE_TOPIC: POSE_STAMPED_MSGTYPE}):
         seen[record.topic] += 1
         pending[record.topic][record.stamp_ns] = record.message
         if all(record.stamp_ns in messages for messages in pending.values()):
@@ -320,7 +319,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m rnn_perception eval tactile``; returns the exit code."""
     try:
         return run(build_parser().parse_args(argv))
-    except (OSError, ValueError, DatasetError, BagError, ReaderError, DeviceUnavailableError) as error:
+    except (OSError, ValueError, DatasetError, BagError, DeviceUnavailableError) as error:
         print(f'eval tactile: error: {error}', file=sys.stderr)   # bad input: one line, no traceback
         return 2
 

@@ -19,8 +19,10 @@ recorded timing: ``ros2 bag play`` for machines without the ROS 2 CLI.
   then gives the subscribers' side of the match (DDS discovery is not symmetric) and every
   other subscriber time to complete.
 
-Errors (bag not found, not a rosbag2, corrupt, nothing playable) print one line
-``play: error: ...`` and exit with 1; Ctrl-C exits with 130.
+Errors (bag not found, not a rosbag2, corrupt, a topic recorded with two types, nothing
+playable) print one line ``play: error: ...`` and exit with 1; Ctrl-C exits with 130. The player
+plays any type on any topic, as ``ros2 bag play`` does: a subscriber of another type on that topic
+is simply never matched by DDS.
 """
 from __future__ import annotations
 
@@ -34,9 +36,11 @@ from typing import Dict, List, Optional
 import rclpy
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
+
+from ..data.bags import BagError, bag_records, one_line, open_bag
 
 PLAYER_DEPTH = 10
 SUBSCRIBER_WAIT_S = 60.0
@@ -44,10 +48,6 @@ SUBSCRIBER_WAIT_S = 60.0
 
 class PlayerError(Exception):
     """The bag cannot be played; the message says why."""
-
-
-def _one_line(error: Exception) -> str:
-    return ' '.join(str(error).split())
 
 
 def message_class(msgtype: str):
@@ -60,20 +60,23 @@ def message_class(msgtype: str):
     return get_message(msgtype)
 
 
-def open_bag(path: Path) -> Reader:
-    """An open rosbags ``Reader``, or :class:`PlayerError` saying what is wrong with ``path``."""
-    if not path.exists():
-        raise PlayerError(f'bag {path} not found')
-    if not (path / 'metadata.yaml').is_file():
-        raise PlayerError(f'{path} is not a rosbag2 directory (no metadata.yaml)')
-    reader = Reader(path)
-    try:
-        reader.open()
-    except ReaderError as error:
-        raise PlayerError(f'{path}: cannot read the bag ({_one_line(error)})') from None
+def open_playable_bag(path: Path) -> Reader:
+    """An open rosbags ``Reader`` of a bag with messages, each topic of one type; :class:`BagError`
+    or :class:`PlayerError` saying what is wrong with ``path`` otherwise."""
+    reader = open_bag(path)
+    types: Dict[str, set] = {}
+    for connection in reader.connections:
+        types.setdefault(connection.topic, set()).add(connection.msgtype)
+    mixed = {topic: sorted(msgtypes) for topic, msgtypes in types.items() if len(msgtypes) > 1}
+    problem = None
     if reader.message_count == 0:
+        problem = f'{path}: the bag holds no messages'
+    elif mixed:
+        topic, msgtypes = next(iter(mixed.items()))
+        problem = f'{path}: {topic} is recorded with {len(msgtypes)} message types ({", ".join(msgtypes)})'
+    if problem:
         reader.close()
-        raise PlayerError(f'{path}: the bag holds no messages')
+        raise PlayerError(problem)
     return reader
 
 
@@ -131,28 +134,25 @@ class BagPlayer:
         """Publish the whole bag once, paced by its receive times."""
         connections = [c for c in self._reader.connections if c.topic in self._publishers]
         start_wall, start_bag = time.monotonic(), None
-        try:
-            for connection, stamp_ns, data in self._reader.messages(connections=connections):
-                start_bag = stamp_ns if start_bag is None else start_bag
-                delay = start_wall + (stamp_ns - start_bag) * 1e-9 / self._rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                data = bytes(data)
-                self._check_message(connection.topic, stamp_ns, data)
-                if self._clock_publisher is not None:
-                    self._publish_clock(stamp_ns)
-                self._publishers[connection.topic].publish(data)
-                self.published += 1
-                progress.update()
-        except (ReaderError, ValueError, KeyError, OSError) as error:
-            raise PlayerError(f'{self._reader.path}: the bag is corrupt ({_one_line(error)})') from None
+        for connection, stamp_ns, data in bag_records(self._reader, connections):
+            start_bag = stamp_ns if start_bag is None else start_bag
+            delay = start_wall + (stamp_ns - start_bag) * 1e-9 / self._rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            data = bytes(data)
+            self._check_message(connection.topic, stamp_ns, data)
+            if self._clock_publisher is not None:
+                self._publish_clock(stamp_ns)
+            self._publishers[connection.topic].publish(data)
+            self.published += 1
+            progress.update()
 
     def _check_message(self, topic: str, stamp_ns: int, data: bytes) -> None:
         try:
             deserialize_message(data, self._classes[topic])
         except Exception as error:  # noqa: BLE001 - rclpy raises its non-public RMWError here
             raise PlayerError(f'{self._reader.path}: corrupt {topic} message at bag time '
-                              f'{stamp_ns / 1e9:.3f} s ({_one_line(error)})') from None
+                              f'{stamp_ns / 1e9:.3f} s ({one_line(error)})') from None
 
     def _publish_clock(self, stamp_ns: int) -> None:
         clock = Clock()
@@ -184,8 +184,8 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(argv)
     try:
-        reader = open_bag(args.bag)
-    except PlayerError as error:
+        reader = open_playable_bag(args.bag)
+    except (BagError, PlayerError) as error:
         print(f'play: error: {error}', file=sys.stderr)
         return 1
     rclpy.init()
@@ -205,7 +205,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 break
         node.get_logger().info(f'published {player.published} messages in {time.monotonic() - started:.1f} s')
         return 0
-    except PlayerError as error:
+    except (BagError, PlayerError) as error:
         print(f'play: error: {error}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:

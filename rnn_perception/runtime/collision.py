@@ -31,6 +31,7 @@ import torch
 
 from ..models.collision import (CollisionPredictor, ModelFileError, frames_to_tensor, load_collision_model,
                                 resize_frames)
+from ..models.weights_file import checked_weights_path
 from ..ros.image_conversion import ImageConversionError, image_to_rgb
 from ..training.utils import select_device
 from .common import (  # noqa: F401  (re-exported: the collision node's interface)
@@ -277,11 +278,12 @@ def load_predictor(weights: str,
                    device_name: str) -> Tuple[CollisionPredictor, Dict[str, Any], Path, torch.device]:
     """Load the weights (``''`` = the shipped default) onto the device the parameter names.
 
-    Raises :class:`ModelFileError` naming the file and the problem (missing, corrupt, not a
-    collision model, weights and metadata disagree, unusable metadata), and
+    Raises :class:`ModelFileError` naming the file and the problem (missing, not a readable
+    regular file of sane size, corrupt, not a collision model, weights and metadata disagree,
+    unusable metadata), and
     ``DeviceUnavailableError`` / ``ValueError`` for the device.
     """
-    path = Path(weights) if weights else default_weights_path()
+    path = checked_weights_path(weights or default_weights_path())   # ~ expanded, resolved, checked
     device = select_device(device_name)
     model, metadata = load_collision_model(path, device)
     fps = metadata.get('fps')

@@ -38,7 +38,7 @@ import torch
 
 from ..data.tactile_dataset import TACTILE_FIELDS, angle_quaternion, quaternion_angle
 from ..models.tactile import TactilePredictor, TactileState, load_tactile_model
-from ..models.weights_file import ModelFileError
+from ..models.weights_file import ModelFileError, checked_weights_path
 from ..training.utils import select_device
 from .common import (DIAGNOSTIC_OK, DIAGNOSTIC_WARN, DiagnosticReport, LatencyStats, ParameterSpec, ResetPolicy,
                      Settings, at_least_one, check_parameter, finite_above, format_ms, one_of, shipped_model_path)
@@ -166,11 +166,12 @@ class SamplePairer:
 def load_predictor(weights: str, device_name: str) -> Tuple[TactilePredictor, Dict[str, Any], Path, torch.device]:
     """Load the weights (``''`` = the shipped default) onto the device the parameter names.
 
-    Raises :class:`ModelFileError` naming the file and the problem (missing, corrupt, not a
-    tactile model, weights and metadata disagree, unusable metadata), and
+    Raises :class:`ModelFileError` naming the file and the problem (missing, not a readable
+    regular file of sane size, corrupt, not a tactile model, weights and metadata disagree,
+    unusable metadata), and
     ``DeviceUnavailableError`` / ``ValueError`` for the device.
     """
-    path = Path(weights) if weights else default_weights_path()
+    path = checked_weights_path(weights or default_weights_path())   # ~ expanded, resolved, checked
     device = select_device(device_name)
     model, metadata = load_tactile_model(path, device)
     rate = metadata.get('rate_hz')
