@@ -22,8 +22,9 @@ the state resets on a stamp gap over ``reset_gap_s``, on stamps going backwards 
 ``~/reset``; a GPU that fails during a step (out of memory, a CUDA error) is logged and the
 model moves to the CPU for good (state reset, the sample answered there); bad messages (wrong
 length, empty, NaN/inf) are counted, warned about (throttled) and skipped, and reset the state
-(the stream broke); the node keeps serving good messages. Every parameter is declared with a description and validated; a missing, corrupt or
-mismatched weights file stops the start with one message naming the file.
+(the stream broke); the node keeps serving good messages. Every parameter is declared with a
+description and validated; a missing, corrupt or mismatched weights file stops the start with
+one message naming the file.
 """
 from __future__ import annotations
 

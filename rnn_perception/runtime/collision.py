@@ -38,7 +38,8 @@ from ..ros.image_conversion import ImageConversionError, image_to_rgb
 from ..training.utils import select_device
 from .common import (  # noqa: F401  (re-exported: the collision node's interface)
     DIAGNOSTIC_OK, DIAGNOSTIC_WARN, LATENCY_WINDOW, CpuFallback, DiagnosticReport, LatencyStats, ParameterSpec,
-    ResetPolicy, Settings, at_least_one, check_parameter, finite_above, format_ms, one_of, shipped_model_path, stamp_seconds)
+    ResetPolicy, Settings, at_least_one, check_parameter, finite_above, format_ms, one_of, shipped_model_path,
+    stamp_seconds)
 
 DEFAULT_THRESHOLD = 0.5                # when the weights' metadata has none
 RELIABILITY_CHOICES = ('auto', 'reliable', 'best_effort')

@@ -42,8 +42,9 @@ from ..data.tactile_dataset import TACTILE_FIELDS, angle_quaternion, quaternion_
 from ..models.tactile import TactilePredictor, TactileState, load_tactile_model
 from ..models.weights_file import ModelFileError
 from ..training.utils import select_device
-from .common import (DIAGNOSTIC_OK, DIAGNOSTIC_WARN, CpuFallback, DiagnosticReport, LatencyStats, ParameterSpec, ResetPolicy,
-                     Settings, at_least_one, check_parameter, finite_above, format_ms, one_of, shipped_model_path)
+from .common import (DIAGNOSTIC_OK, DIAGNOSTIC_WARN, CpuFallback, DiagnosticReport, LatencyStats, ParameterSpec,
+                     ResetPolicy, Settings, at_least_one, check_parameter, finite_above, format_ms, one_of,
+                     shipped_model_path)
 
 DEVICE_CHOICES = ('auto', 'cpu', 'cuda')
 NUM_TACTILE = len(TACTILE_FIELDS)
