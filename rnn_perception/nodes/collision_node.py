@@ -23,6 +23,8 @@ Behaviour (implemented, and documented in detail, in :mod:`rnn_perception.runtim
   with ``cpu_threads`` torch threads (process-wide; default 1, the fastest for one small frame);
 * the state resets on a stamp gap over ``reset_gap_s``, on stamps going backwards (a looping
   bag), on a resolution change, and on ``~/reset``;
+* a GPU that fails during a step (out of memory, a CUDA error) is logged and the model moves to
+  the CPU for good: the state resets, the frame is answered there, the diagnostics say so;
 * **frame rate**: the weights were trained at the rate in their metadata (``fps``). Faster
   cameras are *subsampled* to it (``subsample_to_model_rate``), because the ConvLSTM has learnt
   motion per step; slower cameras are used as they are with a warning in the log and the
@@ -106,7 +108,9 @@ class CollisionNode(Node):
     def _on_image(self, message: Image) -> None:
         self._watchdog.frame_arrived(time.monotonic())
         result = self.runtime.process(message, self.get_clock().now().nanoseconds * 1e-9)
-        if result.reset_reason:
+        if result.device_failure:
+            self.get_logger().error(f'{result.device_failure}; answering on the CPU from now on')
+        elif result.reset_reason:
             self.get_logger().info(f'state reset: {result.reset_reason}', throttle_duration_sec=1.0)
         if result.outcome is Outcome.REJECTED:
             self.get_logger().warning(f'frame dropped: {result.error}',

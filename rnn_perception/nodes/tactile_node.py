@@ -19,10 +19,12 @@ Behaviour (implemented, and documented in detail, in :mod:`rnn_perception.runtim
 one ``step`` per sample with carried LSTM state on ``device`` (``auto``: CUDA if available,
 else CPU; logged) in ``torch.inference_mode``; a tactile message and a pose make a sample;
 the state resets on a stamp gap over ``reset_gap_s``, on stamps going backwards and on
-``~/reset``; bad messages (wrong length, empty, NaN/inf) are counted, warned about
-(throttled) and skipped, and reset the state (the stream broke); the node keeps serving good
-messages. Every parameter is declared with a description and validated; a missing, corrupt or
-mismatched weights file stops the start with one message naming the file.
+``~/reset``; a GPU that fails during a step (out of memory, a CUDA error) is logged and the
+model moves to the CPU for good (state reset, the sample answered there); bad messages (wrong
+length, empty, NaN/inf) are counted, warned about (throttled) and skipped, and reset the state
+(the stream broke); the node keeps serving good messages. Every parameter is declared with a
+description and validated; a missing, corrupt or mismatched weights file stops the start with
+one message naming the file.
 """
 from __future__ import annotations
 
@@ -89,7 +91,9 @@ class TactileNode(Node):
         self._answer(self.runtime.on_pose(message, self._now_s()))
 
     def _answer(self, result: StepResult) -> None:
-        if result.reset_reason:
+        if result.device_failure:
+            self.get_logger().error(f'{result.device_failure}; answering on the CPU from now on')
+        elif result.reset_reason:
             self.get_logger().info(f'state reset: {result.reset_reason}', throttle_duration_sec=1.0)
         if result.outcome is Outcome.REJECTED:
             self.get_logger().warning(f'message skipped, state reset: {result.error}',

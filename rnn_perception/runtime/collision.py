@@ -16,6 +16,9 @@ One camera frame goes through :meth:`CollisionRuntime.process`:
    ``torch.inference_mode``; never a window of frames again.
 6. **Alert.** The probability goes through :class:`AlertHysteresis` for the boolean alert.
 
+If the GPU fails during a step (out of memory, a CUDA error), the model moves to the CPU for
+good, the state resets and the frame is answered there (:class:`~.common.CpuFallback`).
+
 Frames without a stamp (zero) are timed by the node clock instead.
 """
 from __future__ import annotations
@@ -35,8 +38,9 @@ from ..models.weights_file import checked_weights_path
 from ..ros.image_conversion import ImageConversionError, image_to_rgb
 from ..training.utils import select_device
 from .common import (  # noqa: F401  (re-exported: the collision node's interface)
-    DIAGNOSTIC_OK, DIAGNOSTIC_WARN, LATENCY_WINDOW, DiagnosticReport, LatencyStats, ParameterSpec, ResetPolicy,
-    Settings, at_least_one, check_parameter, finite_above, format_ms, one_of, shipped_model_path, stamp_seconds)
+    DIAGNOSTIC_OK, DIAGNOSTIC_WARN, LATENCY_WINDOW, CpuFallback, DiagnosticReport, LatencyStats, ParameterSpec,
+    ResetPolicy, Settings, at_least_one, check_parameter, finite_above, format_ms, one_of, shipped_model_path,
+    stamp_seconds)
 
 DEFAULT_THRESHOLD = 0.5                # when the weights' metadata has none
 RELIABILITY_CHOICES = ('auto', 'reliable', 'best_effort')
@@ -315,6 +319,7 @@ class FrameResult:
     alert: bool = False
     reset_reason: Optional[str] = None
     error: Optional[str] = None
+    device_failure: Optional[str] = None    # this frame's step made the model fall back to the CPU
 
 
 class CollisionRuntime:
@@ -323,7 +328,7 @@ class CollisionRuntime:
     def __init__(self, model: CollisionPredictor, metadata: Dict[str, Any], device: torch.device,
                  settings: CollisionSettings):
         self.model = model
-        self.device = device
+        self.compute = CpuFallback(model, device)
         self.model_fps = float(metadata['fps'])
         self.model_threshold = float(metadata.get('threshold', DEFAULT_THRESHOLD))
         self.counters = FrameCounters()
@@ -347,6 +352,11 @@ class CollisionRuntime:
         self._subsampler.enabled = settings.subsample_to_model_rate
         self.staleness.max_frame_age_s = settings.max_frame_age_s
         self.alert.set_thresholds(self._alert_threshold(settings), settings.alert_hysteresis)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs now (the CPU after a GPU failure)."""
+        return self.compute.device
 
     @property
     def state(self):
@@ -389,16 +399,16 @@ class CollisionRuntime:
         if not self._subsampler.accept(stamp_s):
             self.counters.subsampled += 1
             return FrameResult(Outcome.SUBSAMPLED, stamp_s, reset_reason=reset_reason)
-        probability = self.step(rgb)
+        probability, device_failure = self.compute.run(lambda device: self._step_on(rgb, device), self.reset)
         self.counters.processed += 1
         self.latency.add(time.perf_counter() - started)
         return FrameResult(Outcome.PROCESSED, stamp_s, probability, self.alert.update(probability),
-                           reset_reason)
+                           device_failure or reset_reason, device_failure=device_failure)
 
-    def step(self, rgb: np.ndarray) -> float:
+    def _step_on(self, rgb: np.ndarray, device: torch.device) -> float:
         """Step the model once on an RGB frame with the carried state; the hit probability."""
         with torch.inference_mode():
-            frame = frames_to_tensor(resize_frames(rgb[None], self.model.config.image_size), self.device)
+            frame = frames_to_tensor(resize_frames(rgb[None], self.model.config.image_size), device)
             logits, self._state = self.model.step(frame, self._state)
             return float(torch.sigmoid(logits[0]))
 
@@ -467,9 +477,7 @@ class DiagnosticsSummary:
         if counters.stale > last.stale:
             warnings.append(f'{counters.stale - last.stale} stale frame(s) dropped since the last report '
                             f'(older than max_frame_age_s={runtime.settings.max_frame_age_s:g} s)')
-        slow = runtime.slow_camera_warning()
-        if slow:
-            warnings.append(slow)
+        warnings += [warning for warning in (runtime.slow_camera_warning(), runtime.compute.warning()) if warning]
         input_rate = runtime.input_rate_hz
         values = [
             ('rate_hz', f'{rate:.2f}'),
@@ -487,6 +495,7 @@ class DiagnosticsSummary:
             ('model_fps', f'{runtime.model_fps:g}'),
             ('stale_check', runtime.staleness.status),
             ('device', str(runtime.device)),
+            ('device_fallback', runtime.compute.failure or 'none'),
             *extra_values,
         ]
         if warnings:

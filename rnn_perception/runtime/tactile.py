@@ -22,7 +22,9 @@ Per message (:meth:`TactileRuntime.on_tactile` / :meth:`TactileRuntime.on_pose`)
    stamps going backwards (:class:`~rnn_perception.runtime.common.ResetPolicy`), and on the
    node's ``~/reset`` service.
 3. **Step.** One ``model.step`` with the carried state, in ``torch.inference_mode``: the next
-   ``horizon`` poses ``(H, 4)`` (x, y, z, angle about the grasp axis y).
+   ``horizon`` poses ``(H, 4)`` (x, y, z, angle about the grasp axis y). If the GPU fails
+   (out of memory, a CUDA error), the model moves to the CPU for good, the state resets and the
+   sample is answered there (:class:`~rnn_perception.runtime.common.CpuFallback`).
 """
 from __future__ import annotations
 
@@ -40,8 +42,9 @@ from ..data.tactile_dataset import TACTILE_FIELDS, angle_quaternion, quaternion_
 from ..models.tactile import TactilePredictor, TactileState, load_tactile_model
 from ..models.weights_file import ModelFileError, checked_weights_path
 from ..training.utils import select_device
-from .common import (DIAGNOSTIC_OK, DIAGNOSTIC_WARN, DiagnosticReport, LatencyStats, ParameterSpec, ResetPolicy,
-                     Settings, at_least_one, check_parameter, finite_above, format_ms, one_of, shipped_model_path)
+from .common import (DIAGNOSTIC_OK, DIAGNOSTIC_WARN, CpuFallback, DiagnosticReport, LatencyStats, ParameterSpec,
+                     ResetPolicy, Settings, at_least_one, check_parameter, finite_above, format_ms, one_of,
+                     shipped_model_path)
 
 DEVICE_CHOICES = ('auto', 'cpu', 'cuda')
 NUM_TACTILE = len(TACTILE_FIELDS)
@@ -198,6 +201,7 @@ class StepResult:
     poses: Optional[np.ndarray] = None
     reset_reason: Optional[str] = None
     error: Optional[str] = None
+    device_failure: Optional[str] = None    # this sample's step made the model fall back to the CPU
 
 
 @dataclass
@@ -217,7 +221,7 @@ class TactileRuntime:
     def __init__(self, model: TactilePredictor, metadata: Dict[str, Any], device: torch.device,
                  settings: TactileSettings):
         self.model = model
-        self.device = device
+        self.compute = CpuFallback(model, device)
         self.rate_hz = float(metadata['rate_hz'])
         self.horizon = model.config.horizon
         self.settings = settings
@@ -235,6 +239,11 @@ class TactileRuntime:
         self._resets.reset_gap_s = settings.reset_gap_s
 
     @property
+    def device(self) -> torch.device:
+        """Where the model runs now (the CPU after a GPU failure)."""
+        return self.compute.device
+
+    @property
     def state(self) -> Optional[TactileState]:
         """The carried state after the last sample (``None`` right after a reset)."""
         return self._state
@@ -247,7 +256,6 @@ class TactileRuntime:
 
     def on_tactile(self, message, now_s: float) -> StepResult:
         """A ``std_msgs/Float32MultiArray`` received at node time ``now_s``."""
-        started = time.perf_counter()
         self.counters.tactile_received += 1
         try:
             values = tactile_values(message)
@@ -279,16 +287,17 @@ class TactileRuntime:
         reset_reason = self._resets.check(sample.stamp_ns * 1e-9, INPUT_SIZE)
         if reset_reason is not None:
             self.reset(reset_reason)
-        poses = self.step(sample.tactile, sample.pose)
+        poses, device_failure = self.compute.run(lambda device: self._step_on(sample, device), self.reset)
         self.counters.processed += 1
         self.latency.add(time.perf_counter() - started)
-        return StepResult(Outcome.PROCESSED, sample.stamp_ns, poses, reset_reason)
+        return StepResult(Outcome.PROCESSED, sample.stamp_ns, poses, device_failure or reset_reason,
+                          device_failure=device_failure)
 
-    def step(self, tactile: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    def _step_on(self, sample: Sample, device: torch.device) -> np.ndarray:
         """Step the model once with the carried state: the next ``horizon`` poses ``(H, 4)``."""
         with torch.inference_mode():
-            predicted, self._state = self.model.step(torch.from_numpy(tactile).to(self.device)[None],
-                                                     torch.from_numpy(pose).to(self.device)[None], self._state)
+            predicted, self._state = self.model.step(torch.from_numpy(sample.tactile).to(device)[None],
+                                                     torch.from_numpy(sample.pose).to(device)[None], self._state)
             return predicted[0].cpu().numpy()
 
 
@@ -316,6 +325,8 @@ class TactileDiagnostics:
         if unpaired > last_unpaired:
             warnings.append(f'{unpaired - last_unpaired} message(s) without a partner on the other stream '
                             'since the last report (is /object/pose published with every tactile sample?)')
+        if runtime.compute.warning():
+            warnings.append(runtime.compute.warning())
         values = [
             ('rate_hz', f'{rate:.2f}'),
             ('latency_p50_ms', format_ms(runtime.latency.percentile_ms(50))),
@@ -331,6 +342,7 @@ class TactileDiagnostics:
             ('model_rate_hz', f'{runtime.rate_hz:g}'),
             ('horizon', str(runtime.horizon)),
             ('device', str(runtime.device)),
+            ('device_fallback', runtime.compute.failure or 'none'),
             *extra_values,
         ]
         if warnings:

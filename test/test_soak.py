@@ -1,0 +1,35 @@
+"""The soak benchmark at reduced counts: memory stays flat, latency does not drift, every frame
+is answered, in process and over DDS (``benchmarks/soak.py``; its full run is in the README)."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+from ros_helpers import PYTHON
+
+REPO = Path(__file__).resolve().parent.parent
+FRAMES, DDS_FRAMES = 5000, 3000
+EPISODE_FRAMES = 60
+RSS_GROWTH_BOUND_MIB = 16.0      # after warm-up; leaking one 64x64 frame (12 KiB) per frame exceeds it in either part
+P99_DRIFT_BOUND = 5.0            # last 10 % over first 10 %: generous, the machine is shared
+
+
+def test_soak_at_reduced_counts(tmp_path):
+    report = tmp_path / 'soak.json'
+    result = subprocess.run([PYTHON, 'benchmarks/soak.py', '--frames', str(FRAMES), '--dds-frames', str(DDS_FRAMES),
+                             '--json', str(report)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    soak = json.loads(report.read_text())
+    assert soak['benchmark'] == 'soak'
+    figures, ratios = soak['figures'], soak['ratios']
+    assert all(isinstance(value, (int, float)) and math.isfinite(value) for value in [*figures.values(),
+                                                                                     *ratios.values()])
+    assert (figures['inprocess_frames'], figures['dds_frames']) == (FRAMES, DDS_FRAMES)
+    assert figures['inprocess_unanswered'] == figures['dds_unanswered'] == 0
+    assert figures['inprocess_resets'] == math.ceil(FRAMES / EPISODE_FRAMES)    # one per episode
+    for part in ('inprocess', 'dds'):
+        assert figures[f'{part}_rss_growth_mib'] < RSS_GROWTH_BOUND_MIB, figures
+        assert ratios[f'{part}_p99_last_over_first'] < P99_DRIFT_BOUND, ratios
+    assert 'in process: 5000 frames' in result.stdout and 'over DDS: 3000 frames' in result.stdout
