@@ -1,21 +1,16 @@
 """End-to-end latency through DDS: camera frame published -> collision node -> answer received.
 
 The collision node runs in its own process (``python -m rnn_perception bringup dodgeball``, the
-shipped model, default parameters); this process is the camera and the consumer. It publishes
-one ``sensor_msgs/Image`` (reliable, as a camera driver does), waits for the node's
-``~/collision_probability_stamped`` answer carrying that frame's stamp, and times the round
-trip; then the next frame. One frame in flight at a time, so the node's keep-last-1
-subscription drops nothing and every figure is a whole round trip (serialisation, loopback
-transport both ways, decode, resize, one model step, publish). Stamps advance at 30 Hz, the
-model's rate, so the node's subsampler keeps every frame.
+shipped model); this process is the camera and the consumer. It publishes one reliable
+``sensor_msgs/Image``, as a camera driver does, and times the node's answer carrying that
+frame's stamp, one frame in flight (:mod:`dds_camera`). Stamps advance at 30 Hz, the model's
+rate, so the node's subsampler keeps every frame.
 
 Side by side, the same frames go through the node's processing in this process
 (``CollisionRuntime.process``): the ratio says what DDS and the second process add.
 Sizes: 64x64 (the model's input) and 640x480 (a VGA camera; the node resizes it).
 
     .venv/bin/python benchmarks/bench_dds_latency.py [--frames 500] [--json]
-
-Runs on a DDS domain of its own, discovery on localhost only (as the demo).
 """
 from __future__ import annotations
 
@@ -27,11 +22,10 @@ from typing import Dict, List
 
 import numpy as np
 
-from rnn_perception.demo import ANSWER_TOPIC, IMAGE_TOPIC, background, isolate_dds
+from dds_camera import BenchmarkError, DdsCamera
 
 FPS = 30.0
 SIZES = ((64, 64), (640, 480))          # (width, height)
-START_TIMEOUT_S = 60.0
 ANSWER_TIMEOUT_S = 5.0
 MAX_LOST = 10
 
@@ -55,63 +49,30 @@ def percentiles_ms(seconds: List[float]) -> Dict[str, float]:
 
 
 def round_trips(frames: int, warmup: int) -> Dict[str, Dict]:
-    """Ping-pong every size through the node in another process; latencies in seconds."""
-    import rclpy
-    from geometry_msgs.msg import PointStamped
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
-
-    rclpy.init()
-    node = rclpy.create_node('dds_latency_bench')
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    answers: Dict[int, float] = {}
-
-    def on_answer(message) -> None:
-        stamp = message.header.stamp
-        answers[stamp.sec * 1_000_000_000 + stamp.nanosec] = time.perf_counter()
-
-    subscription = node.create_subscription(PointStamped, ANSWER_TOPIC, on_answer, reliable)
-    publisher = node.create_publisher(Image, IMAGE_TOPIC, reliable)
-
-    def spin_until(done, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while not done() and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.001)
-        return done()
-
+    """Every size through the node in another process, one frame in flight; seconds per frame."""
     results = {}
-    try:
-        with background([sys.executable, '-m', 'rnn_perception', 'bringup', 'dodgeball']) as collision_node:
-            matched = spin_until(lambda: collision_node.poll() is not None or (
-                subscription.get_publisher_count() > 0 and publisher.get_subscription_count() > 0), START_TIMEOUT_S)
-            if collision_node.poll() is not None or not matched:
-                raise RuntimeError('the collision node did not start or match within '
-                                   f'{START_TIMEOUT_S:.0f} s (exit {collision_node.poll()})')
-            stamp_ns = time.time_ns()
-            for width, height in SIZES:
-                latencies, lost = [], 0
-                stamp_ns += 10**9                 # a gap: each size starts a fresh state, as a new camera
-                for index in range(warmup + frames):
-                    stamp_ns += round(1e9 / FPS)
-                    message = camera_frame(width, height, index, stamp_ns)
-                    sent = time.perf_counter()
-                    publisher.publish(message)
-                    if not spin_until(lambda: stamp_ns in answers, ANSWER_TIMEOUT_S):
-                        lost += 1
-                        if lost > MAX_LOST:               # something else shares the domain, or the node hangs
-                            raise RuntimeError(f'{lost} frames of {width}x{height} got no answer within '
-                                               f'{ANSWER_TIMEOUT_S:g} s')
-                        continue
-                    if index >= warmup:
-                        latencies.append(answers[stamp_ns] - sent)
-                results[f'{width}x{height}'] = {'latencies': latencies, 'lost': lost}
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    with DdsCamera() as dds:
+        stamp_ns = time.time_ns()
+
+        def next_frame(width: int, height: int, index: int):
+            nonlocal stamp_ns
+            stamp_ns += round(1e9 / FPS)
+            return camera_frame(width, height, index, stamp_ns)
+
+        dds.wait_for_node(lambda n: next_frame(*SIZES[0], n))
+        for width, height in SIZES:
+            latencies, lost = [], 0
+            stamp_ns += 10**9                     # a gap: each size starts a fresh state, as a new camera
+            for index in range(warmup + frames):
+                latency = dds.exchange(next_frame(width, height, index), ANSWER_TIMEOUT_S)
+                if latency is None:
+                    lost += 1
+                    if lost > MAX_LOST:           # something else shares the domain, or the node hangs
+                        raise BenchmarkError(f'{lost} frames of {width}x{height} got no answer within '
+                                             f'{ANSWER_TIMEOUT_S:g} s')
+                elif index >= warmup:
+                    latencies.append(latency)
+            results[f'{width}x{height}'] = {'latencies': latencies, 'lost': lost}
     return results
 
 
@@ -144,10 +105,9 @@ def main() -> int:
     parser.add_argument('--warmup', type=int, default=20, help='untimed frames per image size first')
     parser.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
     args = parser.parse_args()
-    domain = isolate_dds()
     try:
         dds = round_trips(args.frames, args.warmup)
-    except RuntimeError as error:
+    except BenchmarkError as error:
         print(f'bench_dds_latency: error: {error}', file=sys.stderr)
         return 1
     local = in_process(args.frames, args.warmup)
@@ -159,12 +119,12 @@ def main() -> int:
         figures.update({f'{size}_round_trip_p50_ms': round_trip['p50'], f'{size}_round_trip_p99_ms': round_trip['p99'],
                         f'{size}_lost_frames': result['lost']})
         ratios[f'{size}_round_trip_over_in_process_p50'] = round_trip['p50'] / processing['p50']
-    report = {'benchmark': 'dds_latency', 'domain': domain, 'frames': args.frames, 'sizes': sizes,
+    report = {'benchmark': 'dds_latency', 'frames': args.frames, 'sizes': sizes,
               'figures': figures, 'ratios': ratios}
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f'camera -> collision node (another process) -> answer, over DDS (domain {domain}, localhost), '
+    print(f'camera -> collision node (another process) -> answer, over DDS (a domain of its own, localhost), '
           f'{args.frames} frames per size, one in flight')
     for size, row in sizes.items():
         print(f"  {size:>8}: round trip p50 {row['round_trip_ms']['p50']:6.2f} ms  p99 {row['round_trip_ms']['p99']:6.2f} ms"

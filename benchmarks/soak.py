@@ -6,35 +6,31 @@ against late, accelerated (no sleeping: the next frame goes as soon as the last 
   synthetic 64x64 scenes, a ball crossing a grey view, stamped at 30 Hz in episodes of
   :data:`EPISODE_FRAMES` with a :data:`EPISODE_GAP_S` gap (one state reset each, as in a bag
   replay). This process's resident memory is sampled along the way.
-* **Over DDS**: ``--dds-frames`` frames (default 20 000) from a publisher here to the node of
-  ``python -m rnn_perception bringup dodgeball`` in a subprocess (a DDS domain of its own,
-  localhost only); each frame is published once the node's answer to the previous one has come
-  back (keep-last 1 never drops one); latency = publish -> answer received. The node process's
-  ``VmRSS`` (``/proc/PID/status``) is sampled along the way.
+* **Over DDS**: ``--dds-frames`` frames (default 20 000) from a camera here to the node of
+  ``python -m rnn_perception bringup dodgeball`` in a subprocess, one frame in flight
+  (:mod:`dds_camera`); latency = publish -> answer received. The node process's ``VmRSS``
+  (``/proc/PID/status``) is sampled along the way.
 
 Memory growth is counted after warm-up: from the 10 % mark to the end. Latency p50/p99 of the
 first 10 % of frames against the last 10 %.
 
-    .venv/bin/python benchmarks/soak.py [--frames 100000] [--dds-frames 20000] [--json PATH]
+    .venv/bin/python benchmarks/soak.py [--frames 100000] [--dds-frames 20000] [--json]
 
-``--json`` writes ``{"benchmark": "soak", "figures": {...}, "ratios": {...}}``. Exit status 1
-with one line on stderr when the node cannot be started or stops answering.
+``--json`` prints ``{"benchmark": "soak", "figures": {...}, "ratios": {...}}`` instead of the
+table. Exit status 1 with one line on stderr when the node cannot be started or stops answering.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Callable, Dict, List
 
 import numpy as np
 
 from bench_collision_node import build_runtime, resident_mib
+from dds_camera import BenchmarkError, DdsCamera, node_rss_mib
 
 FPS = 30.0
 EPISODE_FRAMES = 60
@@ -44,15 +40,6 @@ FRAME_SIZE = 64
 RSS_SAMPLES = 100
 WARMUP_FRAMES = 200            # first calls (allocator, lazy init), not measured
 ANSWER_TIMEOUT_S = 10.0
-NODE_START_TIMEOUT_S = 120.0
-NAMESPACE = 'soak'
-IMAGE_TOPIC = f'/{NAMESPACE}/camera/image_raw'
-ANSWER_TOPIC = f'/{NAMESPACE}/collision_node/collision_probability_stamped'
-REPO = Path(__file__).resolve().parent.parent
-
-
-class SoakError(RuntimeError):
-    """The soak cannot go on; the message says why."""
 
 
 # -------------------------------------------------------------------------------------- frames
@@ -140,110 +127,23 @@ def soak_in_process(frames: int) -> Dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------- DDS
-def node_rss_mib(pid: int) -> float:
-    """``VmRSS`` of process ``pid`` (Linux ``/proc/PID/status``), MiB."""
-    with open(f'/proc/{pid}/status') as status:
-        kib = next(int(line.split()[1]) for line in status if line.startswith('VmRSS:'))
-    return kib / 1024
-
-
-class NodeProcess:
-    """``bringup dodgeball`` in a subprocess, its log in a temp file (shown when it fails)."""
-
-    def __init__(self):
-        self._log = tempfile.TemporaryFile(mode='w+')
-        command = [sys.executable, '-m', 'rnn_perception', 'bringup', 'dodgeball', '--device', 'cpu',
-                   '--namespace', NAMESPACE, '--image-topic', IMAGE_TOPIC,
-                   '--ros-args', '-p', 'image_qos:=reliable', '--log-level', 'warn']
-        self.process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
-
-    def check_running(self) -> None:
-        if self.process.poll() is not None:
-            self._log.seek(0)
-            last = (self._log.read().strip().splitlines() or ['(no output)'])[-1]
-            raise SoakError(f'the collision node exited with {self.process.returncode}: {last}')
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-
 def soak_over_dds(frames: int) -> Dict[str, float]:
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from geometry_msgs.msg import PointStamped
-    from sensor_msgs.msg import Image
-
-    from rnn_perception.demo import isolate_dds
-
-    isolate_dds()                          # before rclpy starts: the node process inherits it
-    node = NodeProcess()
-    context = Context()
-    rclpy.init(context=context)
-    executor = SingleThreadedExecutor(context=context)
-    try:
-        probe = rclpy.create_node('soak_camera', context=context)
-        executor.add_node(probe)
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        camera_pub = probe.create_publisher(Image, IMAGE_TOPIC, qos)
-        arrivals: Dict[int, float] = {}
-        probe.create_subscription(PointStamped, ANSWER_TOPIC, lambda m: arrivals.__setitem__(
-            m.header.stamp.sec * 10**9 + m.header.stamp.nanosec, time.perf_counter()), QoSProfile(depth=10))
-        camera = CameraFrames()
-
-        def spin_until(predicate, timeout_s: float) -> bool:
-            deadline = time.monotonic() + timeout_s
-            while not predicate():
-                if time.monotonic() > deadline:
-                    return False
-                node.check_running()
-                executor.spin_once(timeout_sec=0.05)
-            return True
-
-        if not spin_until(lambda: camera_pub.get_subscription_count() > 0
-                          and probe.count_publishers(ANSWER_TOPIC) > 0, NODE_START_TIMEOUT_S):
-            raise SoakError(f'the collision node did not subscribe to {IMAGE_TOPIC} within '
-                            f'{NODE_START_TIMEOUT_S:.0f} s')
-        def exchange(n: int, start_s: float, timeout_s: float):
-            """Publish frame ``n``; the time until its answer came back (s), or None."""
-            message, stamp_ns = camera(n, start_s)
-            sent = time.perf_counter()
-            camera_pub.publish(message)
-            answered = spin_until(lambda: stamp_ns in arrivals, timeout_s)
-            return arrivals.pop(stamp_ns) - sent if answered else None
-
-        # warm-up on earlier stamps: until the node answers (its side of the match may lag ours)
-        attempts = int(NODE_START_TIMEOUT_S / 0.5)
-        if not any(exchange(n, 100.0, 0.5) is not None for n in range(attempts)):
-            raise SoakError('the collision node never answered a frame')
-        for n in range(attempts, attempts + WARMUP_FRAMES):
-            exchange(n, 100.0, ANSWER_TIMEOUT_S)
-        arrivals.clear()
-
+    camera = CameraFrames()
+    with DdsCamera() as dds:
+        first = dds.wait_for_node(lambda n: camera(n, start_s=100.0)[0])
+        for n in range(first, first + WARMUP_FRAMES):         # warm-up on earlier stamps
+            dds.exchange(camera(n, start_s=100.0)[0], ANSWER_TIMEOUT_S)
         latency_s, rss = np.full(frames, np.nan), []
         is_sampled = sampled(frames)
         started = time.perf_counter()
         for n in range(frames):
-            latency = exchange(n, 1000.0, ANSWER_TIMEOUT_S)
+            latency = dds.exchange(camera(n)[0], ANSWER_TIMEOUT_S)
             if latency is not None:
                 latency_s[n] = latency
             if is_sampled(n):
-                rss.append((n, node_rss_mib(node.process.pid)))
+                rss.append((n, node_rss_mib(dds.node.pid)))
         elapsed = time.perf_counter() - started
-        node.check_running()
-    finally:
-        executor.shutdown()
-        rclpy.try_shutdown(context=context)
-        node.stop()
+        dds.node.check_running()
     answered = latency_s[np.isfinite(latency_s)]
     return {'dds_frames': frames, 'dds_unanswered': frames - len(answered), 'dds_frames_per_s': frames / elapsed,
             **summary('dds', answered, rss, frames)}
@@ -280,7 +180,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--frames', type=positive_or_zero, default=100_000, help='frames in process (0: skip)')
     parser.add_argument('--dds-frames', type=positive_or_zero, default=20_000, help='frames over DDS (0: skip)')
-    parser.add_argument('--json', type=Path, help='also write the figures to this JSON file')
+    parser.add_argument('--json', action='store_true', help='print one JSON object instead of the table')
     args = parser.parse_args(argv)
     figures: Dict[str, float] = {}
     try:
@@ -288,15 +188,14 @@ def main(argv=None) -> int:
             figures.update(soak_in_process(args.frames))
         if args.dds_frames:
             figures.update(soak_over_dds(args.dds_frames))
-    except SoakError as error:
+    except BenchmarkError as error:
         print(f'soak: error: {error}', file=sys.stderr)
         return 1
     ratio = ratios(figures)
-    print_table(figures, ratio)
     if args.json:
-        temporary = args.json.with_name(args.json.name + '.tmp')
-        temporary.write_text(json.dumps({'benchmark': 'soak', 'figures': figures, 'ratios': ratio}, indent=1))
-        os.replace(temporary, args.json)
+        print(json.dumps({'benchmark': 'soak', 'figures': figures, 'ratios': ratio}))
+    else:
+        print_table(figures, ratio)
     return 0
 
 
