@@ -19,9 +19,10 @@ Behaviour (implemented, and documented in detail, in :mod:`rnn_perception.runtim
 one ``step`` per sample with carried LSTM state on ``device`` (``auto``: CUDA if available,
 else CPU; logged) in ``torch.inference_mode``; a tactile message and a pose make a sample;
 the state resets on a stamp gap over ``reset_gap_s``, on stamps going backwards and on
-``~/reset``; bad messages (wrong length, empty, NaN/inf) are counted, warned about
-(throttled) and skipped, and reset the state (the stream broke); the node keeps serving good
-messages. Every parameter is declared with a description and validated; a missing, corrupt or
+``~/reset``; bad messages (wrong length, empty, NaN/inf, absurd magnitudes, zero quaternion)
+are counted, warned about (throttled) and skipped with the sample they belong to, leaving the
+state alone; the node keeps serving good messages (an unexpected error while handling a
+message is caught, counted as ``internal_errors`` and logged, never the end of the node). Every parameter is declared with a description and validated; a missing, corrupt or
 mismatched weights file stops the start with one message naming the file.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ from std_srvs.srv import Trigger
 
 from ..runtime.tactile import (PARAMETERS, Outcome, StepResult, TactileDiagnostics, TactileRuntime, TactileSettings,
                                load_predictor, parameter_problem, pose_fields)
-from .common import run_node, start_model
+from .common import CallbackGuard, run_node, start_model
 
 NODE_NAME = 'tactile_node'
 TACTILE_TOPIC = 'tactile/raw'
@@ -61,6 +62,7 @@ class TactileNode(Node):
             self, PARAMETERS, parameter_problem, TactileSettings(), load_predictor)
         self.runtime = TactileRuntime(model, metadata, device, self.settings)
         self._diagnostics = TactileDiagnostics(self.runtime)
+        self._guard = CallbackGuard(self.get_logger())
         self.get_logger().info(f'model {path} on {device} (trained at {self.runtime.rate_hz:g} Hz, '
                                f'{self.runtime.horizon} poses ahead)')
         self._poses_pub = self.create_publisher(PoseArray, OUTPUT_TOPIC, OUTPUT_DEPTH)
@@ -83,16 +85,18 @@ class TactileNode(Node):
 
     # ------------------------------------------------------------------------------- samples
     def _on_tactile(self, message: Float32MultiArray) -> None:
-        self._answer(self.runtime.on_tactile(message, self._now_s()))
+        with self._guard:
+            self._answer(self.runtime.on_tactile(message, self._now_s()))
 
     def _on_pose(self, message: PoseStamped) -> None:
-        self._answer(self.runtime.on_pose(message, self._now_s()))
+        with self._guard:
+            self._answer(self.runtime.on_pose(message, self._now_s()))
 
     def _answer(self, result: StepResult) -> None:
         if result.reset_reason:
             self.get_logger().info(f'state reset: {result.reset_reason}', throttle_duration_sec=1.0)
         if result.outcome is Outcome.REJECTED:
-            self.get_logger().warning(f'message skipped, state reset: {result.error}',
+            self.get_logger().warning(f'message skipped: {result.error}',
                                       throttle_duration_sec=WARNING_THROTTLE_S)
         if result.outcome is not Outcome.PROCESSED:
             return
@@ -110,7 +114,7 @@ class TactileNode(Node):
 
     # --------------------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
-        report = self._diagnostics.report(time.monotonic())
+        report = self._diagnostics.report(time.monotonic(), *self._guard.report())
         status = DiagnosticStatus(
             level=bytes([report.level]), name=f'{self.get_fully_qualified_name()}: tactile pose predictor',
             message=report.message, hardware_id=str(self.runtime.device),
