@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from functools import cache
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from hypothesis import strategies as st
@@ -206,3 +207,56 @@ def intact_messages(samples: Sequence[TactileSample]) -> List[Tuple[str, object,
     """The good history: the messages of the intact samples, in order."""
     return [item for index, sample in enumerate(samples) if sample.intact for item in sample.good(index)]
 
+
+
+# ------------------------------------------------------------------------------------ oracles
+@cache
+def shipped_model(kind: str) -> tuple:
+    """(model, metadata, device) of the shipped ``'collision'`` or ``'tactile'`` model on the
+    CPU, loaded once: every fresh runtime of a test run shares it."""
+    from importlib import import_module
+
+    model, metadata, _, device = import_module(f'rnn_perception.runtime.{kind}').load_predictor('', 'cpu')
+    return model, metadata, device
+
+
+def collision_runtime():
+    """A fresh collision runtime on the shipped model, the age check off (any stamp is as good)."""
+    from rnn_perception.runtime.collision import CollisionRuntime, CollisionSettings
+
+    return CollisionRuntime(*shipped_model('collision'), CollisionSettings(max_frame_age_s=0.0))
+
+
+def tactile_runtime():
+    from rnn_perception.runtime.tactile import TactileRuntime, TactileSettings
+
+    return TactileRuntime(*shipped_model('tactile'), TactileSettings())
+
+
+def feed_tactile(runtime, kind: str, message):
+    return (runtime.on_tactile if kind == 'tactile' else runtime.on_pose)(message, 1.0)
+
+
+def tactile_reference(samples: Sequence[TactileSample]) -> Dict[int, np.ndarray]:
+    """Stamp (ns) -> poses ``(H, 4)`` of a fresh runtime fed the intact samples only."""
+    from rnn_perception.runtime.tactile import Outcome
+
+    reference = tactile_runtime()
+    results = [feed_tactile(reference, kind, message) for kind, message, _ in intact_messages(samples)]
+    return {r.stamp_ns: r.poses for r in results if r.outcome is Outcome.PROCESSED}
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def assert_pose_array_close(array, expected: np.ndarray) -> None:
+    """A published ``PoseArray`` holds the finite poses ``expected (H, 4)``. The angle travels as
+    a quaternion: float32 rounding of it only, and angles beyond pi come back wrapped."""
+    from rnn_perception.evaluation.tactile import pose_vector
+
+    poses = np.stack([pose_vector(pose) for pose in array.poses]).astype(np.float64)
+    assert np.isfinite(poses).all()
+    difference = poses - expected
+    difference[:, 3] = (difference[:, 3] + np.pi) % (2 * np.pi) - np.pi
+    np.testing.assert_allclose(difference, 0.0, rtol=0, atol=1e-5)

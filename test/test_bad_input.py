@@ -10,6 +10,7 @@ sample's tactile array and its pose breaks that pair), so the good history is th
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 
@@ -17,74 +18,32 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from malformed import (bad_count, image, image_streams, intact_messages, pose, stamp_image, stream_messages, tactile,
+from malformed import (assert_pose_array_close, bad_count, collision_runtime, feed_tactile, image, image_streams, pose,
+                       stamp_image, stamp_ns, stream_messages, tactile, tactile_reference, tactile_runtime,
                        tactile_streams)
 
-# The node fixtures are per test, the nodes per example (cheap: the weights are small).
+# The node fixture is per test, the nodes per example (cheap: the weights are small).
 PROPERTIES = settings(max_examples=60, deadline=None,
                       suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 _namespaces = itertools.count()
 
 
-@pytest.fixture(scope='module')
-def collision_model():
-    from rnn_perception.runtime.collision import load_predictor
-
-    model, metadata, _, device = load_predictor('', 'cpu')
-    return model, metadata, device
-
-
-@pytest.fixture(scope='module')
-def tactile_model():
-    from rnn_perception.runtime.tactile import load_predictor
-
-    model, metadata, _, device = load_predictor('', 'cpu')
-    return model, metadata, device
-
-
-def collision_runtime(collision_model):
-    """A fresh runtime around the shared model; the age check off (any stamp is as good)."""
-    from rnn_perception.runtime.collision import CollisionRuntime, CollisionSettings
-
-    return CollisionRuntime(*collision_model, CollisionSettings(max_frame_age_s=0.0))
-
-
-def tactile_runtime(tactile_model):
-    from rnn_perception.runtime.tactile import TactileRuntime, TactileSettings
-
-    return TactileRuntime(*tactile_model, TactileSettings())
-
-
-def feed_tactile(runtime, kind: str, message):
-    return (runtime.on_tactile if kind == 'tactile' else runtime.on_pose)(message, 1.0)
-
-
-def tactile_reference(tactile_model, samples) -> dict:
-    """Stamp (ns) -> poses ``(H, 4)`` of a fresh runtime fed the intact samples only."""
-    from rnn_perception.runtime.tactile import Outcome
-
-    reference = tactile_runtime(tactile_model)
-    results = [feed_tactile(reference, kind, message) for kind, message, _ in intact_messages(samples)]
-    return {r.stamp_ns: r.poses for r in results if r.outcome is Outcome.PROCESSED}
-
-
 @pytest.fixture
 def start_node(ros_context):
-    """``start_node(node_class, **parameters)``: a node on the shipped model (CPU) in a namespace
-    of its own; destroyed after the test."""
+    """``with start_node(node_class, **parameters) as node``: a node on the shipped model (CPU)
+    in a namespace of its own, destroyed at the end of the block (of the example: shrinking a
+    failure tries hundreds)."""
     from rclpy.parameter import Parameter
 
-    nodes = []
-
+    @contextlib.contextmanager
     def start(node_class, **parameters):
         overrides = [Parameter(name, value=value) for name, value in {'device': 'cpu', **parameters}.items()]
         node = node_class(context=ros_context, namespace=f'/bad{next(_namespaces)}', parameter_overrides=overrides)
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        node.destroy_node()
+        try:
+            yield node
+        finally:
+            node.destroy_node()
+    return start
 
 
 def capture(publisher) -> list:
@@ -106,17 +65,13 @@ def diagnostic_values(node) -> tuple:
     return status.level[0], status.message, {kv.key: kv.value for kv in status.values}
 
 
-def stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
 # --------------------------------------------------------------------------------- collision
 @PROPERTIES
 @given(stream=image_streams)
-def test_collision_runtime_rejects_garbage_and_answers_like_a_fresh_runtime(collision_model, stream):
+def test_collision_runtime_rejects_garbage_and_answers_like_a_fresh_runtime(stream):
     from rnn_perception.runtime.collision import DIAGNOSTIC_WARN, DiagnosticsSummary, Outcome
 
-    runtime, reference = collision_runtime(collision_model), collision_runtime(collision_model)
+    runtime, reference = collision_runtime(), collision_runtime()
     summary = DiagnosticsSummary(runtime)
     summary.report(0.0)
     for index, (garbage, good) in enumerate(stream):
@@ -139,11 +94,15 @@ def test_collision_runtime_rejects_garbage_and_answers_like_a_fresh_runtime(coll
 
 @PROPERTIES
 @given(stream=image_streams)
-def test_collision_node_callback_rejects_garbage_and_answers_like_a_fresh_node(start_node, collision_model, stream):
+def test_collision_node_callback_rejects_garbage_and_answers_like_a_fresh_node(start_node, stream):
     from rnn_perception.nodes.collision_node import CollisionNode
 
-    node = start_node(CollisionNode, max_frame_age_s=0.0)
-    reference = collision_runtime(collision_model)
+    with start_node(CollisionNode, max_frame_age_s=0.0) as node:
+        check_collision_node(node, stream)
+
+
+def check_collision_node(node, stream) -> None:
+    reference = collision_runtime()
     answers = capture(node._stamped_pub)
     for index, (garbage, good) in enumerate(stream):
         for bad in garbage:
@@ -162,10 +121,10 @@ def test_collision_node_callback_rejects_garbage_and_answers_like_a_fresh_node(s
 # ----------------------------------------------------------------------------------- tactile
 @PROPERTIES
 @given(samples=tactile_streams)
-def test_tactile_runtime_rejects_garbage_and_answers_like_a_fresh_runtime(tactile_model, samples):
+def test_tactile_runtime_rejects_garbage_and_answers_like_a_fresh_runtime(samples):
     from rnn_perception.runtime.tactile import DIAGNOSTIC_WARN, Outcome, TactileDiagnostics
 
-    runtime = tactile_runtime(tactile_model)
+    runtime = tactile_runtime()
     diagnostics = TactileDiagnostics(runtime)
     diagnostics.report(0.0)
     answers = {}
@@ -175,7 +134,7 @@ def test_tactile_runtime_rejects_garbage_and_answers_like_a_fresh_runtime(tactil
         if result.outcome is Outcome.PROCESSED:
             assert np.isfinite(result.poses).all()
             answers[result.stamp_ns] = result.poses
-    expected = tactile_reference(tactile_model, samples)
+    expected = tactile_reference(samples)
     assert len(expected) == sum(sample.intact for sample in samples)
     assert sorted(answers) == sorted(expected)
     for stamp, poses in answers.items():
@@ -190,24 +149,21 @@ def test_tactile_runtime_rejects_garbage_and_answers_like_a_fresh_runtime(tactil
 
 @PROPERTIES
 @given(samples=tactile_streams)
-def test_tactile_node_callbacks_reject_garbage_and_answer_like_a_fresh_node(start_node, tactile_model, samples):
-    from rnn_perception.evaluation.tactile import pose_vector
+def test_tactile_node_callbacks_reject_garbage_and_answer_like_a_fresh_node(start_node, samples):
     from rnn_perception.nodes.tactile_node import TactileNode
 
-    node = start_node(TactileNode)
+    with start_node(TactileNode) as node:
+        check_tactile_node(node, samples)
+
+
+def check_tactile_node(node, samples) -> None:
     answers = capture(node._poses_pub)
     for kind, message, _ in stream_messages(samples):
         (node._on_tactile if kind == 'tactile' else node._on_pose)(message)
-    expected = tactile_reference(tactile_model, samples)
+    expected = tactile_reference(samples)
     assert [stamp_ns(answer.header) for answer in answers] == sorted(expected)
     for answer in answers:
-        poses = np.stack([pose_vector(pose) for pose in answer.poses])
-        assert np.isfinite(poses).all()
-        # the published poses carry the angle as a quaternion: float32 rounding of it, and
-        # angles beyond pi come back wrapped
-        difference = poses.astype(np.float64) - expected[stamp_ns(answer.header)]
-        difference[:, 3] = (difference[:, 3] + np.pi) % (2 * np.pi) - np.pi
-        np.testing.assert_allclose(difference, 0.0, rtol=0, atol=1e-5)
+        assert_pose_array_close(answer, expected[stamp_ns(answer.header)])
     bad = bad_count(samples)
     level, message, values = diagnostic_values(node)
     assert values['messages_rejected'] == str(bad) and values['internal_errors'] == '0'
@@ -224,21 +180,22 @@ def test_an_unexpected_error_in_a_callback_is_caught_counted_and_reported(start_
     def injected(*args):
         raise RuntimeError('injected failure')
 
-    collision, tactile_node = start_node(CollisionNode, max_frame_age_s=0.0), start_node(TactileNode)
     frame = stamp_image(image(4, 4, 'mono8', 4, bytes(16)), 0)
-    answers = capture(collision._stamped_pub), capture(tactile_node._poses_pub)
-    monkeypatch.setattr(collision.runtime, 'process', injected)
-    monkeypatch.setattr(tactile_node.runtime, 'on_pose', injected)
-    collision._on_image(frame)                                            # nothing escapes
-    tactile_node._on_tactile(tactile([2500.0] * 21))
-    tactile_node._on_pose(pose(1_000_000_000, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]))
-    for node in (collision, tactile_node):
-        level, message, values = diagnostic_values(node)
-        assert level == 1 and '1 internal error(s) since the last report' in message
-        assert (values['internal_errors'], values['last_internal_error']) == ('1', 'RuntimeError: injected failure')
-        assert diagnostic_values(node)[2]['internal_errors'] == '1'        # reported once, counted for good
-    monkeypatch.undo()                                                    # the node carries on
-    collision._on_image(stamp_image(frame, 1))
-    tactile_node._on_tactile(tactile([2500.0] * 21))
-    tactile_node._on_pose(pose(1_010_000_000, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]))
-    assert [len(sent) for sent in answers] == [1, 1]
+    with start_node(CollisionNode, max_frame_age_s=0.0) as collision, start_node(TactileNode) as tactile_node:
+        answers = capture(collision._stamped_pub), capture(tactile_node._poses_pub)
+        monkeypatch.setattr(collision.runtime, 'process', injected)
+        monkeypatch.setattr(tactile_node.runtime, 'on_pose', injected)
+        collision._on_image(frame)                                            # nothing escapes
+        tactile_node._on_tactile(tactile([2500.0] * 21))
+        tactile_node._on_pose(pose(1_000_000_000, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]))
+        for node in (collision, tactile_node):
+            level, message, values = diagnostic_values(node)
+            assert level == 1 and '1 internal error(s) since the last report' in message
+            assert (values['internal_errors'], values['last_internal_error']) == ('1', 'RuntimeError: injected failure')
+            _, message, values = diagnostic_values(node)                      # warned once, counted for good
+            assert 'internal error' not in message and values['internal_errors'] == '1'
+        monkeypatch.undo()                                                    # the nodes carry on
+        collision._on_image(stamp_image(frame, 1))
+        tactile_node._on_tactile(tactile([2500.0] * 21))
+        tactile_node._on_pose(pose(1_010_000_000, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]))
+        assert [len(sent) for sent in answers] == [1, 1]
