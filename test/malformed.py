@@ -213,9 +213,13 @@ def intact_messages(samples: Sequence[TactileSample]) -> List[Tuple[str, object,
 @cache
 def shipped_model(kind: str) -> tuple:
     """(model, metadata, device) of the shipped ``'collision'`` or ``'tactile'`` model on the
-    CPU, loaded once: every fresh runtime of a test run shares it."""
+    CPU, loaded once: every fresh runtime of a test run shares it. One torch thread, as the
+    nodes run (``cpu_threads``): more only wait on each other on a busy machine."""
     from importlib import import_module
 
+    import torch
+
+    torch.set_num_threads(1)
     model, metadata, _, device = import_module(f'rnn_perception.runtime.{kind}').load_predictor('', 'cpu')
     return model, metadata, device
 
