@@ -69,7 +69,7 @@ class CallbackGuard:
         return self
 
     def __exit__(self, kind, error, traceback) -> bool:
-        if error is None or not isinstance(error, Exception):
+        if not isinstance(error, Exception):
             return False          # KeyboardInterrupt, SystemExit and the like still stop the node
         self.count += 1
         self.last_error = f'{kind.__name__}: {error}'

@@ -22,7 +22,8 @@ the state resets on a stamp gap over ``reset_gap_s``, on stamps going backwards 
 ``~/reset``; bad messages (wrong length, empty, NaN/inf, absurd magnitudes, zero quaternion)
 are counted, warned about (throttled) and skipped with the sample they belong to, leaving the
 state alone; the node keeps serving good messages (an unexpected error while handling a
-message is caught, counted as ``internal_errors`` and logged, never the end of the node). Every parameter is declared with a description and validated; a missing, corrupt or
+message is caught, counted as ``internal_errors`` and logged, never the end of the node).
+Every parameter is declared with a description and validated; a missing, corrupt or
 mismatched weights file stops the start with one message naming the file.
 """
 from __future__ import annotations
