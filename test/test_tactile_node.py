@@ -84,7 +84,7 @@ def test_node_skips_bad_input_keeps_serving_and_resets_on_request(ros_context, r
             pose_pub.publish(pose)
 
         send([2500.0] * 21, 0)
-        send([2500.0] * 5, 1)                            # wrong length: skipped, state reset
+        send([2500.0] * 5, 1)                            # wrong length: skipped with its sample
         send([float('nan')] * 21, 2)                     # NaN: skipped
         send([2500.0] * 21, 3)
         assert spin_until(ros_executor, lambda: len(answers) == 2, 10.0)

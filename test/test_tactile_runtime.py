@@ -69,19 +69,23 @@ def test_paired_samples_step_like_the_offline_evaluation(runtime):
     ([], 'holds 0 values'),
     ([1.0] * 20 + [math.nan], 'non-finite values at [20]'),
     ([math.inf] + [1.0] * 20, 'non-finite values at [0]'),
+    ([1.0] * 3 + [-3e38] + [1.0] * 17, 'values beyond +-1e+06 at [3]'),
 ])
-def test_bad_tactile_arrays_are_counted_skipped_and_reset_the_state(runtime, bad, reason):
+def test_bad_tactile_arrays_are_counted_and_skipped_with_their_sample_keeping_the_state(runtime, bad, reason):
     tactile, poses = samples(5)
     feed(runtime, tactile[:2], poses[:2])
-    assert runtime.state is not None
+    state = runtime.state
     result = runtime.on_tactile(tactile_message(bad), 0.0)
     assert result.outcome is Outcome.REJECTED and reason in result.error
-    assert runtime.state is None and runtime.counters.rejected == 1
-    assert runtime.last_reset_reason.startswith('stream broken')
+    assert runtime.state is state and runtime.counters.rejected == 1 and runtime.counters.resets == 0
     assert runtime.on_pose(pose_message(1_020_000_000, poses[2]), 0.0).outcome is Outcome.WAITING   # its sample's
     assert runtime.pairer.unpaired == 1
     later = feed(runtime, tactile[3:], poses[3:], start_ns=1_030_000_000)
     assert [r.outcome for r in later].count(Outcome.PROCESSED) == 2      # it keeps serving good samples
+    # ... as if the bad array and its sample had never come
+    good = np.concatenate([tactile[:2], tactile[3:]]), np.concatenate([poses[:2], poses[3:]])
+    expected = stepped_predictions(runtime.model, *good, torch.device('cpu'))[2:]
+    np.testing.assert_allclose(np.stack([r.poses for r in later if r.poses is not None]), expected, atol=1e-5)
 
 
 def test_bad_poses_are_rejected(runtime):
@@ -91,7 +95,9 @@ def test_bad_poses_are_rejected(runtime):
     message = pose_message(1_000_000_000, [0.0, 0.0, 0.0, 0.1])
     message.pose.orientation = SimpleNamespace(x=0.0, y=0.0, z=0.0, w=0.0)
     assert runtime.on_pose(message, 0.0).error == 'pose orientation is a zero quaternion'
-    assert runtime.counters.rejected == 2
+    message = pose_message(1_000_000_000, [0.0, 0.0, 2e4, 0.1])
+    assert runtime.on_pose(message, 0.0).error == 'pose position (0, 0, 20000) is beyond +-10000 m'
+    assert runtime.counters.rejected == 3
 
 
 def test_a_lost_message_costs_one_sample_and_the_next_pair_up(runtime):

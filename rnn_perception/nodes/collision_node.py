@@ -32,7 +32,9 @@ Behaviour (implemented, and documented in detail, in :mod:`rnn_perception.runtim
 * frames older than ``max_frame_age_s`` against the node clock are dropped and counted
   (``use_sim_time`` honoured; the check is off where stamps and clock are not comparable);
 * unreadable frames (unknown or depth encodings, short data, zero or huge size) are counted,
-  logged with a throttled warning and dropped; the node keeps answering good frames;
+  logged with a throttled warning and dropped; the node keeps answering good frames; an
+  unexpected error while handling a frame is caught, counted (``internal_errors``) and logged,
+  never the end of the node;
 * a matched publisher that sends nothing for ``no_frame_warning_s`` is reported in the log and
   the diagnostics, with the Fast DDS large-frame remedy.
 
@@ -60,7 +62,7 @@ from ..ros.qos import MatchingImageSubscription
 from ..runtime.collision import (
     PARAMETERS, CollisionRuntime, CollisionSettings, DiagnosticsSummary, NoFrameWatchdog, Outcome,
     activation_mosaic, load_predictor, parameter_problem)
-from .common import StartupError, run_node, start_model  # noqa: F401  (StartupError: what the node raises)
+from .common import CallbackGuard, StartupError, run_node, start_model  # noqa: F401  (StartupError: raised)
 
 NODE_NAME = 'collision_node'
 IMAGE_TOPIC = 'camera/image_raw'
@@ -78,6 +80,7 @@ class CollisionNode(Node):
         self.runtime = CollisionRuntime(model, metadata, device, self.settings)
         self._diagnostics = DiagnosticsSummary(self.runtime)
         self._watchdog = NoFrameWatchdog(self.settings.no_frame_warning_s)
+        self._guard = CallbackGuard(self.get_logger())
         self.get_logger().info(
             f'model {path} on {device} (trained at {self.runtime.model_fps:g} fps, alert threshold '
             f'{self.runtime.alert.on_threshold:g}); images decoded with {decoder_name()}')
@@ -106,6 +109,10 @@ class CollisionNode(Node):
 
     # -------------------------------------------------------------------------------- frames
     def _on_image(self, message: Image) -> None:
+        with self._guard:
+            self._process(message)
+
+    def _process(self, message: Image) -> None:
         self._watchdog.frame_arrived(time.monotonic())
         result = self.runtime.process(message, self.get_clock().now().nanoseconds * 1e-9)
         if result.device_failure:
@@ -143,10 +150,12 @@ class CollisionNode(Node):
         silent = self._watchdog.check(now, matched, self.images.topic)
         if silent:
             self.get_logger().warning(silent, throttle_duration_sec=4 * WARNING_THROTTLE_S)
-        report = self._diagnostics.report(now, [silent] if silent else [], [
+        guard_warnings, guard_values = self._guard.report()
+        report = self._diagnostics.report(now, ([silent] if silent else []) + guard_warnings, [
             ('image_topic', self.images.topic),
             ('image_qos', f'{self.images.reliability} (image_qos={self.images.mode})'),
             ('matched_publishers', str(matched)),
+            *guard_values,
         ])
         status = DiagnosticStatus(
             level=bytes([report.level]), name=f'{self.get_fully_qualified_name()}: collision predictor',

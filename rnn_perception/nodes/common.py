@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 import rclpy
 import torch
@@ -15,6 +15,9 @@ from rclpy.parameter import Parameter
 from ..models.weights_file import ModelFileError
 from ..runtime.common import ParameterSpec, Settings
 from ..training.utils import DeviceUnavailableError
+
+INTERNAL_ERROR_THROTTLE_S = 5.0
+
 
 class StartupError(RuntimeError):
     """The node cannot start; the message says why (weights file, device or parameter)."""
@@ -46,6 +49,39 @@ class ValidatedParameters:
         problems = [problem for problem in (self._problem(p.name, p.value) for p in parameters) if problem]
         self._last_refusal = '; '.join(problems)
         return SetParametersResult(successful=not problems, reason=self._last_refusal)
+
+
+class CallbackGuard:
+    """The last line of defence of a node's message callbacks: ``with guard:`` around one
+    callback's work swallows any exception, counts it and logs it (throttled) with its text.
+
+    The runtimes classify bad input themselves (rejected, with a reason); what reaches this is a
+    bug, and a perception node that dies on one message is worse than one that skips it.
+    """
+
+    def __init__(self, logger):
+        self._logger = logger
+        self.count = 0
+        self.last_error = 'none'
+        self._reported = 0
+
+    def __enter__(self) -> 'CallbackGuard':
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if not isinstance(error, Exception):
+            return False          # KeyboardInterrupt, SystemExit and the like still stop the node
+        self.count += 1
+        self.last_error = f'{kind.__name__}: {error}'
+        self._logger.error(f'internal error on a message, message skipped: {self.last_error}',
+                           throttle_duration_sec=INTERNAL_ERROR_THROTTLE_S)
+        return True
+
+    def report(self) -> Tuple[List[str], Sequence[Tuple[str, str]]]:
+        """For the next diagnostics report: (warnings since the last call, key/values)."""
+        new, self._reported = self.count - self._reported, self.count
+        warnings = [f'{new} internal error(s) since the last report (last: {self.last_error})'] if new else []
+        return warnings, [('internal_errors', str(self.count)), ('last_internal_error', self.last_error)]
 
 
 def start_model(node: Node, specs: Iterable[ParameterSpec], problem: Callable[[str, object], Optional[str]],

@@ -21,8 +21,10 @@ else CPU; logged) in ``torch.inference_mode``; a tactile message and a pose make
 the state resets on a stamp gap over ``reset_gap_s``, on stamps going backwards and on
 ``~/reset``; a GPU that fails during a step (out of memory, a CUDA error) is logged and the
 model moves to the CPU for good (state reset, the sample answered there); bad messages (wrong
-length, empty, NaN/inf) are counted, warned about (throttled) and skipped, and reset the state
-(the stream broke); the node keeps serving good messages. Every parameter is declared with a
+length, empty, NaN/inf, absurd magnitudes, zero quaternion) are counted, warned about
+(throttled) and skipped with the sample they belong to, leaving the state alone; the node keeps
+serving good messages (an unexpected error while handling a message is caught, counted as
+``internal_errors`` and logged, never the end of the node). Every parameter is declared with a
 description and validated; a missing, corrupt or mismatched weights file stops the start with
 one message naming the file.
 """
@@ -43,7 +45,7 @@ from std_srvs.srv import Trigger
 
 from ..runtime.tactile import (PARAMETERS, Outcome, StepResult, TactileDiagnostics, TactileRuntime, TactileSettings,
                                load_predictor, parameter_problem, pose_fields)
-from .common import run_node, start_model
+from .common import CallbackGuard, run_node, start_model
 
 NODE_NAME = 'tactile_node'
 TACTILE_TOPIC = 'tactile/raw'
@@ -63,6 +65,7 @@ class TactileNode(Node):
             self, PARAMETERS, parameter_problem, TactileSettings(), load_predictor)
         self.runtime = TactileRuntime(model, metadata, device, self.settings)
         self._diagnostics = TactileDiagnostics(self.runtime)
+        self._guard = CallbackGuard(self.get_logger())
         self.get_logger().info(f'model {path} on {device} (trained at {self.runtime.rate_hz:g} Hz, '
                                f'{self.runtime.horizon} poses ahead)')
         self._poses_pub = self.create_publisher(PoseArray, OUTPUT_TOPIC, OUTPUT_DEPTH)
@@ -85,10 +88,12 @@ class TactileNode(Node):
 
     # ------------------------------------------------------------------------------- samples
     def _on_tactile(self, message: Float32MultiArray) -> None:
-        self._answer(self.runtime.on_tactile(message, self._now_s()))
+        with self._guard:
+            self._answer(self.runtime.on_tactile(message, self._now_s()))
 
     def _on_pose(self, message: PoseStamped) -> None:
-        self._answer(self.runtime.on_pose(message, self._now_s()))
+        with self._guard:
+            self._answer(self.runtime.on_pose(message, self._now_s()))
 
     def _answer(self, result: StepResult) -> None:
         if result.device_failure:
@@ -96,7 +101,7 @@ class TactileNode(Node):
         elif result.reset_reason:
             self.get_logger().info(f'state reset: {result.reset_reason}', throttle_duration_sec=1.0)
         if result.outcome is Outcome.REJECTED:
-            self.get_logger().warning(f'message skipped, state reset: {result.error}',
+            self.get_logger().warning(f'message skipped: {result.error}',
                                       throttle_duration_sec=WARNING_THROTTLE_S)
         if result.outcome is not Outcome.PROCESSED:
             return
@@ -114,7 +119,7 @@ class TactileNode(Node):
 
     # --------------------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
-        report = self._diagnostics.report(time.monotonic())
+        report = self._diagnostics.report(time.monotonic(), *self._guard.report())
         status = DiagnosticStatus(
             level=bytes([report.level]), name=f'{self.get_fully_qualified_name()}: tactile pose predictor',
             message=report.message, hardware_id=str(self.runtime.device),

@@ -14,10 +14,13 @@ and the stamp of the predicted poses.
 
 Per message (:meth:`TactileRuntime.on_tactile` / :meth:`TactileRuntime.on_pose`):
 
-1. **Readable?** A tactile array of the wrong length, empty, or with NaN/inf values, or a pose
-   with non-finite values or a zero quaternion, is *rejected*: counted, its reason kept for
-   the throttled warning, and the stream counts as broken, so the recurrent state resets and
-   the sample it belonged to is dropped. The next good messages are answered as usual.
+1. **Readable?** A tactile array of the wrong length, empty, with NaN/inf values or values
+   beyond :data:`TACTILE_LIMIT`, or a pose with non-finite values, a position beyond
+   :data:`POSE_LIMIT_M` or a zero quaternion, is *rejected*: counted, its reason kept for the
+   throttled warning, and the sample it belonged to is dropped (a half-made sample is
+   cleared). The recurrent state is left alone, as the collision node leaves it on a rejected
+   frame: the next good sample is answered as if the bad message had never come. An outage
+   long enough to matter resets the state through the stamp rule below.
 2. **Reset?** The state goes back to zeros on a sample stamp gap over ``reset_gap_s`` or on
    stamps going backwards (:class:`~rnn_perception.runtime.common.ResetPolicy`), and on the
    node's ``~/reset`` service.
@@ -49,6 +52,17 @@ from .common import (DIAGNOSTIC_OK, DIAGNOSTIC_WARN, CpuFallback, DiagnosticRepo
 DEVICE_CHOICES = ('auto', 'cpu', 'cuda')
 NUM_TACTILE = len(TACTILE_FIELDS)
 INPUT_SIZE = (NUM_TACTILE, 1)      # what ResetPolicy compares: fixed, only stamps can reset
+# Largest magnitude of a tactile value. Sensors report ADC counts (a BioTac's are 12-bit,
+# 0..4095); 1e6 admits any 20-bit converter. The head is linear in the standardised inputs, so
+# values near float32's limit (3.4e38) only just stay finite through the shipped model, and
+# would overflow to inf (and stay in the state) with larger weights: the bound keeps every
+# model decades clear of that.
+TACTILE_LIMIT = 1e6
+# Largest magnitude of a pose coordinate (m). The object is in the hand (positions of
+# centimetres in the gripper frame); 10 km admits any map frame. A finite float64 beyond
+# float32's range becomes inf, and 1e38 m already overflows the velocity term (over its std
+# floor of 1e-6 m): either gives non-finite poses from then on.
+POSE_LIMIT_M = 1e4
 
 
 def default_weights_path() -> Path:
@@ -108,6 +122,9 @@ def tactile_values(message) -> np.ndarray:
                        f'({",".join(TACTILE_FIELDS)})')
     if not np.isfinite(values).all():
         raise BadInput(f'tactile array holds non-finite values at {np.flatnonzero(~np.isfinite(values)).tolist()}')
+    if (np.abs(values) > TACTILE_LIMIT).any():
+        raise BadInput(f'tactile array holds values beyond +-{TACTILE_LIMIT:g} at '
+                       f'{np.flatnonzero(np.abs(values) > TACTILE_LIMIT).tolist()}')
     return values
 
 
@@ -119,6 +136,8 @@ def pose_values(message) -> Tuple[int, np.ndarray]:
     values = (p.x, p.y, p.z, q.x, q.y, q.z, q.w)
     if not all(math.isfinite(value) for value in values):
         raise BadInput('pose holds non-finite values')
+    if max(abs(p.x), abs(p.y), abs(p.z)) > POSE_LIMIT_M:
+        raise BadInput(f'pose position ({p.x:g}, {p.y:g}, {p.z:g}) is beyond +-{POSE_LIMIT_M:g} m')
     if q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w < 1e-6:
         raise BadInput('pose orientation is a zero quaternion')
     return stamp.sec * 1_000_000_000 + stamp.nanosec, np.array(
@@ -189,7 +208,7 @@ def load_predictor(weights: str, device_name: str) -> Tuple[TactilePredictor, Di
 class Outcome(enum.Enum):
     PROCESSED = 'processed'       # a sample was stepped: ``poses`` holds the prediction
     WAITING = 'waiting'           # a tactile array: waiting for its pose
-    REJECTED = 'rejected'         # bad input: dropped, state reset
+    REJECTED = 'rejected'         # bad input: dropped with its sample, state kept
 
 
 @dataclass(frozen=True)
@@ -278,7 +297,6 @@ class TactileRuntime:
         self.counters.rejected += 1
         self.last_rejection = str(error)
         self.pairer.clear()
-        self.reset(f'stream broken: {error}')
         return StepResult(Outcome.REJECTED, error=str(error))
 
     def _step(self, sample: Optional[Sample], started: float) -> StepResult:
@@ -310,15 +328,16 @@ class TactileDiagnostics:
         self._last_time_s: Optional[float] = None
         self._last = (SampleCounters(), 0)
 
-    def report(self, now_s: float, extra_values: Sequence[Tuple[str, str]] = ()) -> DiagnosticReport:
-        """The report at monotonic time ``now_s``."""
+    def report(self, now_s: float, warnings: Sequence[str] = (),
+               extra_values: Sequence[Tuple[str, str]] = ()) -> DiagnosticReport:
+        """The report at monotonic time ``now_s``, with the caller's ``warnings``."""
         runtime = self._runtime
         counters, unpaired = replace(runtime.counters), runtime.pairer.unpaired
         last, last_unpaired = self._last
         elapsed = None if self._last_time_s is None else now_s - self._last_time_s
         rate = (counters.processed - last.processed) / elapsed if elapsed else 0.0
         self._last_time_s, self._last = now_s, (counters, unpaired)
-        warnings = []
+        warnings = list(warnings)
         if counters.rejected > last.rejected:
             warnings.append(f'{counters.rejected - last.rejected} message(s) rejected since the last report '
                             f'(last: {runtime.last_rejection})')
