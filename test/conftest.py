@@ -17,6 +17,7 @@ subprocess a test starts inherits it:
 """
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sys
@@ -110,6 +111,33 @@ def make_node(ros_context, ros_executor):
                 ros_executor.remove_node(node)
             except Exception:
                 pass
+            node.destroy_node()
+
+
+_node_namespaces = itertools.count()
+
+
+@pytest.fixture
+def spun_node(ros_context, ros_executor):
+    """Factory: ``spun_node(node_class, **parameters)`` -> one of the package's nodes, built with
+    ``parameters`` as overrides in a namespace of its own (so nodes of one test never share
+    topics), already added to ``ros_executor``; all are destroyed after the test."""
+    from rclpy.parameter import Parameter
+
+    nodes = []
+
+    def start(node_class, **parameters):
+        node = node_class(context=ros_context, namespace=f'/n{next(_node_namespaces)}',
+                          parameter_overrides=[Parameter(name, value=value) for name, value in parameters.items()])
+        ros_executor.add_node(node)
+        nodes.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in reversed(nodes):
+            ros_executor.remove_node(node)
             node.destroy_node()
 
 

@@ -91,3 +91,15 @@ def process_output(proc: subprocess.Popen, limit: int = 4000) -> str:
     start = max(0, size - 4 * limit)
     data = os.pread(fd, size - start, start)
     return data.decode('utf-8', 'replace')[-limit:]
+
+
+def record_calls(owner, name: str) -> list:
+    """The argument of every call of ``owner.name(argument)`` from now on, in order; the calls
+    still go through (a spy on a method, e.g. a runtime's ``reset`` or a publisher's ``publish``)."""
+    calls, method = [], getattr(owner, name)
+
+    def recording(argument):
+        calls.append(argument)
+        return method(argument)
+    setattr(owner, name, recording)
+    return calls

@@ -17,6 +17,7 @@ import math
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from ros_helpers import record_calls
 
 from malformed import (assert_pose_array_close, bad_count, collision_runtime, feed_tactile, image, image_streams, pose,
                        stamp_image, stamp_ns, stream_messages, tactile, tactile_reference, tactile_runtime,
@@ -46,20 +47,9 @@ def start_node(ros_context):
     return start
 
 
-def capture(publisher) -> list:
-    """What ``publisher`` publishes from now on (still published)."""
-    sent, publish = [], publisher.publish
-
-    def record(message):
-        sent.append(message)
-        publish(message)
-    publisher.publish = record
-    return sent
-
-
 def diagnostic_values(node) -> tuple:
     """(level, message, key -> value) of the node's next /diagnostics report."""
-    reports = capture(node._diagnostics_pub)
+    reports = record_calls(node._diagnostics_pub, 'publish')
     node._publish_diagnostics()
     status = reports[-1].status[0]
     return status.level[0], status.message, {kv.key: kv.value for kv in status.values}
@@ -103,7 +93,7 @@ def test_collision_node_callback_rejects_garbage_and_answers_like_a_fresh_node(s
 
 def check_collision_node(node, stream) -> None:
     reference = collision_runtime()
-    answers = capture(node._stamped_pub)
+    answers = record_calls(node._stamped_pub, 'publish')
     for index, (garbage, good) in enumerate(stream):
         for bad in garbage:
             node._on_image(bad)
@@ -157,7 +147,7 @@ def test_tactile_node_callbacks_reject_garbage_and_answer_like_a_fresh_node(star
 
 
 def check_tactile_node(node, samples) -> None:
-    answers = capture(node._poses_pub)
+    answers = record_calls(node._poses_pub, 'publish')
     for kind, message, _ in stream_messages(samples):
         (node._on_tactile if kind == 'tactile' else node._on_pose)(message)
     expected = tactile_reference(samples)
@@ -182,7 +172,7 @@ def test_an_unexpected_error_in_a_callback_is_caught_counted_and_reported(start_
 
     frame = stamp_image(image(4, 4, 'mono8', 4, bytes(16)), 0)
     with start_node(CollisionNode, max_frame_age_s=0.0) as collision, start_node(TactileNode) as tactile_node:
-        answers = capture(collision._stamped_pub), capture(tactile_node._poses_pub)
+        answers = record_calls(collision._stamped_pub, 'publish'), record_calls(tactile_node._poses_pub, 'publish')
         monkeypatch.setattr(collision.runtime, 'process', injected)
         monkeypatch.setattr(tactile_node.runtime, 'on_pose', injected)
         collision._on_image(frame)                                            # nothing escapes

@@ -10,7 +10,6 @@ pairs its two topics by arrival, which DDS does not order across topics.
 """
 from __future__ import annotations
 
-import itertools
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -26,7 +25,6 @@ TIMEOUT_SEC = 20.0
 # discovery; a failure prints its stream).
 OVER_DDS = settings(max_examples=3, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-_namespaces = itertools.count()
 
 image_bursts = st.lists(st.tuples(st.lists(bad_images(), min_size=1, max_size=6), good_images()),
                         min_size=3, max_size=5)
@@ -81,25 +79,11 @@ class Probe:
 
 
 @pytest.fixture
-def start_node(ros_context, ros_executor):
+def start_node(spun_node):
     """``start_node(node_class, **parameters)``: on the shipped model (CPU), fast diagnostics, in
     a namespace of its own, spun by ``ros_executor``."""
-    from rclpy.parameter import Parameter
-
-    nodes = []
-
-    def start(node_class, **parameters):
-        values = {'device': 'cpu', 'diagnostics_period_s': 0.2, **parameters}
-        node = node_class(context=ros_context, namespace=f'/dds{next(_namespaces)}',
-                          parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
-        ros_executor.add_node(node)
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        ros_executor.remove_node(node)
-        node.destroy_node()
+    return lambda node_class, **parameters: spun_node(node_class, **{
+        'device': 'cpu', 'diagnostics_period_s': 0.2, **parameters})
 
 
 @OVER_DDS

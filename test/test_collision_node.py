@@ -6,7 +6,6 @@ through DDS (rclpy has no intra-process shortcut).
 """
 from __future__ import annotations
 
-import itertools
 import subprocess
 
 import numpy as np
@@ -17,7 +16,6 @@ from ros_helpers import PYTHON, process_output, python_subprocess, spin_until
 
 TIMEOUT_SEC = 20.0
 FPS = 30.0
-_namespaces = itertools.count()
 
 
 @pytest.fixture(scope='module')
@@ -31,29 +29,15 @@ def weights(tmp_path_factory):
 
 
 @pytest.fixture
-def start_node(ros_context, ros_executor, weights):
+def start_node(spun_node, weights):
     """``start_node(**parameters) -> CollisionNode`` in a namespace of its own, spun by
     ``ros_executor``. Unless overridden: fast diagnostics, and ``image_qos`` reliable like the
     probe's publisher (``auto`` would first subscribe best effort, then switch once it sees the
     publisher, and a frame sent during the switch may be lost: the QoS tests cover ``auto``)."""
-    from rclpy.parameter import Parameter
-
     from rnn_perception.nodes.collision_node import CollisionNode
 
-    nodes = []
-
-    def start(**parameters):
-        values = {'weights': str(weights), 'diagnostics_period_s': 0.2, 'image_qos': 'reliable', **parameters}
-        node = CollisionNode(context=ros_context, namespace=f'/t{next(_namespaces)}',
-                             parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
-        ros_executor.add_node(node)
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        ros_executor.remove_node(node)
-        node.destroy_node()
+    return lambda **parameters: spun_node(CollisionNode, **{
+        'weights': str(weights), 'diagnostics_period_s': 0.2, 'image_qos': 'reliable', **parameters})
 
 
 class Probe:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ros_helpers import process_output, python_subprocess, spin_until
+from ros_helpers import process_output, python_subprocess, record_calls, spin_until
 from test_bag_replay import IMAGE_TOPIC, make_bag, run_cli, wait_for_exit
 from test_collision_node import FPS, Probe, image_message, start_node, weights  # noqa: F401 (fixtures)
 from test_faults import reset_kind, segments
@@ -20,17 +20,6 @@ from test_tactile_node import reliable_qos
 from test_tactile_node import weights as tactile_weights_file  # noqa: F401 (fixture)
 
 TIMEOUT_SEC = 30.0
-
-
-def recorded_resets(runtime):
-    """Record every reason ``runtime`` resets its state for, from now on."""
-    reasons, reset = [], runtime.reset
-
-    def recording(reason):
-        reasons.append(reason)
-        reset(reason)
-    runtime.reset = recording
-    return reasons
 
 
 # ------------------------------------------------------------------------------ camera restart
@@ -50,7 +39,7 @@ def test_collision_node_through_camera_restarts(start_node, make_node, ros_execu
 
     node = start_node(image_qos='auto')          # the default: follows the camera's publishers
     probe = Probe(make_node, node)
-    reasons = recorded_resets(node.runtime)
+    reasons = record_calls(node.runtime, 'reset')
     stamps = [stamp for life in CAMERA_LIVES for stamp in life]
     frames = np.random.default_rng(4).integers(0, 256, (len(stamps), 64, 64, 3), dtype=np.uint8)
     sent = 0
@@ -96,7 +85,7 @@ def test_tactile_node_through_driver_restarts(ros_context, ros_executor, make_no
                        parameter_overrides=[Parameter('weights', value=str(tactile_weights_file))])
     ros_executor.add_node(node)
     try:
-        reasons = recorded_resets(node.runtime)
+        reasons = record_calls(node.runtime, 'reset')
         probe = make_node('tactile_restart_probe')
         answers = []
         probe.create_subscription(PoseArray, '/faults/predicted_poses', answers.append, reliable_qos(50))
@@ -177,7 +166,7 @@ def test_use_sim_time_with_the_player_clock(tmp_path, weights):
             Parameter('weights', value=str(weights)), Parameter('use_sim_time', value=True),
             Parameter('image_qos', value='reliable'), Parameter('max_frame_age_s', value=0.5)])
         executor.add_node(node)
-        reasons = recorded_resets(node.runtime)
+        reasons = record_calls(node.runtime, 'reset')
         listener = rclpy.create_node('sim_time_listener', context=context)
         executor.add_node(listener)
         answers = {}
