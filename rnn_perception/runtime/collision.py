@@ -299,10 +299,7 @@ def load_predictor(weights: str,
     if metadata.get('channel_order', 'rgb') != 'rgb':
         raise ModelFileError(f'{path}: metadata channel_order {metadata["channel_order"]!r} '
                              "is not the 'rgb' this node feeds")
-    # Channels-last: a camera frame arrives height x width x channels, so its tensor already is;
-    # convolutions on it with channels-last weights step about 1.2x faster on the CPU than
-    # plain NCHW (benchmarks/bench_collision_node.py --variants).
-    return model.to(memory_format=torch.channels_last), metadata, path, device
+    return model, metadata, path, device
 
 
 class Outcome(enum.Enum):
