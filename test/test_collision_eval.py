@@ -76,6 +76,14 @@ def test_calibrated_threshold_is_the_middle_of_the_lowest_best_range():
     assert collision_metrics(separable, calibrate_threshold(separable))['accuracy'] == 1.0
 
 
+def test_an_accuracy_margin_buys_the_lowest_threshold_within_it():
+    # HAND_MADE's best accuracy is 4/6; within 1/6 of it (3/6) the lowest range is (0, 0.3]
+    assert calibrate_threshold(HAND_MADE, accuracy_margin=0.2) == pytest.approx(0.15)
+    assert collision_metrics(HAND_MADE, 0.15)['accuracy'] == pytest.approx(3 / 6)
+    # a margin smaller than one episode's worth changes nothing
+    assert calibrate_threshold(HAND_MADE, accuracy_margin=0.1) == pytest.approx((0.4 + 0.55) / 2)
+
+
 def test_trace_refuses_mismatched_lengths():
     with pytest.raises(ValueError, match='stamps'):
         EpisodeTrace(0, np.zeros(3), np.zeros(4), False, math.inf)

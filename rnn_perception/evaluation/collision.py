@@ -125,17 +125,18 @@ def collision_metrics(traces: Sequence[EpisodeTrace], threshold: float) -> Dict[
     }
 
 
-def calibrate_threshold(traces: Sequence[EpisodeTrace]) -> float:
-    """The threshold with the best accuracy on ``traces``: of the ranges of thresholds that tie
-    for it, the lowest (earliest warnings, so the longest lead times), taken at its middle so a
-    score a little off either end on new data keeps its side."""
+def calibrate_threshold(traces: Sequence[EpisodeTrace], accuracy_margin: float = 0.0) -> float:
+    """The lowest threshold whose accuracy on ``traces`` is within ``accuracy_margin`` of the best
+    one (0: the best accuracy itself): the earliest warnings, so the longest lead times, that
+    this much accuracy buys. Taken at the middle of its range of thresholds (all call the same
+    episodes), so a score a little off either end on new data keeps its side."""
     scores = np.unique([0.0, *(trace.score() for trace in traces), 1.0])
     hits = np.array([trace.hit for trace in traces])
     episode_scores = np.array([trace.score() for trace in traces])
     # a threshold in (scores[k-1], scores[k]] calls exactly the episodes scoring >= scores[k]
-    accuracies = [np.mean((episode_scores >= upper) == hits) for upper in scores[1:]]
-    best = int(np.argmax(accuracies)) + 1
-    return float((scores[best - 1] + scores[best]) / 2)
+    accuracies = np.array([np.mean((episode_scores >= upper) == hits) for upper in scores[1:]])
+    chosen = int(np.flatnonzero(accuracies >= accuracies.max() - accuracy_margin - 1e-12)[0]) + 1
+    return float((scores[chosen - 1] + scores[chosen]) / 2)
 
 
 def episode_rows(traces: Sequence[EpisodeTrace], threshold: float) -> List[Dict[str, Any]]:

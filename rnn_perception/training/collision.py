@@ -25,8 +25,11 @@ Loss, three terms:
 Gradients are clipped by norm; AdamW with a one-cycle learning rate. After every epoch the
 validation episodes are scored with the evaluation metrics at a threshold calibrated on them
 (:func:`~rnn_perception.evaluation.collision.calibrate_threshold`, unless ``--threshold``
-fixes one); the best epoch (highest validation accuracy, then AUROC) is kept in ``--out`` as
-safetensors with the metadata the node needs, the threshold included.
+fixes one): the lowest threshold whose validation accuracy is within ``--accuracy-margin`` (one
+point) of the best, because a warning's lead time is worth more to a robot than the last point
+of accuracy, which the best-accuracy threshold buys with a far higher, later threshold. The
+best epoch (highest validation accuracy, then AUROC) is kept in ``--out`` as safetensors with
+the metadata the node needs, the threshold included.
 
 Beside ``--out`` (or in ``--run-dir``), for ``--out DIR/NAME.safetensors``: ``NAME_metrics.json``
 (summary: validation metrics of the kept epoch, command, dataset, timings), ``NAME_epochs.csv`` /
@@ -60,6 +63,8 @@ from rnn_perception.training.utils import (MetricsWriter, OutputPaths, clip_grad
                                            plot_curves, probability, training_main, write_text_atomic)
 from rnn_perception.training.zoo import OneLineParser, number
 
+# The calibrated threshold may give up this much validation accuracy for earlier warnings.
+ACCURACY_MARGIN = 0.01
 NORMALISATION_SAMPLE_STEP = 4      # mean/std from every 4th training frame: plenty, and quick
 # The auxiliary target per frame: robot-frame ball position (m), velocity (m/s) and the throw's
 # signed aim offset (m), over these scales: of order 1, but the aim offset, which is what decides
@@ -300,12 +305,12 @@ def validation_loss(episodes: Sequence[Episode], probabilities: Sequence[np.ndar
 
 
 def validate(model: CollisionPredictor, episodes: Sequence[Episode], threshold: Optional[float], ramp_s: float,
-             device: torch.device) -> Tuple[List[EpisodeTrace], Dict[str, Any], float]:
+             device: torch.device, accuracy_margin: float = 0.0) -> Tuple[List[EpisodeTrace], Dict[str, Any], float]:
     """Validation traces, metrics and loss; without a ``threshold``, the metrics are taken at the
-    one calibrated on these traces."""
+    one calibrated on these traces (``accuracy_margin``: see ``calibrate_threshold``)."""
     probabilities = sequence_probabilities(model, [e.frames for e in episodes], device)
     traces = [e.trace(p) for e, p in zip(episodes, probabilities)]
-    threshold = calibrate_threshold(traces) if threshold is None else threshold
+    threshold = calibrate_threshold(traces, accuracy_margin) if threshold is None else threshold
     return traces, collision_metrics(traces, threshold), validation_loss(episodes, probabilities, ramp_s)
 
 
@@ -321,7 +326,7 @@ def model_metadata(args: argparse.Namespace, data: Dict[str, Any], epoch: int,
             'dataset_manifest_sha256': data['manifest_sha256'], 'validation_metrics': metrics,
             'epoch': epoch, 'epochs': args.epochs, 'seed': args.seed, 'train_episodes': data['train_episodes'],
             'val_episodes': data['val_episodes'], 'frame_weighting': f'0 from contact; linear ramp over the '
-            f'first {args.ramp_s} s'}
+            f'first {args.ramp_s} s', 'accuracy_margin': args.accuracy_margin}
 
 
 def epoch_line(row: Dict[str, Any], epochs: int) -> str:
@@ -376,7 +381,7 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
         epoch_started = time.perf_counter()
         train_loss, aux_loss = train_epoch(model, auxiliary, train_set, optimizer, schedule, args, device, rng, generator,
                                  f'epoch {epoch}/{args.epochs}')
-        _, metrics, val_loss = validate(model, val, args.threshold, args.ramp_s, device)
+        _, metrics, val_loss = validate(model, val, args.threshold, args.ramp_s, device, args.accuracy_margin)
         row = {'epoch': epoch, 'train_loss': train_loss, 'train_aux_loss': aux_loss, 'val_loss': val_loss, 'val_accuracy': metrics['accuracy'],
                'val_auroc': metrics['auroc'] or 0.0, 'val_lead_s': metrics['lead_time_median_s'] or 0.0,
                'val_false_alarm': metrics['false_alarm_rate'] or 0.0, 'val_threshold': metrics['threshold'], 'seconds': time.perf_counter() - epoch_started}
@@ -423,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--coordinates', action=argparse.BooleanOptionalAction, default=defaults.coordinates,
                         help='feed each cell\'s (x, y) to the first ConvLSTM (CoordConv) '
                              f'(default: {defaults.coordinates})')
-    parser.add_argument('--epochs', type=number(int), default=10, help='(default: 10)')
+    parser.add_argument('--epochs', type=number(int), default=14, help='(default: 14)')
     parser.add_argument('--batch-size', type=number(int), default=8, help='episodes per batch (default: 8)')
     parser.add_argument('--lr', type=number(float), default=3e-3, help='peak learning rate (default: 3e-3)')
     parser.add_argument('--weight-decay', type=number(float, zero_allowed=True), default=1e-4, help='AdamW weight decay (default: 1e-4)')
@@ -442,8 +447,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help='weight of the auxiliary ball mask and ball state losses (default: 1.0)')
     parser.add_argument('--val-fraction', type=fraction, default=0.15, help='episodes held out (default: 0.15)')
     parser.add_argument('--threshold', type=probability,
-                        help='decision threshold stored with the weights (default: the one with the best '
-                             'validation accuracy, calibrated every epoch)')
+                        help='decision threshold stored with the weights (default: calibrated on the validation '
+                             'episodes every epoch, see --accuracy-margin)')
+    parser.add_argument('--accuracy-margin', type=probability, default=ACCURACY_MARGIN,
+                        help='the calibrated threshold is the lowest whose validation accuracy is within this '
+                             'much of the best: earlier warnings for a little accuracy '
+                             f'(default: {ACCURACY_MARGIN:g}, one point)')
     parser.add_argument('--seed', type=int, default=0, help='split, initial weights, batches, augmentation (default: 0)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
                         help='auto: cuda when available, else cpu (default: auto)')
