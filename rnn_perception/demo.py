@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 ANSWER_TOPIC = '/collision_node/collision_probability_stamped'
 IMAGE_TOPIC = '/camera/image_raw'
 DEMO_SEED = 20261124          # never used to make training data
+DEMO_QUEUE_DEPTH = 30         # a second of frames
 
 
 class DemoError(RuntimeError):
@@ -232,9 +233,12 @@ def run(args: argparse.Namespace) -> None:
               str(args.seed), '--out', str(out / 'data'), '--bag', str(bag)], timeout_s=300)
     print(f'--- starting the collision node (bringup dodgeball) with {weights.name}', flush=True)
     # image_qos reliable, as the player offers: with auto the node would resubscribe when the player
-    # appears, and the first frames could fall into that gap.
+    # appears, and the first frames could fall into that gap. A queue, not keep-last 1: a player
+    # that stalls publishes the frames it owes back to back, and every frame must be stepped for
+    # the node to answer what the offline evaluation does.
     node_command = [sys.executable, '-m', 'rnn_perception', 'bringup', 'dodgeball', '--device', args.device,
-                    '--ros-args', '-p', f'weights:={weights}', '-p', 'image_qos:=reliable']
+                    '--ros-args', '-p', f'weights:={weights}', '-p', 'image_qos:=reliable',
+                    '-p', f'image_queue_depth:={DEMO_QUEUE_DEPTH}']
     with background(node_command) as node:
         answers, arrivals = listen_to_replay(bag, node, args.rate, timeout_s=60 + 4 * args.episodes / args.rate)
     report(bag, weights, answers, arrivals, model_threshold(metadata), out / 'collision_traces.png')

@@ -3,8 +3,9 @@
 Topics (relative names, so a namespace applies; remap ``camera/image_raw`` to your camera):
 
 * subscribes ``camera/image_raw`` (``sensor_msgs/Image``: rgb8, bgr8, rgba8, bgra8 or mono8, any
-  resolution, row padding allowed), keep-last 1, reliability per ``image_qos`` (``auto`` follows
-  the camera's publishers; see :mod:`rnn_perception.ros.qos` for why this matters);
+  resolution, row padding allowed), keep-last ``image_queue_depth`` (1: the newest frame),
+  reliability per ``image_qos`` (``auto`` follows the camera's publishers; see
+  :mod:`rnn_perception.ros.qos` for why this matters);
 * publishes ``collision_probability`` (``std_msgs/Float32``) and ``collision_alert``
   (``std_msgs/Bool``, with hysteresis) for every processed frame;
 * publishes ``~/collision_probability_stamped`` (``geometry_msgs/PointStamped``, ``point.x`` =
@@ -92,7 +93,7 @@ class CollisionNode(Node):
         self._activations_pub = self.create_publisher(Image, '~/activations', 1)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', OUTPUT_DEPTH)
         self.images = MatchingImageSubscription(self, Image, IMAGE_TOPIC, self._on_image,
-                                                self.settings.image_qos)
+                                                self.settings.image_qos, self.settings.image_queue_depth)
         self.create_service(Trigger, '~/reset', self._on_reset)
         # Steady time, not the node clock: a paused or absent /clock must not stop the reports.
         self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics,

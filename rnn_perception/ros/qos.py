@@ -32,9 +32,9 @@ RELIABILITY_POLICIES = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': R
 GRAPH_CHECK_PERIOD_S = 1.0
 
 
-def image_qos(reliability: str) -> QoSProfile:
-    """Keep-last 1, volatile, with the given reliability (``'reliable'`` or ``'best_effort'``)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+def image_qos(reliability: str, depth: int = 1) -> QoSProfile:
+    """Keep-last ``depth``, volatile, with the given reliability (``'reliable'`` or ``'best_effort'``)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                       reliability=RELIABILITY_POLICIES[reliability], durability=DurabilityPolicy.VOLATILE)
 
 
@@ -46,15 +46,16 @@ def offered_reliabilities(node: Node, topic: str) -> List[str]:
 
 class MatchingImageSubscription:
     """A subscription of ``node`` to ``topic`` whose reliability follows ``mode``
-    (``auto | reliable | best_effort``), recreated whenever the choice changes."""
+    (``auto | reliable | best_effort``), recreated whenever the choice changes; keep-last ``depth``."""
 
-    def __init__(self, node: Node, msg_type, topic: str, callback: Callable, mode: str):
+    def __init__(self, node: Node, msg_type, topic: str, callback: Callable, mode: str, depth: int = 1):
         self._node = node
         self._msg_type = msg_type
         self._name = topic                            # as given: rcl applies remappings to it
         self.topic = node.resolve_topic_name(topic)   # resolved: for graph queries and logs
         self._callback = callback
         self.mode = mode
+        self.depth = depth
         self.reliability = None
         self._subscription = None
         self.update()
@@ -78,9 +79,9 @@ class MatchingImageSubscription:
         if self._subscription is not None:
             self._node.destroy_subscription(self._subscription)
         self._subscription = self._node.create_subscription(
-            self._msg_type, self._name, self._callback, image_qos(wanted),
+            self._msg_type, self._name, self._callback, image_qos(wanted, self.depth),
             event_callbacks=SubscriptionEventCallbacks(matched=lambda _: self.update()))
         self.reliability = wanted
         self._node.get_logger().info(
-            f'subscribed to {self.topic} {wanted}, keep-last 1 (image_qos={self.mode}, publishers '
+            f'subscribed to {self.topic} {wanted}, keep-last {self.depth} (image_qos={self.mode}, publishers '
             f'offer: {", ".join(offered) or "none yet"})')

@@ -84,6 +84,11 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
                   "image subscription reliability: auto (match the camera's publishers), reliable "
                   'or best_effort; always keep-last 1 so the newest frame is processed',
                   one_of(RELIABILITY_CHOICES)),
+    ParameterSpec('image_queue_depth', 1,
+                  'keep-last depth of the image subscription: 1 = always act on the newest frame (a live '
+                  'camera: a frame that waits is stale); more = step every frame of a burst, e.g. when '
+                  'replaying a bag to evaluate (a player that falls behind publishes frames back to back)',
+                  at_least_one, read_only=True),
     ParameterSpec('reset_gap_s', 0.5,
                   'reset the recurrent state when consecutive frame stamps are further apart (s)',
                   finite_above(0.0, inclusive=False)),
@@ -121,6 +126,7 @@ class CollisionSettings(Settings):
     device: str = 'auto'
     cpu_threads: int = 1
     image_qos: str = 'auto'
+    image_queue_depth: int = 1
     reset_gap_s: float = 0.5
     max_frame_age_s: float = 0.5
     subsample_to_model_rate: bool = True
