@@ -47,63 +47,47 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
-from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float32
-from std_srvs.srv import Trigger
 
 from ..ros.image_conversion import array_to_image_fields, decoder_name
 from ..ros.qos import MatchingImageSubscription
 from ..runtime.collision import (
-    PARAMETERS, CollisionRuntime, CollisionSettings, DiagnosticsSummary, NoFrameWatchdog, Outcome,
-    activation_mosaic, load_predictor, parameter_problem)
-from .common import CallbackGuard, StartupError, run_node, start_model  # noqa: F401  (StartupError: raised)
+    PARAMETERS, CollisionRuntime, CollisionSettings, DiagnosticReport, DiagnosticsSummary, NoFrameWatchdog,
+    Outcome, activation_mosaic, load_predictor)
+from .common import (OUTPUT_DEPTH, WARNING_THROTTLE_S, ModelNode, StartupError,  # noqa: F401  (StartupError: raised)
+                     run_node)
 
 NODE_NAME = 'collision_node'
 IMAGE_TOPIC = 'camera/image_raw'
-OUTPUT_DEPTH = 10
-WARNING_THROTTLE_S = 5.0
 
 
-class CollisionNode(Node):
+class CollisionNode(ModelNode):
     """Camera frames in, collision probability and alert out (see the module docstring)."""
 
+    title = 'collision predictor'
+    input_name = 'frame'
+
     def __init__(self, **kwargs):
-        super().__init__(NODE_NAME, **kwargs)
-        self.settings, model, metadata, path, device = start_model(
-            self, PARAMETERS, parameter_problem, CollisionSettings(), load_predictor)
-        self.runtime = CollisionRuntime(model, metadata, device, self.settings)
+        super().__init__(NODE_NAME, PARAMETERS, CollisionSettings(), load_predictor, CollisionRuntime, **kwargs)
         self._diagnostics = DiagnosticsSummary(self.runtime)
         self._watchdog = NoFrameWatchdog(self.settings.no_frame_warning_s)
-        self._guard = CallbackGuard(self.get_logger())
         self.get_logger().info(
-            f'model {path} on {device} (trained at {self.runtime.model_fps:g} fps, alert threshold '
-            f'{self.runtime.alert.on_threshold:g}); images decoded with {decoder_name()}')
+            f'model {self.model_path} on {self.runtime.device} (trained at {self.runtime.model_fps:g} fps, alert '
+            f'threshold {self.runtime.alert.on_threshold:g}); images decoded with {decoder_name()}')
 
         self._probability_pub = self.create_publisher(Float32, 'collision_probability', OUTPUT_DEPTH)
         self._stamped_pub = self.create_publisher(PointStamped, '~/collision_probability_stamped',
                                                   OUTPUT_DEPTH)
         self._alert_pub = self.create_publisher(Bool, 'collision_alert', OUTPUT_DEPTH)
         self._activations_pub = self.create_publisher(Image, '~/activations', 1)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', OUTPUT_DEPTH)
         self.images = MatchingImageSubscription(self, Image, IMAGE_TOPIC, self._on_image,
                                                 self.settings.image_qos, self.settings.image_queue_depth)
-        self.create_service(Trigger, '~/reset', self._on_reset)
-        # Steady time, not the node clock: a paused or absent /clock must not stop the reports.
-        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.add_post_set_parameters_callback(self._apply_parameters)
 
-    # ---------------------------------------------------------------------------- parameters
-    def _apply_parameters(self, parameters: List[Parameter]) -> None:
-        self.settings = self.settings.updated({p.name: p.value for p in parameters})
-        self.runtime.configure(self.settings)
+    def parameters_changed(self) -> None:
         self._watchdog.timeout_s = self.settings.no_frame_warning_s
         if self.settings.image_qos != self.images.mode:
             self.images.set_mode(self.settings.image_qos)
@@ -116,10 +100,7 @@ class CollisionNode(Node):
     def _process(self, message: Image) -> None:
         self._watchdog.frame_arrived(time.monotonic())
         result = self.runtime.process(message, self.get_clock().now().nanoseconds * 1e-9)
-        if result.device_failure:
-            self.get_logger().error(f'{result.device_failure}; answering on the CPU from now on')
-        elif result.reset_reason:
-            self.get_logger().info(f'state reset: {result.reset_reason}', throttle_duration_sec=1.0)
+        self.log_state(result)
         if result.outcome is Outcome.REJECTED:
             self.get_logger().warning(f'frame dropped: {result.error}',
                                       throttle_duration_sec=WARNING_THROTTLE_S)
@@ -138,33 +119,19 @@ class CollisionNode(Node):
             mosaic = activation_mosaic(self.runtime.state)
             self._activations_pub.publish(Image(header=message.header, **array_to_image_fields(mosaic)))
 
-    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        self.runtime.reset('~/reset service call')
-        self.get_logger().info('state reset: ~/reset service call')
-        response.success = True
-        response.message = 'recurrent state reset; the next frame starts from zeros'
-        return response
-
     # --------------------------------------------------------------------------- diagnostics
-    def _publish_diagnostics(self) -> None:
-        now, matched = time.monotonic(), self.images.matched_publishers
-        silent = self._watchdog.check(now, matched, self.images.topic)
+    def diagnostics_report(self, now_s: float, warnings: List[str],
+                           values: Sequence[Tuple[str, str]]) -> DiagnosticReport:
+        matched = self.images.matched_publishers
+        silent = self._watchdog.check(now_s, matched, self.images.topic)
         if silent:
             self.get_logger().warning(silent, throttle_duration_sec=4 * WARNING_THROTTLE_S)
-        guard_warnings, guard_values = self._guard.report()
-        report = self._diagnostics.report(now, ([silent] if silent else []) + guard_warnings, [
+        return self._diagnostics.report(now_s, ([silent] if silent else []) + warnings, [
             ('image_topic', self.images.topic),
             ('image_qos', f'{self.images.reliability} (image_qos={self.images.mode})'),
             ('matched_publishers', str(matched)),
-            *guard_values,
+            *values,
         ])
-        status = DiagnosticStatus(
-            level=bytes([report.level]), name=f'{self.get_fully_qualified_name()}: collision predictor',
-            message=report.message, hardware_id=str(self.runtime.device),
-            values=[KeyValue(key=key, value=value) for key, value in report.values])
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diagnostics_pub.publish(array)
 
 
 def main(args: Optional[List[str]] = None) -> int:

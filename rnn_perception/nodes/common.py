@@ -1,22 +1,29 @@
-"""What the package's rclpy nodes share: declaring validated parameters, and their ``main``."""
+"""What the package's rclpy nodes share: declaring validated parameters, starting the model,
+guarding callbacks, ``~/reset``, the ``/diagnostics`` report (:class:`ModelNode`), and their ``main``."""
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 import rclpy
 import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from std_srvs.srv import Trigger
 
 from ..models.weights_file import ModelFileError
-from ..runtime.common import ParameterSpec, Settings
+from ..runtime.common import DiagnosticReport, ParameterSpec, Settings, check_parameter
 from ..training.utils import DeviceUnavailableError
 
 INTERNAL_ERROR_THROTTLE_S = 5.0
+WARNING_THROTTLE_S = 5.0        # bad-input warnings, at most one per this many seconds
+OUTPUT_DEPTH = 10
 
 
 class StartupError(RuntimeError):
@@ -25,11 +32,12 @@ class StartupError(RuntimeError):
 
 class ValidatedParameters:
     """Declares a node's parameters with their descriptions and refuses bad values with the
-    reason ``problem(name, value)`` gives: at start-up (YAML, command line) the node does not
-    start, at run time the old value stays."""
+    reason their spec's check gives: at start-up (YAML, command line) the node does not start, at
+    run time the old value stays."""
 
-    def __init__(self, node: Node, specs: Iterable[ParameterSpec], problem: Callable[[str, object], Optional[str]]):
-        self._node, self._specs, self._problem = node, tuple(specs), problem
+    def __init__(self, node: Node, specs: Iterable[ParameterSpec]):
+        self._node, self._specs = node, tuple(specs)
+        self._by_name = {spec.name: spec for spec in self._specs}
         self._last_refusal = ''
         # Registered first, so values from YAML / the command line are checked as declared.
         node.add_on_set_parameters_callback(self._validate)
@@ -46,7 +54,8 @@ class ValidatedParameters:
         return defaults.updated({parameter.name: parameter.value for parameter in declared})
 
     def _validate(self, parameters: List[Parameter]) -> SetParametersResult:
-        problems = [problem for problem in (self._problem(p.name, p.value) for p in parameters) if problem]
+        problems = [problem for problem in (check_parameter(self._by_name, p.name, p.value) for p in parameters)
+                    if problem]
         self._last_refusal = '; '.join(problems)
         return SetParametersResult(successful=not problems, reason=self._last_refusal)
 
@@ -84,18 +93,82 @@ class CallbackGuard:
         return warnings, [('internal_errors', str(self.count)), ('last_internal_error', self.last_error)]
 
 
-def start_model(node: Node, specs: Iterable[ParameterSpec], problem: Callable[[str, object], Optional[str]],
-                defaults: Settings, load_predictor: Callable[[str, str], Tuple[Any, ...]]) -> Tuple[Any, ...]:
+def start_model(node: Node, specs: Iterable[ParameterSpec], defaults: Settings,
+                load_predictor: Callable[[str, str], Tuple[Any, ...]]) -> Tuple[Any, ...]:
     """A model node's start: declare its validated parameters, give torch ``cpu_threads`` and
     load the weights; ``(settings, *load_predictor(weights, device))``. On any problem the node
     is destroyed and :class:`StartupError` says which."""
     try:
-        settings = ValidatedParameters(node, specs, problem).declare(defaults)
+        settings = ValidatedParameters(node, specs).declare(defaults)
         torch.set_num_threads(settings.cpu_threads)
         return (settings, *load_predictor(settings.weights, settings.device))
     except (StartupError, ParameterException, ModelFileError, DeviceUnavailableError) as error:
         node.destroy_node()
         raise StartupError(str(error)) from None
+
+
+class ModelNode(Node):
+    """Base of the package's model nodes, what the collision and the tactile node share.
+
+    It starts the model (:func:`start_model`) and builds ``self.runtime`` with
+    ``make_runtime(model, metadata, device, settings)``; gives the message callbacks a
+    :class:`CallbackGuard` (``with self._guard:``); serves ``~/reset``; publishes
+    :meth:`diagnostics_report` on ``/diagnostics`` every ``diagnostics_period_s`` of steady time;
+    hands changed parameters to the runtime, then to :meth:`parameters_changed`.
+    """
+
+    title = 'model'            # the diagnostics status is '<node name>: <title>'
+    input_name = 'input'       # what ~/reset's answer calls the next input
+
+    def __init__(self, name: str, specs: Iterable[ParameterSpec], defaults: Settings,
+                 load_predictor: Callable[[str, str], Tuple[Any, ...]], make_runtime: Callable[..., Any], **kwargs):
+        super().__init__(name, **kwargs)
+        self.settings, model, metadata, self.model_path, device = start_model(self, specs, defaults, load_predictor)
+        self.runtime = make_runtime(model, metadata, device, self.settings)
+        self._guard = CallbackGuard(self.get_logger())
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', OUTPUT_DEPTH)
+        self.create_service(Trigger, '~/reset', self._on_reset)
+        # Steady time, not the node clock: a paused or absent /clock must not stop the reports.
+        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+    def _apply_parameters(self, parameters: List[Parameter]) -> None:
+        self.settings = self.settings.updated({p.name: p.value for p in parameters})
+        self.runtime.configure(self.settings)
+        self.parameters_changed()
+
+    def parameters_changed(self) -> None:
+        """Called once ``self.settings`` changed and the runtime took them; for the node's own parts."""
+
+    def log_state(self, result) -> None:
+        """Log what a step did to the recurrent state: a device failure (an error) or a reset."""
+        if result.device_failure:
+            self.get_logger().error(f'{result.device_failure}; answering on the CPU from now on')
+        elif result.reset_reason:
+            self.get_logger().info(f'state reset: {result.reset_reason}', throttle_duration_sec=1.0)
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.runtime.reset('~/reset service call')
+        self.get_logger().info('state reset: ~/reset service call')
+        response.success = True
+        response.message = f'recurrent state reset; the next {self.input_name} starts from zeros'
+        return response
+
+    def diagnostics_report(self, now_s: float, warnings: List[str],
+                           values: Sequence[Tuple[str, str]]) -> DiagnosticReport:
+        """The runtime's report at monotonic ``now_s``, with the guard's ``warnings`` and ``values``."""
+        raise NotImplementedError
+
+    def _publish_diagnostics(self) -> None:
+        report = self.diagnostics_report(time.monotonic(), *self._guard.report())
+        status = DiagnosticStatus(
+            level=bytes([report.level]), name=f'{self.get_fully_qualified_name()}: {self.title}',
+            message=report.message, hardware_id=str(self.runtime.device),
+            values=[KeyValue(key=key, value=value) for key, value in report.values])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array)
 
 
 def run_node(name: str, make_node: Callable[[], Node], args: Optional[List[str]] = None) -> int:

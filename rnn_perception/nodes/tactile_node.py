@@ -31,57 +31,39 @@ one message naming the file.
 from __future__ import annotations
 
 import sys
-import time
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion
-from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray
-from std_srvs.srv import Trigger
 
+from ..runtime.common import DiagnosticReport
 from ..runtime.tactile import (PARAMETERS, Outcome, StepResult, TactileDiagnostics, TactileRuntime, TactileSettings,
-                               load_predictor, parameter_problem, pose_fields)
-from .common import CallbackGuard, run_node, start_model
+                               load_predictor, pose_fields)
+from .common import OUTPUT_DEPTH, WARNING_THROTTLE_S, ModelNode, run_node
 
 NODE_NAME = 'tactile_node'
 TACTILE_TOPIC = 'tactile/raw'
 POSE_TOPIC = 'object/pose'
 OUTPUT_TOPIC = 'predicted_poses'
 INPUT_DEPTH = 20          # 0.2 s at 100 Hz: a momentary stall loses nothing
-OUTPUT_DEPTH = 10
-WARNING_THROTTLE_S = 5.0
 
 
-class TactileNode(Node):
+class TactileNode(ModelNode):
     """Tactile samples and poses in, the next 20 poses out (see the module docstring)."""
 
+    title = 'tactile pose predictor'
+    input_name = 'sample'
+
     def __init__(self, **kwargs):
-        super().__init__(NODE_NAME, **kwargs)
-        self.settings, model, metadata, path, device = start_model(
-            self, PARAMETERS, parameter_problem, TactileSettings(), load_predictor)
-        self.runtime = TactileRuntime(model, metadata, device, self.settings)
+        super().__init__(NODE_NAME, PARAMETERS, TactileSettings(), load_predictor, TactileRuntime, **kwargs)
         self._diagnostics = TactileDiagnostics(self.runtime)
-        self._guard = CallbackGuard(self.get_logger())
-        self.get_logger().info(f'model {path} on {device} (trained at {self.runtime.rate_hz:g} Hz, '
-                               f'{self.runtime.horizon} poses ahead)')
+        self.get_logger().info(f'model {self.model_path} on {self.runtime.device} (trained at '
+                               f'{self.runtime.rate_hz:g} Hz, {self.runtime.horizon} poses ahead)')
         self._poses_pub = self.create_publisher(PoseArray, OUTPUT_TOPIC, OUTPUT_DEPTH)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', OUTPUT_DEPTH)
         qos = QoSProfile(depth=INPUT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(Float32MultiArray, TACTILE_TOPIC, self._on_tactile, qos)
         self.create_subscription(PoseStamped, POSE_TOPIC, self._on_pose, qos)
-        self.create_service(Trigger, '~/reset', self._on_reset)
-        # Steady time, not the node clock: a paused or absent /clock must not stop the reports.
-        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.add_post_set_parameters_callback(self._apply_parameters)
-
-    def _apply_parameters(self, parameters: List[Parameter]) -> None:
-        self.settings = self.settings.updated({p.name: p.value for p in parameters})
-        self.runtime.configure(self.settings)
 
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -96,10 +78,7 @@ class TactileNode(Node):
             self._answer(self.runtime.on_pose(message, self._now_s()))
 
     def _answer(self, result: StepResult) -> None:
-        if result.device_failure:
-            self.get_logger().error(f'{result.device_failure}; answering on the CPU from now on')
-        elif result.reset_reason:
-            self.get_logger().info(f'state reset: {result.reset_reason}', throttle_duration_sec=1.0)
+        self.log_state(result)
         if result.outcome is Outcome.REJECTED:
             self.get_logger().warning(f'message skipped: {result.error}',
                                       throttle_duration_sec=WARNING_THROTTLE_S)
@@ -110,23 +89,9 @@ class TactileNode(Node):
         array.header.frame_id = self.settings.frame_id
         self._poses_pub.publish(array)
 
-    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        self.runtime.reset('~/reset service call')
-        self.get_logger().info('state reset: ~/reset service call')
-        response.success = True
-        response.message = 'recurrent state reset; the next sample starts from zeros'
-        return response
-
-    # --------------------------------------------------------------------------- diagnostics
-    def _publish_diagnostics(self) -> None:
-        report = self._diagnostics.report(time.monotonic(), *self._guard.report())
-        status = DiagnosticStatus(
-            level=bytes([report.level]), name=f'{self.get_fully_qualified_name()}: tactile pose predictor',
-            message=report.message, hardware_id=str(self.runtime.device),
-            values=[KeyValue(key=key, value=value) for key, value in report.values])
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diagnostics_pub.publish(array)
+    def diagnostics_report(self, now_s: float, warnings: List[str],
+                           values: Sequence[Tuple[str, str]]) -> DiagnosticReport:
+        return self._diagnostics.report(now_s, warnings, values)
 
 
 def pose_message(pose) -> Pose:
