@@ -18,7 +18,7 @@ from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
 from ..models.weights_file import ModelFileError
-from ..runtime.common import DiagnosticReport, ParameterSpec, Settings, check_parameter
+from ..runtime.common import DiagnosticReport, ParameterSpec, Settings, parameter_checker
 from ..training.utils import DeviceUnavailableError
 
 INTERNAL_ERROR_THROTTLE_S = 5.0
@@ -37,7 +37,7 @@ class ValidatedParameters:
 
     def __init__(self, node: Node, specs: Iterable[ParameterSpec]):
         self._node, self._specs = node, tuple(specs)
-        self._by_name = {spec.name: spec for spec in self._specs}
+        self._problem = parameter_checker(self._specs)
         self._last_refusal = ''
         # Registered first, so values from YAML / the command line are checked as declared.
         node.add_on_set_parameters_callback(self._validate)
@@ -54,8 +54,7 @@ class ValidatedParameters:
         return defaults.updated({parameter.name: parameter.value for parameter in declared})
 
     def _validate(self, parameters: List[Parameter]) -> SetParametersResult:
-        problems = [problem for problem in (check_parameter(self._by_name, p.name, p.value) for p in parameters)
-                    if problem]
+        problems = [problem for problem in (self._problem(p.name, p.value) for p in parameters) if problem]
         self._last_refusal = '; '.join(problems)
         return SetParametersResult(successful=not problems, reason=self._last_refusal)
 

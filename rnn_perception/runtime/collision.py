@@ -38,13 +38,12 @@ from ..models.weights_file import checked_weights_path
 from ..ros.image_conversion import ImageConversionError, image_to_rgb
 from ..training.utils import select_device
 from .common import (  # noqa: F401  (re-exported: the collision node's interface)
-    DIAGNOSTIC_OK, DIAGNOSTIC_WARN, LATENCY_WINDOW, CpuFallback, DiagnosticReport, LatencyStats, ParameterSpec,
-    ResetPolicy, Settings, at_least_one, check_parameter, finite_above, format_ms, one_of, shipped_model_path,
-    stamp_seconds)
+    DIAGNOSTIC_OK, DIAGNOSTIC_WARN, DIAGNOSTICS_PERIOD, LATENCY_WINDOW, CpuFallback, DiagnosticReport, LatencyStats,
+    ParameterSpec, ResetPolicy, Settings, at_least_one, check_parameter, finite_above, format_ms, model_parameters,
+    one_of, parameter_checker, shipped_model_path, stamp_seconds)
 
 DEFAULT_THRESHOLD = 0.5                # when the weights' metadata has none
 RELIABILITY_CHOICES = ('auto', 'reliable', 'best_effort')
-DEVICE_CHOICES = ('auto', 'cpu', 'cuda')
 # A frame this far from the clock (either way) was stamped on another time base, e.g. a bag's
 # sim time seen by a node on wall time: its age means nothing, so it is never called stale.
 CLOCK_MISMATCH_S = 3600.0
@@ -72,17 +71,11 @@ def _hysteresis(value: float) -> Optional[str]:
 
 
 PARAMETERS: Tuple[ParameterSpec, ...] = (
-    ParameterSpec('weights', '', "collision model safetensors file; '' = the shipped default model",
-                  read_only=True),
-    ParameterSpec('device', 'auto', 'torch device: auto (CUDA if available, else CPU), cpu or cuda',
-                  one_of(DEVICE_CHOICES), read_only=True),
-    ParameterSpec('cpu_threads', 1,
-                  'torch intra-op threads on the CPU; 1 is fastest for one small frame per step, '
-                  'more threads only wait on each other (and on a busy CPU wreck the tail latency)',
-                  at_least_one, read_only=True),
+    *model_parameters('collision', '1 is fastest for one small frame per step, more threads only wait '
+                                   'on each other (and on a busy CPU wreck the tail latency)'),
     ParameterSpec('image_qos', 'auto',
                   "image subscription reliability: auto (match the camera's publishers), reliable "
-                  'or best_effort; always keep-last 1 so the newest frame is processed',
+                  'or best_effort',
                   one_of(RELIABILITY_CHOICES)),
     ParameterSpec('image_queue_depth', 1,
                   'keep-last depth of the image subscription: 1 = always act on the newest frame (a live '
@@ -107,15 +100,10 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
     ParameterSpec('no_frame_warning_s', 5.0,
                   'warn when a publisher is matched but no frame arrived for this long (s)',
                   finite_above(0.0, inclusive=False)),
-    ParameterSpec('diagnostics_period_s', 1.0, 'period of the /diagnostics report (s)',
-                  finite_above(0.0, inclusive=False), read_only=True),
+    DIAGNOSTICS_PERIOD,
 )
-PARAMETER_SPECS: Dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
-
-
-def parameter_problem(name: str, value: Any) -> Optional[str]:
-    """Why ``value`` is not acceptable for parameter ``name``, or ``None`` when it is."""
-    return check_parameter(PARAMETER_SPECS, name, value)
+# Why ``value`` is not acceptable for parameter ``name``, or ``None`` when it is.
+parameter_problem = parameter_checker(PARAMETERS)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,31 @@ def check_parameter(specs: Mapping[str, ParameterSpec], name: str, value: Any) -
     return None if problem is None else f'{name}={value!r} refused: {problem}'
 
 
+def parameter_checker(specs: Sequence[ParameterSpec]) -> Callable[[str, Any], Optional[str]]:
+    """``problem(name, value)``: :func:`check_parameter` against ``specs``."""
+    by_name = {spec.name: spec for spec in specs}
+    return lambda name, value: check_parameter(by_name, name, value)
+
+
+DEVICE_CHOICES = ('auto', 'cpu', 'cuda')
+
+
+def model_parameters(model: str, cpu_threads_note: str) -> Tuple[ParameterSpec, ...]:
+    """The parameters every model node declares first, read at start (so read-only): the weights
+    file of ``model``, the torch device and the CPU threads (``cpu_threads_note`` says why 1)."""
+    return (
+        ParameterSpec('weights', '', f"{model} model safetensors file; '' = the shipped default model", read_only=True),
+        ParameterSpec('device', 'auto', 'torch device: auto (CUDA if available, else CPU), cpu or cuda',
+                      one_of(DEVICE_CHOICES), read_only=True),
+        ParameterSpec('cpu_threads', 1, f'torch intra-op threads on the CPU; {cpu_threads_note}', at_least_one,
+                      read_only=True),
+    )
+
+
+DIAGNOSTICS_PERIOD = ParameterSpec('diagnostics_period_s', 1.0, 'period of the /diagnostics report (s)',
+                                   finite_above(0.0, inclusive=False), read_only=True)
+
+
 class Settings:
     """Base of a node's frozen settings dataclass: the parameters' current values."""
 

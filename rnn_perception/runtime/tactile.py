@@ -45,11 +45,10 @@ from ..data.tactile_dataset import TACTILE_FIELDS, angle_quaternion, quaternion_
 from ..models.tactile import TactilePredictor, TactileState, load_tactile_model
 from ..models.weights_file import ModelFileError, checked_weights_path
 from ..training.utils import select_device
-from .common import (DIAGNOSTIC_OK, DIAGNOSTIC_WARN, CpuFallback, DiagnosticReport, LatencyStats, ParameterSpec,
-                     ResetPolicy, Settings, at_least_one, check_parameter, finite_above, format_ms, one_of,
+from .common import (DIAGNOSTIC_OK, DIAGNOSTIC_WARN, DIAGNOSTICS_PERIOD, CpuFallback, DiagnosticReport, LatencyStats,
+                     ParameterSpec, ResetPolicy, Settings, finite_above, format_ms, model_parameters, parameter_checker,
                      shipped_model_path)
 
-DEVICE_CHOICES = ('auto', 'cpu', 'cuda')
 NUM_TACTILE = len(TACTILE_FIELDS)
 INPUT_SIZE = (NUM_TACTILE, 1)      # what ResetPolicy compares: fixed, only stamps can reset
 # Largest magnitude of a tactile value. Sensors report ADC counts (a BioTac's are 12-bit,
@@ -76,25 +75,16 @@ def _frame_id(value: str) -> Optional[str]:
 
 
 PARAMETERS: Tuple[ParameterSpec, ...] = (
-    ParameterSpec('weights', '', "tactile model safetensors file; '' = the shipped default model", read_only=True),
-    ParameterSpec('device', 'auto', 'torch device: auto (CUDA if available, else CPU), cpu or cuda',
-                  one_of(DEVICE_CHOICES), read_only=True),
-    ParameterSpec('cpu_threads', 1, 'torch intra-op threads on the CPU; 1 is fastest for one small sample per step',
-                  at_least_one, read_only=True),
+    *model_parameters('tactile', '1 is fastest for one small sample per step'),
     ParameterSpec('frame_id', 'gripper', 'frame_id of the published PoseArray (the frame of the input poses)',
                   _frame_id),
     ParameterSpec('reset_gap_s', 0.1,
                   'reset the recurrent state when consecutive sample stamps are further apart (s)',
                   finite_above(0.0, inclusive=False)),
-    ParameterSpec('diagnostics_period_s', 1.0, 'period of the /diagnostics report (s)',
-                  finite_above(0.0, inclusive=False), read_only=True),
+    DIAGNOSTICS_PERIOD,
 )
-PARAMETER_SPECS: Dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
-
-
-def parameter_problem(name: str, value: Any) -> Optional[str]:
-    """Why ``value`` is not acceptable for parameter ``name``, or ``None`` when it is."""
-    return check_parameter(PARAMETER_SPECS, name, value)
+# Why ``value`` is not acceptable for parameter ``name``, or ``None`` when it is.
+parameter_problem = parameter_checker(PARAMETERS)
 
 
 @dataclass(frozen=True)
