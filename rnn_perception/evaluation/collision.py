@@ -49,13 +49,13 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from rnn_perception.data.bags import (IMAGE_MSGTYPE, LABELLED_ARRAY_MSGTYPE, BagError, labelled_array_fields, read_bag,
                                       stamp_to_ns)
-from rnn_perception.data.dodgeball_dataset import (GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, IMAGE_TOPIC, DatasetError,
+from rnn_perception.data.dodgeball_dataset import (GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, IMAGE_TOPIC,
                                                    DodgeballEpisode, load_dodgeball_dataset)
+from rnn_perception.evaluation import evaluation_main
 from rnn_perception.models.collision import (CollisionPredictor, frames_to_tensor, load_collision_model,
                                              resize_frames)
 from rnn_perception.ros.image_conversion import ImageConversionError, image_to_rgb
-from rnn_perception.training.utils import (DeviceUnavailableError, PathLike, atomic_path, probability,
-                                           select_device)
+from rnn_perception.training.utils import PathLike, atomic_path, probability, select_device
 from rnn_perception.training.zoo import OneLineParser
 
 DEFAULT_THRESHOLD = 0.5      # when the weights' metadata has none
@@ -430,11 +430,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m rnn_perception eval collision``; returns the exit code."""
-    try:
-        return run(build_parser().parse_args(argv))
-    except (OSError, ValueError, DatasetError, BagError, DeviceUnavailableError) as error:
-        print(f'eval collision: error: {error}', file=sys.stderr)   # bad input: one line, no traceback
-        return 2
+    return evaluation_main('collision', argv, build_parser, run)
 
 
 if __name__ == '__main__':

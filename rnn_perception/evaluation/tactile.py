@@ -43,10 +43,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rnn_perception.data.bags import LABELLED_ARRAY_MSGTYPE, POSE_STAMPED_MSGTYPE, BagError, read_bag, stamp_to_ns
-from rnn_perception.data.tactile_dataset import (POSE_TOPIC, TACTILE_FIELDS, TACTILE_TOPIC, DatasetError,
-                                                 TactileEpisode, load_tactile_dataset, quaternion_angle)
+from rnn_perception.data.tactile_dataset import (POSE_TOPIC, TACTILE_FIELDS, TACTILE_TOPIC, TactileEpisode,
+                                                 load_tactile_dataset, quaternion_angle)
+from rnn_perception.evaluation import evaluation_main
 from rnn_perception.models.tactile import ANGLE, POSITION, TactilePredictor, load_tactile_model
-from rnn_perception.training.utils import DeviceUnavailableError, PathLike, atomic_path, select_device
+from rnn_perception.training.utils import PathLike, atomic_path, select_device
 from rnn_perception.training.zoo import OneLineParser
 
 EPISODE_GAP_S = 0.1          # a longer silence between samples starts a new episode
@@ -317,11 +318,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m rnn_perception eval tactile``; returns the exit code."""
-    try:
-        return run(build_parser().parse_args(argv))
-    except (OSError, ValueError, DatasetError, BagError, DeviceUnavailableError) as error:
-        print(f'eval tactile: error: {error}', file=sys.stderr)   # bad input: one line, no traceback
-        return 2
+    return evaluation_main('tactile', argv, build_parser, run)
 
 
 if __name__ == '__main__':
