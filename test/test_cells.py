@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from rnn_perception.cells import (CELL_TYPES, ConvGRUCell, ConvLSTMCell, ConvRNNCell, ElmanCell, GRUCell,
-                                  IntersectionCell, IRNNCell, LSTMCell, SequenceRunner, UGRNNCell,
+from rnn_perception.cells import (CELL_TYPES, ConvGRUCell, ConvLSTMCell, ConvRNNCell, ElmanCell, FrozenConvStep,
+                                  GRUCell, IntersectionCell, IRNNCell, LSTMCell, SequenceRunner, UGRNNCell,
                                   load_torch_weights, make_cell_type)
 
 DENSE_CELLS = [(cls, {}) for cls in CELL_TYPES.values()] + [(LSTMCell, {'peephole': True})]
@@ -300,6 +300,41 @@ def test_initial_state_is_zeros_and_step_defaults_to_it(case):
     y_default, _ = cell.step(x)
     y_zero, _ = cell.step(x, state)
     torch.testing.assert_close(y_default, y_zero)
+
+
+FROZEN_CASES = CONV_CELLS + [(UGRNNCell, {'kernel_size': 3}), (ConvRNNCell, {'nonlinearity': 'relu', 'bias': False})]
+
+
+@pytest.mark.parametrize('case', FROZEN_CASES, ids=[cell_id(case) + ('-nobias' if 'bias' in case[1] else '')
+                                                    for case in FROZEN_CASES])
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('constant_channels', [0, 2])
+def test_frozen_conv_step_equals_step(case, stride, constant_channels):
+    cls, kwargs = case
+    torch.manual_seed(5)
+    cell = cls(5, 4, stride=stride, **kwargs)
+    with torch.no_grad():      # non-zero biases and peepholes, so that folding them is tried
+        for parameter in cell.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    constant = torch.randn(1, constant_channels, 7, 6)
+    frozen = FrozenConvStep(cell, constant if constant_channels else None)
+    # one convolution over [x, h] wherever x and h share a grid and the gates need only the sum
+    assert frozen.fused == (stride == 1 and cls is not ConvGRUCell)
+    state, frozen_state = None, cell.init_state(2, spatial=(7, 6))
+    for _ in range(4):
+        x = torch.randn(2, 5 - constant_channels, 7, 6)
+        y, state = cell.step(torch.cat([x, constant.expand(2, -1, -1, -1)], 1), state)
+        y_frozen, frozen_state = frozen(x, frozen_state)
+        torch.testing.assert_close(y_frozen, y, rtol=1e-5, atol=1e-5)
+        for tensor, frozen_tensor in zip(state, frozen_state):
+            torch.testing.assert_close(frozen_tensor, tensor, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('cell,pattern', [(LSTMCell(3, 4), 'not a convolutional cell'),
+                                          (IntersectionCell(3, 4, kernel_size=3), 'its own way')])
+def test_frozen_conv_step_refuses_what_it_cannot_fold(cell, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        FrozenConvStep(cell)
 
 
 @pytest.mark.parametrize('cls,kwargs,shape', [

@@ -4,10 +4,11 @@ A cell is split in three so that a dense cell and its convolutional twin share t
 
 - ``project_input(x)`` -> ``gx``: every gate's input term in **one** matmul (dense) or **one**
   convolution (conv). The sequence runner calls it once for a whole sequence (T*B rows at once).
-- ``update(gx, state)`` -> ``(y, state)``: the cell's equations. The recurrent term of every gate
-  comes from one matmul / one convolution of ``h`` (``add_recurrent`` or ``project_hidden``).
-  Written once per cell type; all tensors carry the gate/feature axis at dim 1, so the same code
-  serves ``(B, G*H)`` and ``(B, G*C, H, W)``.
+- ``update(gx, state)`` -> ``(y, state)``: one step. The recurrent term of every gate comes from
+  one matmul / one convolution of ``h`` (``add_recurrent``); the cell's equations then turn the
+  pre-activations ``W x + U h + b`` into the new state (``activate``). Written once per cell type;
+  all tensors carry the gate/feature axis at dim 1, so the same code serves ``(B, G*H)`` and
+  ``(B, G*C, H, W)``. Cells that gate ``U h`` itself (GRU) override ``update`` instead.
 
 States are tuples of tensors: ``(h,)`` or ``(h, c)``. Initial states are zeros, never random.
 """
@@ -145,7 +146,13 @@ class RecurrentCell(nn.Module):
 
     # ----------------------------------------------------------------------------------- steps
     def update(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
-        """One step from the input projection ``gx``: the cell's equations. Per cell type."""
+        """One step from the input projection ``gx`` (both biases in it): ``U h`` added, then the
+        cell's equations."""
+        return self.activate(self.add_recurrent(gx, state[0]), state)
+
+    def activate(self, pre: Tensor, state: State) -> Tuple[Tensor, State]:
+        """The cell's equations on the gates' pre-activations ``pre = W x + U h + b`` (``(B, G*H)``
+        or ``(B, G*C, h, w)``) and the previous ``state`` -> ``(y, new state)``. Per cell type."""
         raise NotImplementedError
 
     def unroll(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:

@@ -1,7 +1,8 @@
-"""The recurrent cells. Each class holds one set of equations (``update``); the same class serves
-dense inputs ``(B, I)`` and, through ``kernel_size``, convolutional inputs ``(B, C_in, H, W)``
-(see ``conv.py`` for the named convolutional cells). Notation: ``W x`` is the fused input
-projection, ``U h`` the fused recurrent projection, both with their biases, ``*`` is elementwise.
+"""The recurrent cells. Each class holds one set of equations (``activate``, or ``update`` for a
+cell that gates ``U h`` itself); the same class serves dense inputs ``(B, I)`` and, through
+``kernel_size``, convolutional inputs ``(B, C_in, H, W)`` (see ``conv.py`` for the named
+convolutional cells). Notation: ``W x`` is the fused input projection, ``U h`` the fused
+recurrent projection, both with their biases, ``*`` is elementwise.
 """
 from __future__ import annotations
 
@@ -30,8 +31,7 @@ class ElmanCell(RecurrentCell):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, **kwargs)
 
-    def update(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
-        pre = self.add_recurrent(gx, state[0])
+    def activate(self, pre: Tensor, state: State) -> Tuple[Tensor, State]:
         h = torch.relu(pre) if self.nonlinearity == 'relu' else torch.tanh(pre)
         return h, (h,)
 
@@ -94,19 +94,19 @@ class LSTMCell(RecurrentCell):
         if getattr(self, 'weight_peephole', None) is not None:
             self.weight_peephole.zero_()
 
-    def update(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
-        h_prev, c_prev = state
+    def activate(self, pre: Tensor, state: State) -> Tuple[Tensor, State]:
+        c_prev = state[1]
         n = self.hidden_size
         # split, not slicing: one concatenation in backward instead of a zero-filled copy per slice
         if self.peephole:
             p = self.weight_peephole
-            i_f, o_pre, g = self.add_recurrent(gx, h_prev).split((2 * n, n, n), 1)
+            i_f, o_pre, g = pre.split((2 * n, n, n), 1)
             # (B, 2, H[, h, w]): the i and f blocks side by side, each plus its peephole term
             i, f = torch.sigmoid(i_f.unflatten(1, (2, n)) + p[:2] * c_prev.unsqueeze(1)).unbind(1)
             c = torch.addcmul(f * c_prev, i, torch.tanh(g))
             o = torch.sigmoid(o_pre + p[2] * c)
         else:
-            ifo, g = self.add_recurrent(gx, h_prev).split((3 * n, n), 1)   # (B, 3H), (B, H)
+            ifo, g = pre.split((3 * n, n), 1)                 # (B, 3H), (B, H)
             i, f, o = torch.sigmoid(ifo).chunk(3, 1)
             c = torch.addcmul(f * c_prev, i, torch.tanh(g))
         h = o * torch.tanh(c)
@@ -159,9 +159,9 @@ class UGRNNCell(RecurrentCell):
 
     num_gates = 2
 
-    def update(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
+    def activate(self, pre: Tensor, state: State) -> Tuple[Tensor, State]:
         h_prev, = state
-        g, c = self.add_recurrent(gx, h_prev).chunk(2, 1)
+        g, c = pre.chunk(2, 1)
         h = torch.lerp(torch.tanh(c), h_prev, torch.sigmoid(g))
         return h, (h,)
 
