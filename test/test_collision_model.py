@@ -56,6 +56,28 @@ def test_default_architecture_steps_like_it_runs_whole_sequences():
         torch.testing.assert_close(torch.stack(stepped, 1), model(clip), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('config', [
+    TINY,                                                                        # strides 1 then 2
+    CollisionConfig.from_dict({**TINY.to_dict(), 'peephole': True, 'recurrent_strides': [2, 1]}),
+    CollisionConfig.from_dict({**TINY.to_dict(), 'coordinates': False, 'encoder_skip': False}),
+    CollisionConfig(),
+], ids=['tiny', 'peephole-stride2-first', 'bare', 'default'])
+def test_frozen_model_steps_like_the_whole_sequence(config):
+    """The snapshot the node steps (normalisation folded into the first convolution, coordinate
+    maps and biases into the gate map, convolutions fused) gives what ``forward`` gives."""
+    model, clip = make_model(config, seed=3), frames(2, 6, config)
+    with torch.no_grad():
+        for parameter in model.parameters():      # non-zero biases everywhere
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+        frozen, state, stepped = model.frozen(), None, []
+        for t in range(clip.shape[1]):
+            logits, state = frozen.step(clip[:, t], state)
+            stepped.append(logits)
+        torch.testing.assert_close(torch.stack(stepped, 1), model(clip), rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match=r'expected frames \(N, 3'):
+            frozen.step(clip[:, 0, :, 1:])
+
+
 def test_coordinate_maps_feed_the_first_convlstm():
     config = CollisionConfig.from_dict({**TINY.to_dict(), 'coordinates': True})
     model = make_model(config)

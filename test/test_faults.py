@@ -174,13 +174,16 @@ def fake_cuda(monkeypatch):
 
 
 class FailingSteps:
-    """Wraps ``model.step``: the steps numbered in ``failures`` raise the given error instead.
-    ``wipe``: the failure also garbles the weights, as device memory after a fatal CUDA error."""
+    """Wraps the model's per-frame method ``method`` (the collision runtime steps a frozen
+    snapshot, which calls ``step_from``; the tactile one ``step``): the calls numbered in
+    ``failures`` raise the given error instead. ``wipe``: the failure also garbles the weights,
+    as device memory after a fatal CUDA error."""
 
-    def __init__(self, model, failures, error: Exception, wipe: bool = False):
-        self._step, self.failures, self.error, self.wipe, self.calls = model.step, set(failures), error, wipe, 0
+    def __init__(self, model, method: str, failures, error: Exception, wipe: bool = False):
+        self._step, self.failures, self.error, self.wipe = getattr(model, method), set(failures), error, wipe
+        self.calls = 0
         self._model = model
-        model.step = self
+        setattr(model, method, self)
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -199,15 +202,20 @@ ILLEGAL_ADDRESS = RuntimeError('CUDA error: an illegal memory access was encount
 
 
 @pytest.mark.parametrize('error,wipe', [(OUT_OF_MEMORY, False), (ILLEGAL_ADDRESS, True)])
-def test_collision_runtime_falls_back_to_the_cpu(fake_cuda, pool, error, wipe):
+def test_collision_runtime_falls_back_to_the_cpu(fake_cuda, pool, monkeypatch, error, wipe):
+    freezes = []
+    real_frozen = CollisionPredictor.frozen
+    monkeypatch.setattr(CollisionPredictor, 'frozen', lambda model: freezes.append(model) or real_frozen(model))
     model = small_collision_model()
     reference = small_collision_model()
     runtime = collision_runtime(model, device=fake_cuda)
     diagnostics = DiagnosticsSummary(runtime)
     diagnostics.report(0.0)
-    failing = FailingSteps(model, failures={3}, error=error, wipe=wipe)
+    failing = FailingSteps(model, 'step_from', failures={3}, error=error, wipe=wipe)
     results = [runtime.process(image(pool[i], 1.0 + i / FPS), 0.0) for i in range(5)]
     assert [r.outcome for r in results] == [Outcome.PROCESSED] * 5 and failing.calls == 6
+    # the snapshot the runtime steps is frozen again from the model moved to the CPU, once
+    assert freezes == [model, model]
     failure = results[2].device_failure
     assert failure.startswith('cuda failed, model moved to the CPU for good: CUDA ')
     assert [r.device_failure for r in results] == [None, None, failure, None, None]
@@ -231,7 +239,7 @@ def test_tactile_runtime_falls_back_to_the_cpu(fake_cuda, error, wipe):
     reference = make_tactile_model(TACTILE_CONFIG)
     runtime = tactile_runtime(model, device=fake_cuda)
     diagnostics = TactileDiagnostics(runtime)
-    FailingSteps(model, failures={2}, error=error, wipe=wipe)
+    FailingSteps(model, 'step', failures={2}, error=error, wipe=wipe)
     tactile, poses = samples(4, seed=3)
     results = []
     for k in range(4):
@@ -258,7 +266,7 @@ def test_tactile_runtime_falls_back_to_the_cpu(fake_cuda, error, wipe):
 def test_other_failures_propagate(fake_cuda, pool, device, error):
     model = small_collision_model()
     runtime = collision_runtime(model, device=torch.device(device))
-    FailingSteps(model, failures={1}, error=error)
+    FailingSteps(model, 'step_from', failures={1}, error=error)
     with pytest.raises(RuntimeError) as raised:
         runtime.process(image(pool[0], 1.0), 0.0)
     assert raised.value is error and runtime.compute.failure is None and runtime.counters.resets == 0

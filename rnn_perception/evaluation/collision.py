@@ -264,12 +264,14 @@ def sequence_probabilities(model: CollisionPredictor, episodes: Sequence[np.ndar
 @torch.no_grad()
 def stepped_probabilities(model: CollisionPredictor, frames: Iterable[np.ndarray],
                           device: torch.device) -> np.ndarray:
-    """One ``step`` per ``(H, W, 3)`` uint8 frame from a zero state, as the node runs the model."""
+    """One ``step`` per ``(H, W, 3)`` uint8 frame from a zero state, as the node runs the model
+    (its frozen snapshot)."""
     model.eval()
+    frozen = model.frozen()
     state, probabilities = None, []
     for rgb in frames:
         frame = frames_to_tensor(resize_frames(rgb[None], model.config.image_size), device)
-        logits, state = model.step(frame, state)
+        logits, state = frozen.step(frame, state)
         probabilities.append(float(torch.sigmoid(logits)[0]))
     return np.array(probabilities)
 

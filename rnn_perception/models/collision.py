@@ -11,6 +11,9 @@ with the encoder output (``encoder_skip``), ``(B, 64, 8, 8)`` -> 1x1 conv ``(B, 
 linear ``(B,)``. The recurrence runs on the coarse grid, where it is cheap (about 8 M
 multiply-adds per frame in all); the encoder keeps a ball of a pixel or two visible down to it.
 
+Per-frame inference (the node, ``eval --bag``) steps :class:`FrozenCollisionPredictor`, a snapshot
+with the constants folded and the convolutions fused: the same outputs, faster.
+
 Input: RGB in ``[0, 1]``, channels first; the model normalises with its own stored mean/std.
 Camera images of another size are brought to ``config.image_size`` by :func:`resize_frames`
 (area averaging when shrinking, bilinear when enlarging), the same in training, evaluation and
@@ -27,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..cells import ConvLSTMCell, State
+from ..cells import ConvLSTMCell, FrozenConvStep, State
 from .weights_file import ModelFileError, load_model_file, save_model_file  # noqa: F401  (ModelFileError: public here too)
 
 KIND = 'collision'
@@ -128,12 +131,16 @@ class CollisionPredictor(nn.Module):
             self.std.copy_(torch.as_tensor(std, dtype=self.std.dtype).view(3, 1, 1))
 
     # ------------------------------------------------------------------------------ running
-    def encode(self, frames: Tensor) -> Tensor:
-        """``(N, 3, H, W)`` RGB in [0, 1] -> encoder features ``(N, C, h, w)``."""
+    def check_frames(self, frames: Tensor) -> None:
+        """Raise a clear error unless ``frames`` is ``(N, 3, H, W)`` at the model's image size."""
         expected = (3, *self.config.image_size)
         if frames.dim() != 4 or tuple(frames.shape[1:]) != expected:
             raise ValueError(f'CollisionPredictor: expected frames (N, {expected[0]}, {expected[1]}, '
                              f'{expected[2]}), got {tuple(frames.shape)}')
+
+    def encode(self, frames: Tensor) -> Tensor:
+        """``(N, 3, H, W)`` RGB in [0, 1] -> encoder features ``(N, C, h, w)``."""
+        self.check_frames(frames)
         return self.encoder((frames - self.mean) / self.std)
 
     def recurrent_input(self, encoded: Tensor) -> Tensor:
@@ -149,7 +156,9 @@ class CollisionPredictor(nn.Module):
         evidence directly, so the ConvLSTMs only have to learn what the past adds."""
         if not self.config.encoder_skip:
             return h
-        return torch.cat([h, F.adaptive_avg_pool2d(encoded, h.shape[-2:])], 1)
+        if encoded.shape[-2:] != h.shape[-2:]:
+            encoded = F.adaptive_avg_pool2d(encoded, h.shape[-2:])
+        return torch.cat([h, encoded], 1)
 
     def classify(self, features: Tensor) -> Tensor:
         """Head input ``(N, C, h, w)`` -> logits ``(N,)``."""
@@ -164,15 +173,26 @@ class CollisionPredictor(nn.Module):
         return states
 
     def step(self, frame: Tensor, state: Optional[List[State]] = None) -> Tuple[Tensor, List[State]]:
-        """One frame ``(B, 3, H, W)`` with carried state -> ``(logits (B,), new state)``."""
+        """One frame ``(B, 3, H, W)`` with carried state -> ``(logits (B,), new state)``.
+        (The node and ``eval --bag`` step :meth:`frozen`, the same outputs faster.)"""
         encoded = self.encode(frame)
-        y = self.recurrent_input(encoded)
-        state = state if state is not None else self.init_state(frame.shape[0], frame.device, frame.dtype)
+        return self.step_from(encoded, self.recurrent_input(encoded), [cell.step for cell in self.recurrent], state)
+
+    def step_from(self, encoded: Tensor, y: Tensor, cell_steps, state: Optional[List[State]]
+                  ) -> Tuple[Tensor, List[State]]:
+        """The rest of a step once the frame is encoded: ``y`` (the first ConvLSTM's input)
+        through ``cell_steps`` (one ``(x, state) -> (y, state)`` per layer), then the head."""
+        if state is None:
+            state = self.init_state(encoded.shape[0], encoded.device, encoded.dtype)
         new_state = []
-        for cell, cell_state in zip(self.recurrent, state):
-            y, cell_state = cell.step(y, cell_state)
+        for cell_step, cell_state in zip(cell_steps, state):
+            y, cell_state = cell_step(y, cell_state)
             new_state.append(cell_state)
         return self.classify(self.head_input(y, encoded)), new_state
+
+    def frozen(self) -> 'FrozenCollisionPredictor':
+        """A snapshot of this model for per-frame inference (see :class:`FrozenCollisionPredictor`)."""
+        return FrozenCollisionPredictor(self)
 
     def features(self, frames: Tensor) -> Tensor:
         """Whole sequences ``(B, T, 3, H, W)`` -> the head's input ``(B, T, C, h, w)`` per frame;
@@ -191,6 +211,65 @@ class CollisionPredictor(nn.Module):
         """Whole sequences ``(B, T, 3, H, W)`` -> logits ``(B, T)``."""
         features = self.features(frames)
         return self.classify(features.flatten(0, 1)).view(features.shape[:2])
+
+
+# Frames come channels-last in memory (frames_to_tensor views the camera's HWC bytes); convolution
+# weights in the same layout spare each call a reorder of its weights or its input.
+FROZEN_LAYOUT = torch.channels_last
+
+
+class FrozenConv:
+    """``conv``'s convolution with the given (folded) ``weight`` and ``bias`` laid out
+    :data:`FROZEN_LAYOUT`, plus a constant ``(1, C, h, w)`` map when one is given."""
+
+    def __init__(self, conv: nn.Conv2d, weight: Tensor, bias: Optional[Tensor], constant_map: Optional[Tensor] = None):
+        self.weight = weight.detach().contiguous(memory_format=FROZEN_LAYOUT)
+        self.bias = None if bias is None else bias.detach()
+        self.map = None if constant_map is None else constant_map.contiguous(memory_format=FROZEN_LAYOUT)
+        self.stride, self.padding = conv.stride, conv.padding
+
+    def __call__(self, x: Tensor) -> Tensor:
+        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return y if self.map is None else y.add_(self.map)
+
+
+class FrozenCollisionPredictor:
+    """:meth:`CollisionPredictor.step` with the weights fixed, for the node and ``eval --bag``:
+    the same outputs within float rounding, faster per frame (``benchmarks/bench_collision_node.py
+    --variants``), by computing once what is the same from frame to frame:
+
+    - the input normalisation, folded into the first convolution: ``conv(W, (x - m) / s) =
+      conv(W / s, x) - conv(W / s, m)``, the second term a map computed once (a map, not a
+      constant: at the borders the zero padding leaves out taps);
+    - each ConvLSTM as a :class:`~rnn_perception.cells.FrozenConvStep`: coordinate maps and
+      biases folded into one gate map, input and recurrent convolutions fused into one;
+    - every convolution's weights laid out channels-last, as the frames come (:data:`FROZEN_LAYOUT`).
+
+    A snapshot: freeze the model again after its weights change or move to another device.
+    """
+
+    def __init__(self, model: CollisionPredictor):
+        self.model = model
+        first = model.encoder[0]
+        with torch.no_grad():
+            first_weight = first.weight / model.std.view(1, 3, 1, 1)
+            mean_frame = model.mean.view(1, 3, 1, 1).expand(1, 3, *model.config.image_size)
+            first_map = (first.bias.view(1, -1, 1, 1)               # (1, C0, H0, W0)
+                         - F.conv2d(mean_frame, first_weight, None, first.stride, first.padding))
+        self._encoder = [FrozenConv(first, first_weight, None, first_map)]
+        self._encoder += [FrozenConv(layer, layer.weight, layer.bias) if isinstance(layer, nn.Conv2d) else layer
+                          for layer in model.encoder[1:]]
+        coordinates = model.coordinate_maps if model.config.coordinates else None
+        self._cell_steps = [FrozenConvStep(cell, coordinates if index == 0 else None, FROZEN_LAYOUT)
+                            for index, cell in enumerate(model.recurrent)]
+
+    def step(self, frame: Tensor, state: Optional[List[State]] = None) -> Tuple[Tensor, List[State]]:
+        """One frame ``(B, 3, H, W)`` RGB in [0, 1] with carried state -> ``(logits (B,), new state)``."""
+        self.model.check_frames(frame)
+        encoded = frame
+        for layer in self._encoder:
+            encoded = layer(encoded)
+        return self.model.step_from(encoded, encoded, self._cell_steps, state)
 
 
 # ---------------------------------------------------------------------------------- input frames

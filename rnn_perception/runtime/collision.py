@@ -13,7 +13,8 @@ One camera frame goes through :meth:`CollisionRuntime.process`:
    (:class:`FrameSubsampler`).
 5. **Step.** The frame is resized to the model's input (``resize_frames``, as in training and
    evaluation) and the model runs **one** ``step`` with the carried state, in
-   ``torch.inference_mode``; never a window of frames again.
+   ``torch.inference_mode``; never a window of frames again. It steps the model's frozen
+   snapshot (``CollisionPredictor.frozen``: constants folded, convolutions fused).
 6. **Alert.** The probability goes through :class:`AlertHysteresis` for the boolean alert.
 
 If the GPU fails during a step (out of memory, a CUDA error), the model moves to the CPU for
@@ -323,6 +324,7 @@ class CollisionRuntime:
                  settings: CollisionSettings):
         self.model = model
         self.compute = CpuFallback(model, device)
+        self._frozen, self._frozen_for = model.frozen(), device
         self.model_fps = float(metadata['fps'])
         self.model_threshold = float(metadata.get('threshold', DEFAULT_THRESHOLD))
         self.counters = FrameCounters()
@@ -402,8 +404,10 @@ class CollisionRuntime:
     def _step_on(self, rgb: np.ndarray, device: torch.device) -> float:
         """Step the model once on an RGB frame with the carried state; the hit probability."""
         with torch.inference_mode():
+            if device != self._frozen_for:            # the model fell back to the CPU: freeze it there
+                self._frozen, self._frozen_for = self.model.frozen(), device
             frame = frames_to_tensor(resize_frames(rgb[None], self.model.config.image_size), device)
-            logits, self._state = self.model.step(frame, self._state)
+            logits, self._state = self._frozen.step(frame, self._state)
             return float(torch.sigmoid(logits[0]))
 
 
