@@ -5,15 +5,19 @@ one ConvLSTM ``step`` with carried state -> probability -> alert, i.e.
 ``CollisionRuntime.process``, built exactly as the node builds it (``load_predictor``, the
 node's ``cpu_threads``). Side by side in the same run it times the alternative the node avoids:
 re-running the model over a sliding window of the last ``--window`` frames (``model(frames[None,
--20:])``) for every new frame. Memory: resident set size before and after ``--frames`` frames
+-20:])``) for every new frame, in the model's own memory layout and in channels-last (the node's
+frozen snapshot keeps its weights channels-last, so the window gets that chance too); the
+ratio is taken against the faster of the two. Memory: resident set size before and after ``--frames`` frames
 (episodes of 60 frames separated by stamp gaps, so state resets happen as in a bag replay).
 
     .venv/bin/python benchmarks/bench_collision_node.py [--frames 10000] [--weights FILE] [--json]
         [--device cpu|cuda] [--variants] [--compile]
 
-``--variants`` also times the model step alone, side by side: plain float32 NCHW, and the obvious
-speed-ups: channels-last memory format, half precision (CUDA only) and, with
-``--compile``, ``torch.compile`` (its first call compiles for half a minute on a CPU).
+``--variants`` also times the model step alone, side by side: ``CollisionPredictor.step`` in
+float32 NCHW, the frozen snapshot the node steps (``model.frozen()``: constants folded,
+convolutions fused), and the other obvious speed-ups: channels-last memory format, half
+precision (CUDA only) and, with ``--compile``, ``torch.compile`` (its first call compiles for
+half a minute on a CPU).
 
 Targets (from the issue): step p99 <= 5 ms on 2 CPU cores, >= 10x lower than the window re-run,
 no per-frame memory growth.
@@ -86,12 +90,15 @@ def build_runtime(weights: str, settings: CollisionSettings) -> tuple[CollisionR
 
 def side_by_side(runtime: CollisionRuntime, frames: int, window: int, window_every: int) -> dict:
     """Node steps and window re-runs in alternating blocks: :data:`BLOCK_FRAMES` steps, then one
-    re-run per ``window_every`` of them on the last ``window`` frames. Slow drifts of a shared
-    machine hit both alike, and each runs in the steady state it has in use: a node that only
-    steps keeps its caches warm, a re-run of 20 frames evicts them. The first
-    :data:`REWARM_STEPS` steps after a block of re-runs warm them up again and are not timed, as
-    the first 100 frames are not."""
-    step_times, window_times, history = [], [], []
+    re-run per ``window_every`` of them on the last ``window`` frames, the layouts taking turns.
+    Slow drifts of a shared machine hit both alike, and each runs in the steady state it has in
+    use: a node that only steps keeps its caches warm, a re-run of 20 frames evicts them. The
+    first :data:`REWARM_STEPS` steps after a block of re-runs warm them up again and are not
+    timed, as the first 100 frames are not."""
+    layouts = {'model_layout': runtime.model,
+               'channels_last': copy.deepcopy(runtime.model).to(memory_format=torch.channels_last)}
+    step_times, history = [], []
+    window_times = {name: [] for name in layouts}
     for index, message in enumerate(camera_messages(frames + 100, runtime.model.config.image_size[1])):
         started = time.perf_counter()
         result = runtime.process(message, 0.0)
@@ -104,15 +111,18 @@ def side_by_side(runtime: CollisionRuntime, frames: int, window: int, window_eve
             step_times.append(elapsed)
         if position == BLOCK_FRAMES - 1 and len(history) == window:
             frames_tensor = frames_to_tensor(np.stack(history)[None], runtime.device)
-            for _ in range(BLOCK_FRAMES // window_every):
+            for run in range(BLOCK_FRAMES // window_every):
+                name = list(layouts)[run % len(layouts)]
                 started = time.perf_counter()
                 with torch.inference_mode():
-                    runtime.model(frames_tensor)
-                window_times.append(time.perf_counter() - started)
-    step, rerun = percentiles_ms(step_times), percentiles_ms(window_times)
-    return {'step_ms': step, 'window_rerun_ms': rerun, 'window': window,
-            'ratio_p50': rerun['p50'] / step['p50'], 'ratio_p99': rerun['p99'] / step['p99'],
-            'step_samples': len(step_times), 'window_samples': len(window_times)}
+                    layouts[name](frames_tensor)
+                window_times[name].append(time.perf_counter() - started)
+    step = percentiles_ms(step_times)
+    reruns = {name: percentiles_ms(times) for name, times in window_times.items()}
+    best = {q: min(rerun[q] for rerun in reruns.values()) for q in ('p50', 'p99')}
+    return {'step_ms': step, 'window_rerun_ms': best, 'window_rerun_by_layout_ms': reruns, 'window': window,
+            'ratio_p50': best['p50'] / step['p50'], 'ratio_p99': best['p99'] / step['p99'],
+            'step_samples': len(step_times), 'window_samples': sum(map(len, window_times.values()))}
 
 
 def model_variants(runtime: CollisionRuntime, with_compile: bool) -> dict:
@@ -123,6 +133,7 @@ def model_variants(runtime: CollisionRuntime, with_compile: bool) -> dict:
     device, size = runtime.device, runtime.model.config.image_size
     base = runtime.model
     variants = {'float32': (base, torch.float32, torch.contiguous_format, 0.0),
+                'frozen': (base.frozen(), torch.float32, torch.contiguous_format, 1e-5),
                 'channels_last': (copy.deepcopy(base).to(memory_format=torch.channels_last), torch.float32,
                                   torch.channels_last, 1e-4)}
     if device.type == 'cuda':
@@ -186,7 +197,7 @@ def main() -> None:
     parser.add_argument('--cpu-threads', type=int, default=CollisionSettings.cpu_threads,
                         help='torch threads (the node parameter cpu_threads)')
     parser.add_argument('--variants', action='store_true',
-                        help='also time the model step with channels-last (and half precision on CUDA)')
+                        help='also time the model step unfrozen, frozen, channels-last (and half precision on CUDA)')
     parser.add_argument('--compile', action='store_true', help='with --variants: also torch.compile')
     parser.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
     args = parser.parse_args()
@@ -214,11 +225,12 @@ def main() -> None:
     step, rerun = latency['step_ms'], latency['window_rerun_ms']
     print(f"collision node step, 64x64, {report['device']}, {report['threads']} torch thread(s), "
           f"{report['cpus']} CPUs, load average {report['load_average']:.1f}")
-    rows = [('node step (decode + one ConvLSTM step)', step, f"{latency['step_samples']} frames"),
-            (f're-run of a {args.window}-frame window', rerun, f"{latency['window_samples']} runs")]
+    rows = [('node step (decode + one ConvLSTM step)', step, f"{latency['step_samples']} frames")]
+    rows += [(f're-run of a {args.window}-frame window, {layout}', times, f"{latency['window_samples'] // 2} runs")
+             for layout, times in latency['window_rerun_by_layout_ms'].items()]
     for label, times, count in rows:
         print(f"  {label:<40} p50 {times['p50']:6.2f} ms   p99 {times['p99']:6.2f} ms   ({count})")
-    print(f"  {'ratio window / step':<40} p50 {latency['ratio_p50']:6.1f} x    p99 {latency['ratio_p99']:6.1f} x")
+    print(f"  {'ratio faster window / step':<40} p50 {latency['ratio_p50']:6.1f} x    p99 {latency['ratio_p99']:6.1f} x")
     memory_label = f"RSS over {memory['frames']} frames"
     print(f"  {memory_label:<40} {memory['rss_start_mib']:.1f} -> {memory['rss_end_mib']:.1f} MiB"
           f" ({memory['growth_bytes_per_frame']:+.1f} B/frame)")
@@ -227,7 +239,8 @@ def main() -> None:
               f"   ({variant['speedup_p50']:.2f}x float32 at p50, outputs within "
               f"{variant['max_probability_difference']:.1e})")
     print(f"  targets: p99 <= {P99_TARGET_MS:g} ms: {'met' if step['p99'] <= P99_TARGET_MS else 'MISSED'};"
-          f" ratio >= {RATIO_TARGET:g}x: {'met' if latency['ratio_p50'] >= RATIO_TARGET else 'MISSED'}")
+          f" ratio >= {RATIO_TARGET:g}x at p50 and p99: "
+          f"{'met' if min(latency['ratio_p50'], latency['ratio_p99']) >= RATIO_TARGET else 'MISSED'}")
 
 
 if __name__ == '__main__':

@@ -49,3 +49,19 @@ def test_run_all_refuses_a_readme_without_the_markers_and_unknown_benchmarks(tmp
     assert readme.read_text() == 'no markers here\n'
     result = run_all('--only', 'no_such_benchmark', '--out', str(tmp_path))
     assert result.returncode == 2 and 'unknown benchmark(s) no_such_benchmark' in result.stderr
+
+
+def test_collision_node_benchmark_times_the_frozen_step_against_both_window_layouts():
+    result = subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'bench_collision_node.py'), '--frames', '200',
+                             '--latency-frames', '300', '--variants', '--json'],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    layouts = report['window_rerun_by_layout_ms']
+    assert set(layouts) == {'model_layout', 'channels_last'}
+    assert report['window_rerun_ms']['p50'] == min(rerun['p50'] for rerun in layouts.values())
+    assert report['step_samples'] > 250 and report['window_samples'] == 60
+    # the variants are checked against the unfrozen step's outputs, not only timed
+    assert {'float32', 'frozen', 'channels_last'} <= set(report['variants'])
+    assert all(variant['within_tolerance'] for variant in report['variants'].values())
+    assert report['variants']['frozen']['max_probability_difference'] < 1e-5
