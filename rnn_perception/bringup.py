@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from .cli import OneLineParser, UsageError, report_error
+
 PACKAGE = 'rnn_perception'
 
 
@@ -80,7 +82,7 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
     """Start ``launches``' nodes in this process and spin them until shut down."""
     own_args, ros_args = _split_ros_args(list(sys.argv[1:] if argv is None else argv))
     names = ' and '.join(launch.node_name for launch in launches)
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=f'python -m rnn_perception bringup {what}',
         description=f'Start {names} in this process (no ros2 launch needed).',
         epilog='Arguments from --ros-args on go to rclpy, e.g. --ros-args -p weights:=my.safetensors')
@@ -88,12 +90,11 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
         launch.add_options(parser, '--params' if len(launches) == 1 else f'--{launch.name}-params')
     parser.add_argument('--device', default='auto', help='torch device: auto, cpu or cuda')
     parser.add_argument('--namespace', default='', help='namespace of the nodes and their topics')
-    args = parser.parse_args(own_args)
     try:
+        args = parser.parse_args(own_args)
         rcl_args = [part for launch in launches for part in launch.rcl_arguments(args)]
-    except FileNotFoundError as error:
-        print(f'bringup {what}: error: {error}', file=sys.stderr)
-        return 1
+    except (UsageError, FileNotFoundError) as error:
+        return report_error(f'bringup {what}', error)
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -106,11 +107,10 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
         for launch in launches:
             nodes.append(launch.node_type()(namespace=args.namespace))
     except StartupError as error:
-        print(f'bringup {what}: error: {error}', file=sys.stderr)
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
-        return 1
+        return report_error(f'bringup {what}', error)
     executor = SingleThreadedExecutor()
     for node in nodes:
         executor.add_node(node)

@@ -1,11 +1,15 @@
 """``python -m rnn_perception <command> ...``: one entry point for every job of the package.
 
 Each command lives in its own module with its own ``main(argv) -> int`` and ``--help``; this
-module only dispatches, importing the chosen command's module alone (so ``--help`` is quick and
-a command never pays for another's imports).
+module dispatches, importing the chosen command's module alone (so ``--help`` is quick and a
+command never pays for another's imports), and holds the one convention every command (and
+``python -m sim``) keeps: a problem is one line ``<command>: error: ...`` on stderr, no
+traceback, and exit status 2 for a bad command line, 1 for anything else the user can mend (a
+file, a dataset, a bag, the device); 130 after Ctrl-C.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from typing import Dict, List, Optional, Tuple, Union
@@ -32,6 +36,39 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {
 }
 
 USAGE = 'usage: python -m rnn_perception <command> [options]   (<command> --help for its options)'
+USAGE_ERROR_STATUS = 2
+ERROR_STATUS = 1
+
+
+class UsageError(ValueError):
+    """A bad command line."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Raises :class:`UsageError` on a bad command line instead of printing the usage and
+    exiting, so the command reports it in one line (:func:`report_error`) and returns."""
+
+    def error(self, message: str):
+        raise UsageError(f'{message} (see --help)')
+
+
+def number(kind: type, zero_allowed: bool = False):
+    """An argparse type: a positive ``kind`` (int or float), or also 0 with ``zero_allowed``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected {kind.__name__}, got {text!r}') from None
+        if value < 0 or (value == 0 and not zero_allowed):
+            raise argparse.ArgumentTypeError(f'must be {">= 0" if zero_allowed else "> 0"}, got {text}')
+        return value
+    return parse
+
+
+def report_error(command: str, error: BaseException) -> int:
+    """Print ``error`` as the one line ``<command>: error: ...``; the exit status to return."""
+    print(f'{command}: error: {error}', file=sys.stderr)
+    return USAGE_ERROR_STATUS if isinstance(error, UsageError) else ERROR_STATUS
 
 
 def _describe(table: Dict[str, Union[Command, Dict[str, Command]]]) -> List[str]:
@@ -49,17 +86,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ('-h', '--help'):
         print('\n'.join([USAGE, '', 'commands:', *_describe(COMMANDS)]))
-        return 0 if argv else 2
+        return 0 if argv else USAGE_ERROR_STATUS
     name, rest = argv[0], argv[1:]
     entry = COMMANDS.get(name)
     if entry is None:
-        print(f"rnn_perception: error: unknown command {name!r}; choose from {', '.join(COMMANDS)}",
-              file=sys.stderr)
-        return 2
+        return report_error('rnn_perception', UsageError(f"unknown command {name!r}; choose from "
+                                                         f"{', '.join(COMMANDS)}"))
     if isinstance(entry, dict):
         if not rest or rest[0] not in entry:
-            print(f"rnn_perception {name}: error: choose what to {name}: {', '.join(entry)}", file=sys.stderr)
-            return 2
+            return report_error(f'rnn_perception {name}', UsageError(f"choose what to {name}: {', '.join(entry)}"))
         entry, rest = entry[rest[0]], rest[1:]
     module_name, function = entry[0].split(':')
     return getattr(importlib.import_module(module_name), function)(rest)

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from .cli import OneLineParser, UsageError, report_error
+
 REPO = Path(__file__).resolve().parent.parent
 ANSWER_TOPIC = '/collision_node/collision_probability_stamped'
 IMAGE_TOPIC = '/camera/image_raw'
@@ -121,7 +123,8 @@ def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: 
 
     try:
         # Answers are only heard once this subscription matched the node's publisher; the player
-        # waits for the node's image subscription itself.
+        # waits for both image subscriptions, the node's and this listener's (waiting for one, the
+        # listener's could release it before the node's matched, and the node lose a throw).
         node_ready = spin_until(lambda: node.poll() is not None or subscription.get_publisher_count() > 0, 60)
         if node.poll() is not None:
             raise failure(node, 'the collision node stopped')
@@ -129,7 +132,7 @@ def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: 
             raise DemoError(f'the collision node did not publish {ANSWER_TOPIC} within 60 s')
         print('--- replaying the bag through DDS: play -> /camera/image_raw -> collision_node', flush=True)
         with background([sys.executable, '-m', 'rnn_perception', 'play', '--bag', str(bag), '--rate', str(rate),
-                         '--wait-for-subscriber', IMAGE_TOPIC, '--start-delay', '1']) as player:
+                         '--wait-for-subscriber', f'{IMAGE_TOPIC}=2', '--start-delay', '1']) as player:
             if not spin_until(lambda: player.poll() is not None, timeout_s):
                 raise DemoError(f'the bag replay did not finish within {timeout_s:.0f} s')
             if player.returncode != 0:
@@ -197,7 +200,7 @@ def report(bag: Path, weights: Path, answers: Answers, arrivals: Arrivals, thres
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog='python -m rnn_perception demo', description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--episodes', type=int, default=10, help='throws to simulate (default 10)')
@@ -248,10 +251,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .data.bags import BagError
     from .models.collision import ModelFileError
 
-    args = build_parser().parse_args(argv)
     try:
-        run(args)
-    except (DemoError, ModelFileError, BagError, OSError) as error:
-        print(f'demo: error: {error}', file=sys.stderr)
-        return 1
+        run(build_parser().parse_args(argv))
+    except (UsageError, DemoError, ModelFileError, BagError, OSError) as error:
+        return report_error('demo', error)
     return 0

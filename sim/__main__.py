@@ -4,8 +4,8 @@ Each simulator is a subcommand; adding one means writing a module with a
 ``register(subcommands)`` function (see ``sim.dodgeball.cli``) and listing it in
 :data:`SIMULATORS`; what generation shares (workers, shards, bag, preview) is in
 ``sim.pipeline``. Known errors print one line, ``sim: error: ...``, and exit with 1
-(2 for command-line syntax); Ctrl-C or SIGTERM exits with 130 after removing partial
-outputs.
+(2 for a bad command line), as the package's commands do (:mod:`rnn_perception.cli`); Ctrl-C or
+SIGTERM exits with 130 after removing partial outputs.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import argparse
 import signal
 import sys
 
+from rnn_perception.cli import OneLineParser, UsageError, report_error
 from rnn_perception.data.bags import BagError
 from rnn_perception.data.shards import DatasetError
 from sim.dodgeball import cli as dodgeball_cli
@@ -26,16 +27,9 @@ SIMULATORS = (dodgeball_cli, tactile_cli)
 REPORTED_ERRORS = (SimError, BagError, DatasetError, OSError)
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one ``sim: error: ...`` line (exit 2)."""
-
-    def error(self, message: str):
-        self.exit(2, f'sim: error: {message} (see --help)\n')
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``sim`` parser with one subcommand per simulator."""
-    parser = OneLineErrorParser(
+    parser = OneLineParser(
         prog='sim', description='Generate training data with a simulator; '
                                 '`python -m sim SIMULATOR --help` for its options.')
     subcommands = parser.add_subparsers(dest='simulator', required=True, metavar='SIMULATOR')
@@ -46,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        return report_error('sim', error)
     # Ctrl-C and SIGTERM stop the generation between episodes (see pipeline.request_stop),
     # which unwinds like Ctrl-C so staged outputs get removed.
     previous = {number: signal.signal(number, request_stop) for number in (signal.SIGINT, signal.SIGTERM)}
@@ -56,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print('sim: interrupted; partial outputs were removed', file=sys.stderr)
         return 130
     except REPORTED_ERRORS as error:
-        print(f'sim: error: {error}', file=sys.stderr)
-        return 1
+        return report_error('sim', error)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -89,9 +89,12 @@ def test_player_publishes_a_sqlite3_bag_as_recorded(tmp_path, make_node, ros_exe
     assert clocks and set(clocks) <= bag_times
 
 
-def test_player_waits_for_a_late_subscriber_and_loses_nothing(tmp_path):
-    """On a DDS domain of its own: in the run's domain, readers of processes killed by earlier
-    tests linger in discovery until their lease expires and would count as subscribers."""
+@pytest.mark.parametrize('subscribers', [1, 2])
+def test_player_waits_for_late_subscribers_and_loses_nothing(tmp_path, subscribers):
+    """``--wait-for-subscriber TOPIC=N``: the player holds back until N subscribers matched, and
+    each of them gets every frame. On a DDS domain of its own: in the run's domain, readers of
+    processes killed by earlier tests linger in discovery until their lease expires and would
+    count as subscribers."""
     import os
 
     import rclpy
@@ -103,29 +106,42 @@ def test_player_waits_for_a_late_subscriber_and_loses_nothing(tmp_path):
 
     bag = make_bag(tmp_path, episodes=1, storage='mcap')
     recorded = [stamp_to_ns(r.message.header.stamp) for r in read_bag(bag, [IMAGE_TOPIC])]
-    domain = 1 + (int(os.environ['ROS_DOMAIN_ID']) + 50) % 101
+    domain = 1 + (int(os.environ['ROS_DOMAIN_ID']) + 50 + subscribers) % 101
     context = Context()
     rclpy.init(context=context, domain_id=domain)
     executor = SingleThreadedExecutor(context=context)
+    images = [[] for _ in range(subscribers)]
     try:
         # the wait sees the player's side of the match; --start-delay then gives the listener's
         # side time to match too, or the first frames could outrun the player's keep-last history
         with python_subprocess(run_cli('play', '--bag', str(bag), '--rate', '4', '--start-delay', '1',
-                                       '--wait-for-subscriber', IMAGE_TOPIC),
+                                       '--wait-for-subscriber', f'{IMAGE_TOPIC}={subscribers}'),
                                env={'ROS_DOMAIN_ID': str(domain)}) as player:
-            time.sleep(3.0)              # the player is up and waiting: nothing may be lost meanwhile
-            assert player.poll() is None, process_output(player)
-            listener = rclpy.create_node('late_listener', context=context)
-            executor.add_node(listener)
-            images = []
-            listener.create_subscription(Image, IMAGE_TOPIC, lambda m: images.append(stamp_to_ns(m.header.stamp)),
-                                         reliable_qos(len(recorded)))
+            for index, received in enumerate(images):
+                time.sleep(3.0)          # the player is up and waiting: nothing may be lost meanwhile
+                assert player.poll() is None, process_output(player)
+                assert not any(images), 'the player started before all its subscribers matched'
+                listener = rclpy.create_node(f'late_listener_{index}', context=context)
+                executor.add_node(listener)
+                listener.create_subscription(Image, IMAGE_TOPIC, lambda m, received=received: received.append(
+                    stamp_to_ns(m.header.stamp)), reliable_qos(len(recorded)))
+                spin_until(executor, lambda: False, 0.5)
             assert wait_for_exit(executor, player) == 0, process_output(player)
-            spin_until(executor, lambda: len(images) == len(recorded), 5.0)
+            spin_until(executor, lambda: all(len(received) == len(recorded) for received in images), 5.0)
     finally:
         executor.shutdown()
         rclpy.try_shutdown(context=context)
-    assert images == recorded
+    assert images == [recorded] * subscribers
+
+
+@pytest.mark.parametrize('value', ['/camera/image_raw=0', '/camera/image_raw=two'])
+def test_player_refuses_a_bad_subscriber_count_in_one_line(tmp_path, capsys, value):
+    from rnn_perception.ros.player import main
+
+    assert main(['--bag', str(tmp_path), '--wait-for-subscriber', value]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("play: error: argument --wait-for-subscriber: expected TOPIC or TOPIC=N with N >= 1")
+    assert error.count('\n') == 1, error
 
 
 def test_player_refuses_to_wait_for_a_topic_it_does_not_play(tmp_path, capsys):

@@ -64,14 +64,15 @@ def test_eval_json_on_a_dataset_and_the_same_bag_agree(trained, capsys, tmp_path
     assert 'model / const velocity' in capsys.readouterr().out
 
 
-@pytest.mark.parametrize('argv,message', [
-    (['train', 'tactile', '--data', '/nonexistent', '--out', 'x.safetensors'], 'train tactile: error: /nonexistent'),
-    (['train', 'tactile', '--data', 'd', '--out', 'x', '--epochs', '0'], 'train tactile: error: argument --epochs'),
-    (['eval', 'tactile', '--weights', '/nonexistent.safetensors', '--data', '.'], 'eval tactile: error: '),
-    (['eval', 'tactile', '--weights', 'w'], 'eval tactile: error: one of the arguments --data --bag is required'),
+@pytest.mark.parametrize('argv,status,message', [
+    (['train', 'tactile', '--data', '/nonexistent', '--out', 'x.safetensors'], 1, 'train tactile: error: /nonexistent'),
+    (['train', 'tactile', '--data', 'd', '--out', 'x', '--epochs', '0'], 2, 'train tactile: error: argument --epochs'),
+    (['eval', 'tactile', '--weights', '/nonexistent.safetensors', '--data', '.'], 1, 'eval tactile: error: '),
+    (['eval', 'tactile', '--weights', 'w'], 2, 'eval tactile: error: one of the arguments --data --bag is required'),
 ])
-def test_bad_command_lines_exit_non_zero_with_one_line(capsys, argv, message):
-    assert main(argv) == 2
+def test_bad_command_lines_exit_non_zero_with_one_line(capsys, argv, status, message):
+    """Exit status 2 for a bad command line, 1 for bad input (rnn_perception.cli)."""
+    assert main(argv) == status
     error = capsys.readouterr().err
     assert error.startswith(message) and error.count('\n') == 1, error
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Callable, List, Optional
 
+from ..cli import report_error
 from ..data.bags import BagError
 from ..data.shards import DatasetError
 from ..training.utils import DeviceUnavailableError
@@ -12,10 +12,10 @@ from ..training.utils import DeviceUnavailableError
 
 def evaluation_main(model: str, argv: Optional[List[str]], build_parser: Callable[[], argparse.ArgumentParser],
                     run: Callable[[argparse.Namespace], int]) -> int:
-    """``python -m rnn_perception eval <model> ...``: parse and ``run``; bad input (a weights file,
-    a dataset, a bag, the device) is one line ``eval <model>: error: ...`` and exit status 2."""
+    """``python -m rnn_perception eval <model> ...``: parse and ``run``; a bad command line or bad
+    input (a weights file, a dataset, a bag, the device) is one line ``eval <model>: error: ...``
+    (exit status 2 and 1, see :mod:`rnn_perception.cli`)."""
     try:
         return run(build_parser().parse_args(argv))
     except (OSError, ValueError, DatasetError, BagError, DeviceUnavailableError) as error:
-        print(f'eval {model}: error: {error}', file=sys.stderr)   # bad input: one line, no traceback
-        return 2
+        return report_error(f'eval {model}', error)             # one line, no traceback

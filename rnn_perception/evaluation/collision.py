@@ -56,7 +56,7 @@ from rnn_perception.models.collision import (CollisionPredictor, frames_to_tenso
                                              resize_frames)
 from rnn_perception.ros.image_conversion import ImageConversionError, image_to_rgb
 from rnn_perception.training.utils import PathLike, atomic_path, probability, select_device
-from rnn_perception.training.zoo import OneLineParser
+from rnn_perception.cli import OneLineParser
 
 DEFAULT_THRESHOLD = 0.5      # when the weights' metadata has none
 EVAL_BATCH_SIZE = 32         # episodes per whole-sequence forward

@@ -48,7 +48,7 @@ from rnn_perception.data.tactile_dataset import (POSE_TOPIC, TACTILE_FIELDS, TAC
 from rnn_perception.evaluation import evaluation_main
 from rnn_perception.models.tactile import ANGLE, POSITION, TactilePredictor, load_tactile_model
 from rnn_perception.training.utils import PathLike, atomic_path, select_device
-from rnn_perception.training.zoo import OneLineParser
+from rnn_perception.cli import OneLineParser
 
 EPISODE_GAP_S = 0.1          # a longer silence between samples starts a new episode
 EVAL_BATCH_SIZE = 64         # episodes per whole-sequence forward

@@ -2,7 +2,6 @@
 guarding callbacks, ``~/reset``, the ``/diagnostics`` report (:class:`ModelNode`), and their ``main``."""
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
@@ -17,6 +16,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
+from ..cli import report_error
 from ..models.weights_file import ModelFileError
 from ..runtime.common import DiagnosticReport, ParameterSpec, Settings, parameter_checker
 from ..training.utils import DeviceUnavailableError
@@ -177,9 +177,8 @@ def run_node(name: str, make_node: Callable[[], Node], args: Optional[List[str]]
     try:
         node = make_node()
     except StartupError as error:
-        print(f'{name}: error: {error}', file=sys.stderr)
         rclpy.try_shutdown()
-        return 1
+        return report_error(name, error)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -1,4 +1,4 @@
-"""``python -m rnn_perception play --bag PATH [--rate R] [--loop] [--clock] [--wait-for-subscriber TOPIC] [--start-delay S]``.
+"""``python -m rnn_perception play --bag PATH [--rate R] [--loop] [--clock] [--wait-for-subscriber TOPIC[=N]] [--start-delay S]``.
 
 Publishes a rosbag2 (sqlite3 or mcap, read with the pure-Python ``rosbags``) over DDS with its
 recorded timing: ``ros2 bag play`` for machines without the ROS 2 CLI.
@@ -13,14 +13,16 @@ recorded timing: ``ros2 bag play`` for machines without the ROS 2 CLI.
   640x480 images) on best-effort links; a best-effort subscriber still matches it; keep-last 10
   never blocks the player on a slow subscriber, which just misses frames.
 * ``--clock`` also publishes ``/clock`` (bag time) for nodes run with ``use_sim_time``.
-* ``--wait-for-subscriber TOPIC`` (repeatable) holds playback until ``TOPIC`` has a matched
-  subscriber (at most :data:`SUBSCRIBER_WAIT_S`), so a replay that must reach a node from its
-  first message does not depend on how long discovery takes; ``--start-delay`` (default 1 s)
-  then gives the subscribers' side of the match (DDS discovery is not symmetric) and every
-  other subscriber time to complete.
+* ``--wait-for-subscriber TOPIC[=N]`` (repeatable) holds playback until ``TOPIC`` has ``N``
+  (default 1) matched subscribers (at most :data:`SUBSCRIBER_WAIT_S`), so a replay that must
+  reach a node from its first message does not depend on how long discovery takes: name the
+  count when several processes subscribe (the demo's listener and the node), or the first to
+  match releases the player; ``--start-delay`` (default 1 s) then gives the subscribers' side
+  of the match (DDS discovery is not symmetric) and every other subscriber time to complete.
 
 Errors (bag not found, not a rosbag2, corrupt, a topic recorded with two types, nothing
-playable) print one line ``play: error: ...`` and exit with 1; Ctrl-C exits with 130. The player
+playable) print one line ``play: error: ...`` and exit with 1 (2 for a bad command line);
+Ctrl-C exits with 130. The player
 plays any type on any topic, as ``ros2 bag play`` does: a subscriber of another type on that topic
 is simply never matched by DDS.
 """
@@ -31,7 +33,7 @@ import importlib
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import rclpy
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -40,6 +42,7 @@ from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
+from ..cli import OneLineParser, UsageError, report_error
 from ..data.bags import BagError, bag_records, one_line, open_bag
 
 PLAYER_DEPTH = 10
@@ -115,19 +118,20 @@ class BagPlayer:
         """Messages per pass over the bag (those of the played topics)."""
         return sum(c.msgcount for c in self._reader.connections if c.topic in self._publishers)
 
-    def wait_for_subscribers(self, topics: List[str], timeout_s: float) -> None:
-        """Return once every topic of ``topics`` has a matched subscriber."""
+    def wait_for_subscribers(self, topics: Dict[str, int], timeout_s: float) -> None:
+        """Return once every topic of ``topics`` has (at least) its number of matched subscribers."""
         unknown = sorted(set(topics) - set(self._publishers))
         if unknown:
             raise PlayerError(f'cannot wait for a subscriber of {", ".join(unknown)}: the bag has no such '
                               f'topic (it plays {", ".join(self.topics)})')
         deadline = time.monotonic() + timeout_s
         while True:
-            waiting = [topic for topic in topics if self._publishers[topic].get_subscription_count() == 0]
+            waiting = [f'{topic} ({matched} of {count})' for topic, count in topics.items()
+                       for matched in [self._publishers[topic].get_subscription_count()] if matched < count]
             if not waiting:
                 return
             if time.monotonic() > deadline:
-                raise PlayerError(f'no subscriber of {", ".join(waiting)} within {timeout_s:.0f} s')
+                raise PlayerError(f'too few subscribers matched within {timeout_s:.0f} s: {", ".join(waiting)}')
             time.sleep(0.05)
 
     def play_once(self, progress: tqdm) -> None:
@@ -160,16 +164,27 @@ class BagPlayer:
         self._clock_publisher.publish(clock)
 
 
+def subscriber_wait(text: str) -> Tuple[str, int]:
+    """``TOPIC`` or ``TOPIC=N`` -> ``(TOPIC, N)`` (an argparse type)."""
+    topic, _, count = text.partition('=')
+    if not count:
+        return topic, 1
+    if not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f'expected TOPIC or TOPIC=N with N >= 1, got {text!r}')
+    return topic, int(count)
+
+
 def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog='python -m rnn_perception play',
         description='Publish a rosbag2 (sqlite3 or mcap) over DDS with its recorded timing.')
     parser.add_argument('--bag', required=True, type=Path, help='rosbag2 directory')
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor (default 1)')
     parser.add_argument('--loop', action='store_true', help='play again and again until Ctrl-C')
     parser.add_argument('--clock', action='store_true', help='also publish /clock with the bag time')
-    parser.add_argument('--wait-for-subscriber', action='append', default=[], metavar='TOPIC',
-                        help=f'play only once TOPIC has a matched subscriber (waits up to '
+    parser.add_argument('--wait-for-subscriber', action='append', default=[], metavar='TOPIC[=N]',
+                        type=subscriber_wait,
+                        help=f'play only once TOPIC has N (default 1) matched subscribers (waits up to '
                              f'{SUBSCRIBER_WAIT_S:.0f} s; repeatable)')
     parser.add_argument('--start-delay', type=float, default=1.0, metavar='SECONDS',
                         help='wait before the first message, for subscribers to discover us (default 1)')
@@ -182,12 +197,11 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parse(argv)
     try:
+        args = _parse(argv)
         reader = open_playable_bag(args.bag)
-    except (BagError, PlayerError) as error:
-        print(f'play: error: {error}', file=sys.stderr)
-        return 1
+    except (UsageError, BagError, PlayerError) as error:
+        return report_error('play', error)
     rclpy.init()
     node = rclpy.create_node('rosbag2_player')
     try:
@@ -195,7 +209,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         node.get_logger().info(f'playing {args.bag} ({player.message_count} messages on '
                                f'{", ".join(player.topics)}) at rate {args.rate:g}'
                                f'{", looping" if args.loop else ""}')
-        player.wait_for_subscribers(args.wait_for_subscriber, SUBSCRIBER_WAIT_S)
+        player.wait_for_subscribers(dict(args.wait_for_subscriber), SUBSCRIBER_WAIT_S)
         time.sleep(args.start_delay)
         started = time.monotonic()
         while True:
@@ -206,8 +220,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         node.get_logger().info(f'published {player.published} messages in {time.monotonic() - started:.1f} s')
         return 0
     except (BagError, PlayerError) as error:
-        print(f'play: error: {error}', file=sys.stderr)
-        return 1
+        return report_error('play', error)
     except KeyboardInterrupt:
         return 130
     finally:

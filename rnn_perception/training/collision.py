@@ -61,7 +61,7 @@ from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor
                                              load_collision_model, resize_frames, save_collision_model)
 from rnn_perception.training.utils import (MetricsWriter, OutputPaths, clip_gradients, fraction, manifest_sha256,
                                            plot_curves, probability, training_main, write_text_atomic)
-from rnn_perception.training.zoo import OneLineParser, number
+from rnn_perception.cli import OneLineParser, number
 
 # The calibrated threshold may give up this much validation accuracy for earlier warnings.
 ACCURACY_MARGIN = 0.01

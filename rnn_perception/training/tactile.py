@@ -46,7 +46,7 @@ from rnn_perception.models.tactile import (TactileConfig, TactilePredictor, load
                                            tactile_features)
 from rnn_perception.training.utils import (MetricsWriter, OutputPaths, clip_gradients, fraction, manifest_sha256,
                                            plot_curves, training_main, write_text_atomic)
-from rnn_perception.training.zoo import OneLineParser, number
+from rnn_perception.cli import OneLineParser, number
 
 STD_FLOOR = 1e-6        # a component that never varies (the pose's y) is divided by this, not 0
 

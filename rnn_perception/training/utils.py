@@ -26,6 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from rnn_perception.cli import report_error
 from rnn_perception.data.shards import MANIFEST_NAME, DatasetError
 
 PathLike = Union[str, os.PathLike]
@@ -222,13 +223,12 @@ class OutputPaths:
 def training_main(model: str, argv: Optional[Sequence[str]], build_parser: Callable[[], argparse.ArgumentParser],
                   train: Callable[[argparse.Namespace, torch.device], int]) -> int:
     """``python -m rnn_perception train <model> ...``: parse (recording the command in
-    ``args.command``), pick the device, train; bad input is one line ``train <model>: error: ...``
-    and exit status 2."""
+    ``args.command``), pick the device, train; a bad command line or bad input is one line
+    ``train <model>: error: ...`` (exit status 2 and 1, see :mod:`rnn_perception.cli`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
         args.command = ' '.join([f'python -m rnn_perception train {model}', *map(shlex.quote, argv)])
         return train(args, select_device(args.device))
     except (OSError, ValueError, DatasetError, DeviceUnavailableError) as error:   # bad input: one line
-        print(f'train {model}: error: {error}', file=sys.stderr)
-        return 2
+        return report_error(f'train {model}', error)

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from rnn_perception.cells import SequenceRunner, make_cell_type
+from rnn_perception.cli import OneLineParser, number, report_error
 from rnn_perception.data.sequences import TASKS, Split, SequenceTask, load_task
 from rnn_perception.training.utils import (DeviceUnavailableError, MetricsWriter, atomic_path, clip_gradients,
                                            cpu_threads, load_checkpoint, plot_curves, save_checkpoint,
@@ -85,31 +86,6 @@ class Score:
 
 
 # ---------------------------------------------------------------------------------------- CLI
-class UsageError(ValueError):
-    """A bad command-line argument."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Raises ``UsageError`` on bad arguments instead of printing usage and exiting, so ``main``
-    reports them in one line and returns non-zero."""
-
-    def error(self, message: str):
-        raise UsageError(message)
-
-
-def number(kind: type, zero_allowed: bool = False):
-    """An argparse type: a positive ``kind`` (int or float), or also 0 with ``zero_allowed``."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'expected {kind.__name__}, got {text!r}') from None
-        if value < 0 or (value == 0 and not zero_allowed):
-            raise argparse.ArgumentTypeError(f'must be {">= 0" if zero_allowed else "> 0"}, got {text}')
-        return value
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog='zoo', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model-type', choices=MODEL_TYPES, default='lstm', help='recurrent cell (default: lstm)')
@@ -324,8 +300,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with cpu_threads(args.threads):
             return test(args, device) if args.test else train(args, device)
     except (OSError, ValueError, DeviceUnavailableError) as error:   # bad input: one line, no traceback
-        print(f'zoo: error: {error}', file=sys.stderr)
-        return 2
+        return report_error('zoo', error)
 
 
 if __name__ == '__main__':
