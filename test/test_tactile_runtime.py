@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from rnn_perception.data.tactile_dataset import angle_quaternion
+from rnn_perception.data.tactile_dataset import TACTILE_FIELDS, angle_quaternion
 from rnn_perception.evaluation.tactile import stepped_predictions
 from rnn_perception.models.tactile import TactileConfig, TactilePredictor, save_tactile_model
 from rnn_perception.models.weights_file import ModelFileError
 from rnn_perception.runtime.common import DIAGNOSTIC_OK, DIAGNOSTIC_WARN
-from rnn_perception.runtime.tactile import (PARAMETERS, Outcome, TactileDiagnostics, TactileRuntime, TactileSettings,
-                                            load_predictor, parameter_problem, pose_fields)
+from rnn_perception.runtime.tactile import (PARAMETERS, BadInput, Outcome, TactileDiagnostics, TactileRuntime,
+                                            TactileSettings, load_predictor, parameter_problem, pose_fields,
+                                            tactile_values)
 from test_tactile_model import NORMALISATION, make_model
 
 CONFIG = TactileConfig(hidden_size=8, num_layers=2, head_size=6, horizon=5)
@@ -86,6 +87,25 @@ def test_bad_tactile_arrays_are_counted_and_skipped_with_their_sample_keeping_th
     good = np.concatenate([tactile[:2], tactile[3:]]), np.concatenate([poses[:2], poses[3:]])
     expected = stepped_predictions(runtime.model, *good, torch.device('cpu'))[2:]
     np.testing.assert_allclose(np.stack([r.poses for r in later if r.poses is not None]), expected, atol=1e-5)
+
+
+def labelled(values, labels, offset=0):
+    dimension = SimpleNamespace(label=labels, size=len(values) - offset, stride=len(values) - offset)
+    return SimpleNamespace(layout=SimpleNamespace(dim=[dimension] if labels is not None else [], data_offset=offset),
+                           data=np.asarray(values, np.float32))
+
+
+def test_the_tactile_layout_is_honoured():
+    values = np.arange(21, dtype=np.float32)
+    fields = ','.join(TACTILE_FIELDS)
+    for message in (labelled(values, fields), labelled(values, None), labelled(values, 'taxels'),
+                    labelled(np.concatenate([[9.0, 9.0], values]), fields, offset=2)):
+        np.testing.assert_array_equal(tactile_values(message), values)
+    swapped = ','.join(TACTILE_FIELDS[:-2] + ('pac', 'pdc'))
+    with pytest.raises(BadInput, match=f'tactile array fields {swapped} are not the expected {fields}'):
+        tactile_values(labelled(values, swapped))
+    with pytest.raises(BadInput, match='holds 19 values'):
+        tactile_values(labelled(values, None, offset=2))
 
 
 def test_bad_poses_are_rejected(runtime):

@@ -105,8 +105,20 @@ class BadInput(ValueError):
 
 
 def tactile_values(message) -> np.ndarray:
-    """``std_msgs/Float32MultiArray`` (anything with ``data``) -> the 21 values, or :class:`BadInput`."""
+    """``std_msgs/Float32MultiArray`` (anything with ``data``) -> the 21 values, or :class:`BadInput`.
+
+    The layout, where there is one, is honoured: ``data_offset`` values are skipped, and a first
+    dimension whose label lists the fields (comma-separated, as ``sim tactile --bag`` writes)
+    must list :data:`TACTILE_FIELDS` in that order: a sensor driver with another order is refused
+    rather than misread. An empty layout or a plain label (``"taxels"``) means the documented order.
+    """
+    layout = getattr(message, 'layout', None)
     values = np.asarray(message.data, dtype=np.float32).reshape(-1)
+    if layout is not None:
+        values = values[layout.data_offset:]
+        labels = tuple(layout.dim[0].label.split(',')) if layout.dim else ()
+        if len(labels) > 1 and labels != TACTILE_FIELDS:
+            raise BadInput(f'tactile array fields {",".join(labels)} are not the expected {",".join(TACTILE_FIELDS)}')
     if values.size != NUM_TACTILE:
         raise BadInput(f'tactile array holds {values.size} values, expected {NUM_TACTILE} '
                        f'({",".join(TACTILE_FIELDS)})')
