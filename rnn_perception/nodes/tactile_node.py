@@ -7,8 +7,8 @@ Topics (relative names, so a namespace applies; remap them to your sensor and po
   PDC, PAC, the layout ``python -m sim tactile --bag`` writes; see
   :mod:`rnn_perception.data.tactile_dataset`; a layout's ``data_offset`` is honoured and field
   names in its label are checked, see :func:`~rnn_perception.runtime.tactile.tactile_values`)
-  and ``object/pose`` (``geometry_msgs/PoseStamped``: the object's current pose estimate, the model's other
-  input), both reliable, keep-last :data:`INPUT_DEPTH`;
+  and ``object/pose`` (``geometry_msgs/PoseStamped``: the object's current pose estimate,
+  the model's other input), both reliable, keep-last :data:`INPUT_DEPTH`;
 * publishes ``predicted_poses`` (``geometry_msgs/PoseArray``): the next ``horizon`` (20) poses
   for every sample, header stamp = the sample's time (its pose's stamp), frame id = the
   ``frame_id`` parameter;
