@@ -5,8 +5,8 @@ them from the merged mapping with type checks and names the offending key on err
 :func:`load_config` does the whole defaults → file → flags chain. :class:`ConfigOption` maps
 a command-line flag onto a key, so ``--help`` and the overrides come from one table;
 :func:`run_options` are the flags every simulator has (episodes, seed, outputs, workers).
-:class:`OutputConfig` and :func:`run_checks` are the output section and the checks every
-simulator shares.
+:class:`SimulatorConfig` is what every simulator's config has (counts, seed, the
+:class:`OutputConfig` section) with their checks; a simulator's config extends it.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,9 +108,16 @@ class ConfigOption:
         return self.flag.lstrip('-').replace('-', '_')
 
 
-def add_config_options(parser: argparse.ArgumentParser, options: Sequence[ConfigOption],
-                       defaults: dict) -> None:
-    """Add ``options`` to ``parser``; each help text ends with the default from ``defaults``."""
+def add_simulator(subcommands, name: str, help_: str, description: str, defaults_path: Path,
+                  options: Sequence[ConfigOption], run: typing.Callable[[argparse.Namespace], None]) -> None:
+    """Add simulator ``name`` to ``python -m sim``: ``--config YAML`` and ``options`` (each
+    help text ends with its default from ``defaults_path``); ``run(args)`` generates."""
+    parser = subcommands.add_parser(name, help=help_, description=description,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', metavar='YAML',
+                        help=f'parameters overriding the defaults in config/{defaults_path.name}')
+    parser.set_defaults(run=run)
+    defaults = load_yaml(defaults_path)
     for option in options:
         help_text = f'{option.help} (default: {get_path(defaults, option.path)})'
         if option.type is bool:
@@ -153,29 +160,44 @@ class OutputConfig:
     preview: str | None
 
 
-def run_checks(config) -> Iterator[tuple[bool, str]]:
-    """(condition, message if it fails) for the keys every simulator config has: ``episodes``,
-    ``seed``, ``workers``, ``episodes_per_shard`` and ``output`` (an :class:`OutputConfig`)."""
-    output = config.output
-    yield config.episodes >= 1, f'episodes must be at least 1, got {config.episodes}'
-    yield config.seed >= 0, f'seed must be non-negative, got {config.seed}'
-    yield config.workers >= 1, f'workers must be at least 1, got {config.workers}'
-    yield config.episodes_per_shard >= 1, (
-        f'episodes_per_shard must be at least 1, got {config.episodes_per_shard}')
-    yield output.storage in STORAGE_PLUGINS, (
-        f'unknown bag storage {output.storage!r} (choose from {", ".join(STORAGE_PLUGINS)})')
-    paths = [path for path in (output.out, output.bag, output.preview) if path]
-    yield len({os.path.abspath(path) for path in paths}) == len(paths), (
-        'the dataset, bag and preview paths must differ')
-    yield output.bag_episode_gap_s > 0, (
-        f'bag_episode_gap_s must be positive, got {output.bag_episode_gap_s}')
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """What every simulator's config has; each simulator's config adds its sections and extends
+    :meth:`_checks` with theirs."""
 
+    episodes: int
+    seed: int
+    workers: int
+    episodes_per_shard: int
+    output: OutputConfig
 
-def raise_first_failure(checks: Iterable[tuple[bool, str]]) -> None:
-    """Raise SimError with the message of the first failed check."""
-    for ok, message in checks:
-        if not ok:
-            raise SimError(message)
+    def dataset_parameters(self) -> dict:
+        """The parameters that shape the dataset's bytes (for its manifest)."""
+        parameters = dataclasses.asdict(self)
+        del parameters['output'], parameters['workers']
+        return parameters
+
+    def validate(self) -> None:
+        """Raise SimError naming the first nonsensical parameter."""
+        for ok, message in self._checks():
+            if not ok:
+                raise SimError(message)
+
+    def _checks(self) -> Iterator[tuple[bool, str]]:
+        """(condition, message if it fails) for every constraint."""
+        output = self.output
+        yield self.episodes >= 1, f'episodes must be at least 1, got {self.episodes}'
+        yield self.seed >= 0, f'seed must be non-negative, got {self.seed}'
+        yield self.workers >= 1, f'workers must be at least 1, got {self.workers}'
+        yield self.episodes_per_shard >= 1, (
+            f'episodes_per_shard must be at least 1, got {self.episodes_per_shard}')
+        yield output.storage in STORAGE_PLUGINS, (
+            f'unknown bag storage {output.storage!r} (choose from {", ".join(STORAGE_PLUGINS)})')
+        paths = [path for path in (output.out, output.bag, output.preview) if path]
+        yield len({os.path.abspath(path) for path in paths}) == len(paths), (
+            'the dataset, bag and preview paths must differ')
+        yield output.bag_episode_gap_s > 0, (
+            f'bag_episode_gap_s must be positive, got {output.bag_episode_gap_s}')
 
 
 def load_config(cls: type, defaults_path: Path, config_path: str | Path | None = None,

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from sim.config import ConfigOption, add_config_options, overrides_from_args, run_options
-from sim.dodgeball.config import DEFAULTS_PATH, default_mapping, load_dodgeball_config
+from sim.config import ConfigOption, add_simulator, overrides_from_args, run_options
+from sim.dodgeball.config import DEFAULTS_PATH, load_dodgeball_config
 
 OPTIONS = (
     *run_options('throws', 'image, camera info, ground truth',
@@ -26,13 +26,8 @@ contact sheet. Every parameter can also come from a YAML file (--config); flags 
 
 def register(subcommands) -> None:
     """Add the ``dodgeball`` subcommand to ``python -m sim``."""
-    parser = subcommands.add_parser(
-        'dodgeball', help='ball-throwing collision data (camera frames + labels)',
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', metavar='YAML',
-                        help=f'parameters overriding the defaults in config/{DEFAULTS_PATH.name}')
-    add_config_options(parser, OPTIONS, default_mapping())
-    parser.set_defaults(run=run)
+    add_simulator(subcommands, 'dodgeball', 'ball-throwing collision data (camera frames + labels)',
+                  DESCRIPTION, DEFAULTS_PATH, OPTIONS, run)
 
 
 def run(args: argparse.Namespace) -> None:

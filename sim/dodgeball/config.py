@@ -1,11 +1,10 @@
 """Parameters of the dodgeball simulator (defaults: ``config/dodgeball_sim.yaml``)."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim.config import OutputConfig, load_config, load_yaml, raise_first_failure, run_checks
+from sim.config import SimulatorConfig, load_config
 
 DEFAULTS_PATH = Path(__file__).resolve().parents[2] / 'config' / 'dodgeball_sim.yaml'
 
@@ -68,33 +67,17 @@ class EpisodeConfig:
 
 
 @dataclass(frozen=True)
-class DodgeballConfig:
+class DodgeballConfig(SimulatorConfig):
     """Everything ``python -m sim dodgeball`` needs."""
 
-    episodes: int
-    seed: int
-    workers: int
-    episodes_per_shard: int
-    output: OutputConfig
     camera: CameraConfig
     physics: PhysicsConfig
     throw: ThrowConfig
     episode: EpisodeConfig
 
-    def dataset_parameters(self) -> dict:
-        """The parameters that shape the dataset's bytes (for its manifest)."""
-        parameters = dataclasses.asdict(self)
-        del parameters['output'], parameters['workers']
-        return parameters
-
-    def validate(self) -> None:
-        """Raise SimError naming the first nonsensical parameter."""
-        raise_first_failure(self._checks())
-
     def _checks(self):
-        """(condition, message if it fails) for every constraint."""
         camera, physics, throw, episode = self.camera, self.physics, self.throw, self.episode
-        yield from run_checks(self)
+        yield from super()._checks()
         yield 8 <= camera.image_size <= 1024, (
             f'image size must be between 8 and 1024 pixels, got {camera.image_size}')
         yield camera.fps > 0, f'fps must be positive, got {camera.fps}'
@@ -122,11 +105,6 @@ class DodgeballConfig:
             'episode.tail_after_contact_s must be non-negative')
         yield episode.max_duration_s > 0, 'episode.max_duration_s must be positive'
         yield episode.passed_margin_m >= 0, 'episode.passed_margin_m must be non-negative'
-
-
-def default_mapping() -> dict:
-    """The defaults file as a mapping."""
-    return load_yaml(DEFAULTS_PATH)
 
 
 def load_dodgeball_config(config_path: str | Path | None = None,

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from sim.config import ConfigOption, add_config_options, overrides_from_args, run_options
-from sim.tactile.config import DEFAULTS_PATH, default_mapping, load_tactile_config
+from sim.config import ConfigOption, add_simulator, overrides_from_args, run_options
+from sim.tactile.config import DEFAULTS_PATH, load_tactile_config
 
 OPTIONS = (
     *run_options('grasps', '/tactile/raw and the ground truth on /object/pose',
@@ -27,13 +27,8 @@ come from a YAML file (--config); flags win.
 
 def register(subcommands) -> None:
     """Add the ``tactile`` subcommand to ``python -m sim``."""
-    parser = subcommands.add_parser(
-        'tactile', help='grasp slip data (tactile stream + object pose)',
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', metavar='YAML',
-                        help=f'parameters overriding the defaults in config/{DEFAULTS_PATH.name}')
-    add_config_options(parser, OPTIONS, default_mapping())
-    parser.set_defaults(run=run)
+    add_simulator(subcommands, 'tactile', 'grasp slip data (tactile stream + object pose)',
+                  DESCRIPTION, DEFAULTS_PATH, OPTIONS, run)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -1,11 +1,10 @@
 """Parameters of the tactile slip simulator (defaults: ``config/tactile_sim.yaml``)."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim.config import OutputConfig, load_config, load_yaml, raise_first_failure, run_checks
+from sim.config import SimulatorConfig, load_config
 
 DEFAULTS_PATH = Path(__file__).resolve().parents[2] / 'config' / 'tactile_sim.yaml'
 
@@ -95,33 +94,17 @@ class SensorConfig:
 
 
 @dataclass(frozen=True)
-class TactileConfig:
+class TactileConfig(SimulatorConfig):
     """Everything ``python -m sim tactile`` needs."""
 
-    episodes: int
-    seed: int
-    workers: int
-    episodes_per_shard: int
-    output: OutputConfig
     episode: EpisodeConfig
     object: ObjectConfig
     grip: GripConfig
     sensor: SensorConfig
 
-    def dataset_parameters(self) -> dict:
-        """The parameters that shape the dataset's bytes (for its manifest)."""
-        parameters = dataclasses.asdict(self)
-        del parameters['output'], parameters['workers']
-        return parameters
-
-    def validate(self) -> None:
-        """Raise SimError naming the first nonsensical parameter."""
-        raise_first_failure(self._checks())
-
     def _checks(self):
-        """(condition, message if it fails) for every constraint."""
         episode, obj, grip, sensor = self.episode, self.object, self.grip, self.sensor
-        yield from run_checks(self)
+        yield from super()._checks()
         yield episode.rate_hz > 0, f'rate_hz must be positive, got {episode.rate_hz}'
         yield episode.physics_hz >= episode.rate_hz, (
             f'physics_hz ({episode.physics_hz}) cannot be below rate_hz ({episode.rate_hz})')
@@ -161,11 +144,6 @@ class TactileConfig:
                 'pac_floor')
         yield all(getattr(sensor, name) >= 0 for name in stds), (
             'sensor offsets, noise and floor must be non-negative')
-
-
-def default_mapping() -> dict:
-    """The defaults file as a mapping."""
-    return load_yaml(DEFAULTS_PATH)
 
 
 def load_tactile_config(config_path: str | Path | None = None,
