@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import fields
+from dataclasses import FrozenInstanceError, fields
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,13 +21,19 @@ FPS = 30.0
 
 
 # ----------------------------------------------------------------------------------- parameters
-def test_settings_mirror_the_declared_parameters():
-    defaults = CollisionSettings()
-    assert [f.name for f in fields(CollisionSettings)] == [spec.name for spec in PARAMETERS]
+def test_every_parameter_is_described_and_its_default_accepted():
     for spec in PARAMETERS:
-        assert getattr(defaults, spec.name) == spec.default
         assert spec.description
         assert parameter_problem(spec.name, spec.default) is None
+
+
+def test_settings_are_built_from_the_parameter_specs():
+    defaults = CollisionSettings()
+    assert [f.name for f in fields(CollisionSettings)] == [spec.name for spec in PARAMETERS]
+    assert CollisionSettings.__module__ == 'rnn_perception.runtime.collision'
+    assert all(getattr(defaults, spec.name) == spec.default for spec in PARAMETERS)
+    with pytest.raises(FrozenInstanceError):
+        defaults.reset_gap_s = 1.0
 
 
 @pytest.mark.parametrize('name,value,reason', [
@@ -55,8 +61,10 @@ def test_good_parameter_values_pass(name, value):
 
 
 def test_settings_update_ignores_other_names():
-    settings = CollisionSettings().updated({'reset_gap_s': 2.0, 'use_sim_time': True})
+    defaults = CollisionSettings()
+    settings = defaults.updated({'reset_gap_s': 2.0, 'use_sim_time': True})
     assert settings.reset_gap_s == 2.0 and not hasattr(settings, 'use_sim_time')
+    assert defaults.reset_gap_s != 2.0 and settings.cpu_threads == defaults.cpu_threads
 
 
 # --------------------------------------------------------------------------------- frame policy

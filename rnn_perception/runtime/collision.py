@@ -41,7 +41,7 @@ from ..training.utils import select_device
 from .common import (  # noqa: F401  (re-exported: the collision node's interface)
     DIAGNOSTIC_OK, DIAGNOSTIC_WARN, DIAGNOSTICS_PERIOD, LATENCY_WINDOW, CpuFallback, DiagnosticReport, LatencyStats,
     ParameterSpec, ResetPolicy, Settings, at_least_one, check_parameter, finite_above, format_ms, model_parameters,
-    one_of, parameter_checker, shipped_model_path, stamp_seconds)
+    one_of, parameter_checker, settings_class, shipped_model_path, stamp_seconds)
 
 DEFAULT_THRESHOLD = 0.5                # when the weights' metadata has none
 RELIABILITY_CHOICES = ('auto', 'reliable', 'best_effort')
@@ -107,23 +107,7 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
 parameter_problem = parameter_checker(PARAMETERS)
 
 
-@dataclass(frozen=True)
-class CollisionSettings(Settings):
-    """The parameters' current values (see :data:`PARAMETERS` for their meaning)."""
-
-    weights: str = ''
-    device: str = 'auto'
-    cpu_threads: int = 1
-    image_qos: str = 'auto'
-    image_queue_depth: int = 1
-    reset_gap_s: float = 0.5
-    max_frame_age_s: float = 0.5
-    subsample_to_model_rate: bool = True
-    alert_on_threshold: float = -1.0
-    alert_hysteresis: float = 0.1
-    no_frame_warning_s: float = 5.0
-    diagnostics_period_s: float = 1.0
-
+CollisionSettings = settings_class('CollisionSettings', PARAMETERS, __name__)
 
 
 # -------------------------------------------------------------------------------- frame policy

@@ -8,7 +8,7 @@ import itertools
 import math
 import re
 from collections import deque
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
@@ -95,6 +95,17 @@ class Settings:
         """A copy with ``values`` (parameter name -> value) applied; other names are ignored."""
         names = {f.name for f in fields(self)}
         return replace(self, **{name: value for name, value in values.items() if name in names})
+
+
+def settings_class(name: str, specs: Sequence[ParameterSpec], module: str) -> type:
+    """A frozen :class:`Settings` dataclass ``name`` with one field per parameter of ``specs``,
+    in order, typed and defaulted by its spec: the specs stay the one place a parameter is
+    written down (as ``generate_parameter_library`` does for C++ nodes)."""
+    cls = make_dataclass(name, [(spec.name, type(spec.default), field(default=spec.default)) for spec in specs],
+                         bases=(Settings,), frozen=True)
+    cls.__module__ = module
+    cls.__doc__ = f"The parameters' current values: {', '.join(spec.name for spec in specs)} (see the specs)."
+    return cls
 
 
 # -------------------------------------------------------------------------------- input policy

@@ -46,8 +46,8 @@ from ..models.tactile import TactilePredictor, TactileState, load_tactile_model
 from ..models.weights_file import ModelFileError, checked_weights_path
 from ..training.utils import select_device
 from .common import (DIAGNOSTIC_OK, DIAGNOSTIC_WARN, DIAGNOSTICS_PERIOD, CpuFallback, DiagnosticReport, LatencyStats,
-                     ParameterSpec, ResetPolicy, Settings, finite_above, format_ms, model_parameters, parameter_checker,
-                     shipped_model_path)
+                     ParameterSpec, ResetPolicy, finite_above, format_ms, model_parameters, parameter_checker,
+                     settings_class, shipped_model_path)
 
 NUM_TACTILE = len(TACTILE_FIELDS)
 INPUT_SIZE = (NUM_TACTILE, 1)      # what ResetPolicy compares: fixed, only stamps can reset
@@ -87,16 +87,7 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
 parameter_problem = parameter_checker(PARAMETERS)
 
 
-@dataclass(frozen=True)
-class TactileSettings(Settings):
-    """The parameters' current values (see :data:`PARAMETERS` for their meaning)."""
-
-    weights: str = ''
-    device: str = 'auto'
-    cpu_threads: int = 1
-    frame_id: str = 'gripper'
-    reset_gap_s: float = 0.1
-    diagnostics_period_s: float = 1.0
+TactileSettings = settings_class('TactileSettings', PARAMETERS, __name__)
 
 
 # ---------------------------------------------------------------------------------------- input
