@@ -13,6 +13,7 @@ from rnn_perception.data.dodgeball_dataset import (DodgeballEpisode, build_manif
 from rnn_perception.evaluation import collision as evaluation
 from rnn_perception.models.collision import load_collision_model
 from rnn_perception.training import collision as training
+from rnn_perception.training.utils import split_by_episode
 
 FPS = 30.0
 
@@ -94,7 +95,7 @@ def test_ball_mask_marks_the_cells_the_ball_crosses():
 
 def test_split_is_by_episode_disjoint_and_keeps_both_labels(dataset):
     episodes, _ = training.load_episodes(str(dataset), (16, 16), GRID)
-    train, val = training.split_episodes(episodes, 0.25, seed=0)
+    train, val = split_by_episode(episodes, [e.hit for e in episodes], 0.25, seed=0)
     assert len(train) + len(val) == len(episodes) and len(val) == 4
     assert not {e.index for e in train} & {e.index for e in val}
     assert {e.hit for e in val} == {True, False}

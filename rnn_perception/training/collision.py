@@ -48,20 +48,20 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from rnn_perception.cli import number
 from rnn_perception.data.dodgeball_dataset import (DatasetError, DodgeballEpisode,
                                                    load_dodgeball_dataset)
 from rnn_perception.evaluation.collision import (EpisodeTrace, calibrate_threshold, collision_metrics, plot_roc,
                                                  plot_traces, sequence_probabilities)
 from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor, frames_to_tensor,
                                              load_collision_model, resize_frames, save_collision_model)
-from rnn_perception.training.utils import (MetricsWriter, OutputPaths, clip_gradients, fraction, manifest_sha256,
-                                           plot_curves, probability, training_main, write_text_atomic)
-from rnn_perception.cli import OneLineParser, number
+from rnn_perception.training.utils import (MetricsWriter, OutputPaths, add_run_options, clip_gradients,
+                                           manifest_sha256, plot_curves, probability, split_by_episode,
+                                           trainer_parser, training_main, write_text_atomic)
 
 # The calibrated threshold may give up this much validation accuracy for earlier warnings.
 ACCURACY_MARGIN = 0.01
@@ -134,18 +134,6 @@ def ball_mask(frames: np.ndarray, grid: Sequence[int]) -> np.ndarray:
     moving = np.abs(frames.astype(np.int16) - background).sum(-1) > BALL_PIXEL_DIFFERENCE
     pooled = F.adaptive_avg_pool2d(torch.from_numpy(moving).float().unsqueeze(1), tuple(grid))
     return pooled.squeeze(1).numpy().astype(np.float16)
-
-
-def split_episodes(episodes: List[Episode], val_fraction: float, seed: int) -> Tuple[List[Episode], List[Episode]]:
-    """Train/validation split by episode, stratified by label; both sides get hits and misses."""
-    hits = [e.hit for e in episodes]
-    val_size = max(2, round(val_fraction * len(episodes)))
-    if val_size > len(episodes) - 2:
-        raise DatasetError(f'{len(episodes)} episodes are too few to split off a validation set')
-    stratify = hits if min(sum(hits), len(hits) - sum(hits)) >= 2 else None
-    train, val = train_test_split(np.arange(len(episodes)), test_size=val_size, stratify=stratify,
-                                  random_state=seed)
-    return [episodes[i] for i in train], [episodes[i] for i in val]
 
 
 def channel_statistics(episodes: Sequence[Episode]) -> Tuple[np.ndarray, np.ndarray]:
@@ -355,7 +343,7 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
                              head_channels=args.head_channels, coordinates=args.coordinates)
     started = time.perf_counter()
     episodes, manifest = load_episodes(args.data, config.image_size, CollisionPredictor(config).feature_size())
-    train_set, val = split_episodes(episodes, args.val_fraction, args.seed)
+    train_set, val = split_by_episode(episodes, [e.hit for e in episodes], args.val_fraction, args.seed)
     data = {'fps': manifest['fps'], 'manifest_sha256': manifest_sha256(args.data),
             'train_episodes': len(train_set), 'val_episodes': len(val)}
     torch.manual_seed(args.seed)
@@ -408,11 +396,7 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
 
 # ------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog='rnn_perception train collision', description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data', required=True, metavar='DIR', help='dodgeball dataset (python -m sim dodgeball)')
-    parser.add_argument('--out', required=True, metavar='FILE', help='weights file to write (.safetensors)')
-    parser.add_argument('--run-dir', metavar='DIR', help='where the reports go (default: beside --out)')
+    parser = trainer_parser('collision', __doc__, 'dodgeball dataset (python -m sim dodgeball)')
     defaults = CollisionConfig()
     parser.add_argument('--image-size', type=number(int), default=defaults.image_size[0], metavar='PX',
                         help=f'square model input; frames are resized to it (default: {defaults.image_size[0]})')
@@ -445,7 +429,6 @@ def build_parser() -> argparse.ArgumentParser:
                              '(default: 0.3)')
     parser.add_argument('--aux-weight', type=number(float, zero_allowed=True), default=1.0,
                         help='weight of the auxiliary ball mask and ball state losses (default: 1.0)')
-    parser.add_argument('--val-fraction', type=fraction, default=0.15, help='episodes held out (default: 0.15)')
     parser.add_argument('--threshold', type=probability,
                         help='decision threshold stored with the weights (default: calibrated on the validation '
                              'episodes every epoch, see --accuracy-margin)')
@@ -453,10 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='the calibrated threshold is the lowest whose validation accuracy is within this '
                              'much of the best: earlier warnings for a little accuracy '
                              f'(default: {ACCURACY_MARGIN:g}, one point)')
-    parser.add_argument('--seed', type=int, default=0, help='split, initial weights, batches, augmentation (default: 0)')
-    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
-                        help='auto: cuda when available, else cpu (default: auto)')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
+    add_run_options(parser, 'split, initial weights, batches, augmentation')
     return parser
 
 

@@ -36,17 +36,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 from tqdm import tqdm
 
+from rnn_perception.cli import number
 from rnn_perception.data.tactile_dataset import DatasetError, TactileEpisode, load_tactile_dataset
 from rnn_perception.evaluation.tactile import baseline_ratio, plot_trajectories, sequence_predictions, tactile_metrics
 from rnn_perception.models.tactile import (TactileConfig, TactilePredictor, load_tactile_model, save_tactile_model,
                                            tactile_features)
-from rnn_perception.training.utils import (MetricsWriter, OutputPaths, clip_gradients, fraction, manifest_sha256,
-                                           plot_curves, training_main, write_text_atomic)
-from rnn_perception.cli import OneLineParser, number
+from rnn_perception.training.utils import (MetricsWriter, OutputPaths, add_run_options, clip_gradients,
+                                           manifest_sha256, plot_curves, split_by_episode, trainer_parser,
+                                           training_main, write_text_atomic)
 
 STD_FLOOR = 1e-6        # a component that never varies (the pose's y) is divided by this, not 0
 
@@ -59,19 +59,6 @@ def load_episodes(data_dir: str) -> Tuple[List[TactileEpisode], Dict[str, Any]]:
     if len(episodes) < 4:
         raise DatasetError(f'{data_dir}: training needs at least 4 episodes, it holds {len(episodes)}')
     return episodes, dataset.manifest
-
-
-def split_episodes(episodes: List[TactileEpisode], val_fraction: float,
-                   seed: int) -> Tuple[List[TactileEpisode], List[TactileEpisode]]:
-    """Train/validation split by episode, stratified by slip when both sides can have slips."""
-    val_size = max(2, round(val_fraction * len(episodes)))
-    if val_size > len(episodes) - 2:
-        raise DatasetError(f'{len(episodes)} episodes are too few to split off a validation set')
-    slipped = [e.slipped for e in episodes]
-    stratify = slipped if min(sum(slipped), len(slipped) - sum(slipped)) >= 2 else None
-    train, val = train_test_split(np.arange(len(episodes)), test_size=val_size, stratify=stratify,
-                                  random_state=seed)
-    return [episodes[i] for i in train], [episodes[i] for i in val]
 
 
 def futures(poses: Tensor, horizon: int) -> Tensor:
@@ -185,7 +172,7 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     config = TactileConfig(hidden_size=args.hidden_size, num_layers=args.num_layers, head_size=args.head_size)
     started = time.perf_counter()
     episodes, manifest = load_episodes(args.data)
-    train_set, val = split_episodes(episodes, args.val_fraction, args.seed)
+    train_set, val = split_by_episode(episodes, [e.slipped for e in episodes], args.val_fraction, args.seed)
     data = {'rate_hz': manifest['rate_hz'], 'manifest_sha256': manifest_sha256(args.data),
             'train_episodes': len(train_set), 'val_episodes': len(val)}
     torch.manual_seed(args.seed)
@@ -236,11 +223,7 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
 
 # ------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog='rnn_perception train tactile', description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data', required=True, metavar='DIR', help='tactile dataset (python -m sim tactile)')
-    parser.add_argument('--out', required=True, metavar='FILE', help='weights file to write (.safetensors)')
-    parser.add_argument('--run-dir', metavar='DIR', help='where the reports go (default: beside --out)')
+    parser = trainer_parser('tactile', __doc__, 'tactile dataset (python -m sim tactile)')
     defaults = TactileConfig()
     parser.add_argument('--hidden-size', type=number(int), default=defaults.hidden_size,
                         help=f'LSTM units per layer (default: {defaults.hidden_size})')
@@ -255,11 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='AdamW weight decay (default: 1e-4)')
     parser.add_argument('--clip-norm', type=number(float), default=1.0,
                         help="clip the gradients' total L2 norm to this (default: 1.0)")
-    parser.add_argument('--val-fraction', type=fraction, default=0.15, help='episodes held out (default: 0.15)')
-    parser.add_argument('--seed', type=int, default=0, help='split, initial weights, batches (default: 0)')
-    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
-                        help='auto: cuda when available, else cpu (default: auto)')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
+    add_run_options(parser, 'split, initial weights, batches')
     return parser
 
 

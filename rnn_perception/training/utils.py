@@ -17,8 +17,9 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
+import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -26,8 +27,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from rnn_perception.cli import report_error
+from rnn_perception.cli import OneLineParser, report_error
 from rnn_perception.data.shards import MANIFEST_NAME, DatasetError
+
+T = TypeVar('T')
 
 PathLike = Union[str, os.PathLike]
 
@@ -186,6 +189,42 @@ def probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f'must be in [0, 1], got {text}')
     return value
+
+
+def split_by_episode(episodes: Sequence[T], labels: Sequence[bool], val_fraction: float,
+                     seed: int) -> Tuple[List[T], List[T]]:
+    """Train/validation split by episode, stratified by ``labels`` (hit, slipped) when both sides
+    can hold two of each kind; raises ``DatasetError`` when too few episodes to split."""
+    from sklearn.model_selection import train_test_split   # here: the nodes import this module, not sklearn
+
+    val_size = max(2, round(val_fraction * len(episodes)))
+    if val_size > len(episodes) - 2:
+        raise DatasetError(f'{len(episodes)} episodes are too few to split off a validation set')
+    stratify = labels if min(sum(labels), len(labels) - sum(labels)) >= 2 else None
+    train, val = train_test_split(np.arange(len(episodes)), test_size=val_size, stratify=stratify,
+                                  random_state=seed)
+    return [episodes[i] for i in train], [episodes[i] for i in val]
+
+
+def trainer_parser(model: str, description: str, dataset: str) -> argparse.ArgumentParser:
+    """The parser of ``train <model>`` with the options every trainer starts with: ``--data``
+    (a ``dataset``), ``--out``, ``--run-dir``; :func:`add_run_options` adds those it ends with."""
+    parser = OneLineParser(prog=f'rnn_perception train {model}', description=description,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data', required=True, metavar='DIR', help=dataset)
+    parser.add_argument('--out', required=True, metavar='FILE', help='weights file to write (.safetensors)')
+    parser.add_argument('--run-dir', metavar='DIR', help='where the reports go (default: beside --out)')
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser, seeded: str) -> None:
+    """The options every trainer ends with: the validation split, the seed (of ``seeded``), the
+    device, quiet."""
+    parser.add_argument('--val-fraction', type=fraction, default=0.15, help='episodes held out (default: 0.15)')
+    parser.add_argument('--seed', type=int, default=0, help=f'{seeded} (default: 0)')
+    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
+                        help='auto: cuda when available, else cpu (default: auto)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
 
 
 def fraction(text: str) -> float:
