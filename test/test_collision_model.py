@@ -60,8 +60,9 @@ def test_default_architecture_steps_like_it_runs_whole_sequences():
     TINY,                                                                        # strides 1 then 2
     CollisionConfig.from_dict({**TINY.to_dict(), 'peephole': True, 'recurrent_strides': [2, 1]}),
     CollisionConfig.from_dict({**TINY.to_dict(), 'coordinates': False, 'encoder_skip': False}),
+    CollisionConfig.from_dict({**TINY.to_dict(), 'image_size': [21, 27]}),   # odd: uneven borders
     CollisionConfig(),
-], ids=['tiny', 'peephole-stride2-first', 'bare', 'default'])
+], ids=['tiny', 'peephole-stride2-first', 'bare', 'odd-size', 'default'])
 def test_frozen_model_steps_like_the_whole_sequence(config):
     """The snapshot the node steps (normalisation folded into the first convolution, coordinate
     maps and biases into the gate map, convolutions fused) gives what ``forward`` gives."""
