@@ -22,9 +22,8 @@ recorded timing: ``ros2 bag play`` for machines without the ROS 2 CLI.
 
 Errors (bag not found, not a rosbag2, corrupt, a topic recorded with two types, nothing
 playable) print one line ``play: error: ...`` and exit with 1 (2 for a bad command line);
-Ctrl-C exits with 130. The player
-plays any type on any topic, as ``ros2 bag play`` does: a subscriber of another type on that topic
-is simply never matched by DDS.
+Ctrl-C exits with 130. The player plays any type on any topic, as ``ros2 bag play`` does: a
+subscriber of another type on that topic is simply never matched by DDS.
 """
 from __future__ import annotations
 
@@ -126,8 +125,9 @@ class BagPlayer:
                               f'topic (it plays {", ".join(self.topics)})')
         deadline = time.monotonic() + timeout_s
         while True:
-            waiting = [f'{topic} ({matched} of {count})' for topic, count in topics.items()
-                       for matched in [self._publishers[topic].get_subscription_count()] if matched < count]
+            matched = {topic: self._publishers[topic].get_subscription_count() for topic in topics}
+            waiting = [f'{topic} ({matched[topic]} of {count})' for topic, count in topics.items()
+                       if matched[topic] < count]
             if not waiting:
                 return
             if time.monotonic() > deadline:
