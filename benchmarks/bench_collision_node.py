@@ -230,7 +230,8 @@ def main() -> None:
              for layout, times in latency['window_rerun_by_layout_ms'].items()]
     for label, times, count in rows:
         print(f"  {label:<40} p50 {times['p50']:6.2f} ms   p99 {times['p99']:6.2f} ms   ({count})")
-    print(f"  {'ratio faster window / step':<40} p50 {latency['ratio_p50']:6.1f} x    p99 {latency['ratio_p99']:6.1f} x")
+    print(f"  {'ratio faster window / step':<40} p50 {latency['ratio_p50']:6.1f} x    "
+          f"p99 {latency['ratio_p99']:6.1f} x")
     memory_label = f"RSS over {memory['frames']} frames"
     print(f"  {memory_label:<40} {memory['rss_start_mib']:.1f} -> {memory['rss_end_mib']:.1f} MiB"
           f" ({memory['growth_bytes_per_frame']:+.1f} B/frame)")

@@ -224,7 +224,8 @@ def test_a_pickle_payload_never_runs_in_the_real_executables(tmp_path, kind):
     """The same through separate processes, as a user would run them."""
     path = bad_file(tmp_path, kind, pickle_payload)
     for command in ([PYTHON, '-m', kind.node_module, '--ros-args', '-p', f'weights:={path}'],
-                    [PYTHON, '-m', 'rnn_perception', 'eval', kind.name, '--weights', str(path), '--data', str(tmp_path)]):
+                    [PYTHON, '-m', 'rnn_perception', 'eval', kind.name, '--weights', str(path),
+                     '--data', str(tmp_path)]):
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
         assert result.returncode == 1, result.stderr
         assert_one_line(result.stderr, path, expected(pickle_payload, kind))

@@ -1,4 +1,5 @@
-"""``python -m rnn_perception play --bag PATH [--rate R] [--loop] [--clock] [--wait-for-subscriber TOPIC[=N]] [--start-delay S]``.
+"""``python -m rnn_perception play --bag PATH [--rate R] [--loop] [--clock] [--wait-for-subscriber TOPIC[=N]]
+[--start-delay S]``.
 
 Publishes a rosbag2 (sqlite3 or mcap, read with the pure-Python ``rosbags``) over DDS with its
 recorded timing: ``ros2 bag play`` for machines without the ROS 2 CLI.
