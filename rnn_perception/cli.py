@@ -5,7 +5,7 @@ module dispatches, importing the chosen command's module alone (so ``--help`` is
 command never pays for another's imports), and holds the one convention every command (and
 ``python -m sim``) keeps: a problem is one line ``<command>: error: ...`` on stderr, no
 traceback, and exit status 2 for a bad command line, 1 for anything else the user can mend (a
-file, a dataset, a bag, the device); 130 after Ctrl-C.
+file, a dataset, a bag, the device).
 """
 from __future__ import annotations
 
