@@ -7,7 +7,8 @@ Every cell has the same interface:
 - ``project_input`` / ``project_hidden`` / ``update`` / ``activate``: the fused projections, one
   step, and the equations on the gates' pre-activations.
 
-``FrozenConvStep`` prepares a convolutional cell with fixed weights for per-frame inference.
+``FrozenConvStep`` prepares a convolutional cell with fixed weights for per-frame inference
+(``FrozenConv``: one convolution with folded weights and a constant map).
 
 ``SequenceRunner`` stacks cells into layers (bidirectional, dropout, variable lengths) and
 unrolls them for BPTT; ``load_torch_weights`` turns a ``torch.nn.RNN/LSTM/GRU`` into a runner.
@@ -16,12 +17,12 @@ from .base import RecurrentCell, State
 from .conv import ConvGRUCell, ConvLSTMCell, ConvRNNCell
 from .dense import (CELL_TYPES, ElmanCell, GRUCell, IntersectionCell, IRNNCell, LSTMCell, UGRNNCell,
                     identity_init_, make_cell_type)
-from .frozen import FrozenConvStep
+from .frozen import FrozenConv, FrozenConvStep
 from .runner import SequenceRunner
 from .torch_compat import load_torch_weights
 
 __all__ = [
-    'CELL_TYPES', 'ConvGRUCell', 'ConvLSTMCell', 'ConvRNNCell', 'ElmanCell', 'FrozenConvStep', 'GRUCell',
-    'IRNNCell', 'IntersectionCell', 'LSTMCell', 'RecurrentCell', 'SequenceRunner', 'State', 'UGRNNCell',
-    'identity_init_', 'load_torch_weights', 'make_cell_type',
+    'CELL_TYPES', 'ConvGRUCell', 'ConvLSTMCell', 'ConvRNNCell', 'ElmanCell', 'FrozenConv', 'FrozenConvStep',
+    'GRUCell', 'IRNNCell', 'IntersectionCell', 'LSTMCell', 'RecurrentCell', 'SequenceRunner', 'State',
+    'UGRNNCell', 'identity_init_', 'load_torch_weights', 'make_cell_type',
 ]

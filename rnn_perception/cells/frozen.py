@@ -25,6 +25,22 @@ from torch.nn import functional as F
 from .base import RecurrentCell, State
 
 
+class FrozenConv:
+    """A convolution with fixed (folded) ``weight`` and ``bias``, the weight kept in
+    ``memory_format``, plus a constant ``(1, C, h, w)`` map added when one is given."""
+
+    def __init__(self, weight: Tensor, bias: Optional[Tensor], stride, padding,
+                 constant_map: Optional[Tensor] = None, memory_format: torch.memory_format = torch.contiguous_format):
+        self.weight = weight.detach().contiguous(memory_format=memory_format)
+        self.bias = None if bias is None else bias.detach()
+        self.map = None if constant_map is None else constant_map.detach().contiguous(memory_format=memory_format)
+        self.stride, self.padding = stride, padding
+
+    def __call__(self, x: Tensor) -> Tensor:
+        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return y if self.map is None else y.add_(self.map)
+
+
 class FrozenConvStep:
     """``cell`` frozen for stepping: ``frozen(x, state) -> (y, new state)`` like ``cell.step``.
 
@@ -41,31 +57,26 @@ class FrozenConvStep:
         if type(cell).project_input is not RecurrentCell.project_input:
             raise ValueError(f'FrozenConvStep: {name} builds its input projection its own way')
         self.cell = cell
-        self.padding = cell.kernel_size // 2
+        padding = cell.kernel_size // 2
         constant_channels = 0 if constant_input is None else constant_input.shape[1]
-        self.input_channels = cell.input_size - constant_channels
+        input_channels = cell.input_size - constant_channels
         # fused: one convolution yields W x + U h; GRU needs U h apart (it gates it)
         self.fused = cell.fold_recurrent_bias and cell.stride == 1
         with torch.no_grad():
-            weight_x = cell.weight_ih[:, :self.input_channels]
-            self.weight = (torch.cat([weight_x, cell.weight_hh], 1) if self.fused else weight_x
-                           ).contiguous(memory_format=memory_format)      # (G*C, C_x [+ C], k, k)
+            weight_x = cell.weight_ih[:, :input_channels]
+            weight = torch.cat([weight_x, cell.weight_hh], 1) if self.fused else weight_x   # (G*C, C_x [+ C], k, k)
             bias = cell.bias_ih
             if bias is not None and cell.fold_recurrent_bias:
                 bias = bias + cell.bias_hh
-            self.gate_map: Optional[Tensor] = None              # (1, G*C, h, w) when the input has constants
+            gate_map = None                                     # (1, G*C, h, w) when the input has constants
             if constant_input is not None:
-                self.gate_map = F.conv2d(constant_input.to(weight_x), cell.weight_ih[:, self.input_channels:],
-                                         bias, cell.stride, self.padding).contiguous(memory_format=memory_format)
+                gate_map = F.conv2d(constant_input.to(weight_x), cell.weight_ih[:, input_channels:],
+                                    bias, cell.stride, padding)
                 bias = None
-            self.bias = bias
+        self.conv = FrozenConv(weight, bias, 1 if self.fused else cell.stride, padding, gate_map, memory_format)
 
     def __call__(self, x: Tensor, state: State) -> Tuple[Tensor, State]:
         """One step: ``x (B, input_size - K, H_in, W_in)``, ``state`` as the cell's."""
         if self.fused:
-            pre = F.conv2d(torch.cat([x, state[0]], 1), self.weight, self.bias, 1, self.padding)
-        else:
-            pre = F.conv2d(x, self.weight, self.bias, self.cell.stride, self.padding)
-        if self.gate_map is not None:
-            pre = pre.add_(self.gate_map)
-        return self.cell.activate(pre, state) if self.fused else self.cell.update(pre, state)
+            return self.cell.activate(self.conv(torch.cat([x, state[0]], 1)), state)
+        return self.cell.update(self.conv(x), state)

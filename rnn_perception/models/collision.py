@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..cells import ConvLSTMCell, FrozenConvStep, State
+from ..cells import ConvLSTMCell, FrozenConv, FrozenConvStep, State
 from .weights_file import ModelFileError, load_model_file, save_model_file  # noqa: F401  (ModelFileError: public here too)
 
 KIND = 'collision'
@@ -218,21 +218,6 @@ class CollisionPredictor(nn.Module):
 FROZEN_LAYOUT = torch.channels_last
 
 
-class FrozenConv:
-    """``conv``'s convolution with the given (folded) ``weight`` and ``bias`` laid out
-    :data:`FROZEN_LAYOUT`, plus a constant ``(1, C, h, w)`` map when one is given."""
-
-    def __init__(self, conv: nn.Conv2d, weight: Tensor, bias: Optional[Tensor], constant_map: Optional[Tensor] = None):
-        self.weight = weight.detach().contiguous(memory_format=FROZEN_LAYOUT)
-        self.bias = None if bias is None else bias.detach()
-        self.map = None if constant_map is None else constant_map.contiguous(memory_format=FROZEN_LAYOUT)
-        self.stride, self.padding = conv.stride, conv.padding
-
-    def __call__(self, x: Tensor) -> Tensor:
-        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
-        return y if self.map is None else y.add_(self.map)
-
-
 class FrozenCollisionPredictor:
     """:meth:`CollisionPredictor.step` with the weights fixed, for the node and ``eval --bag``:
     the same outputs within float rounding, faster per frame (``benchmarks/bench_collision_node.py
@@ -256,8 +241,9 @@ class FrozenCollisionPredictor:
             mean_frame = model.mean.view(1, 3, 1, 1).expand(1, 3, *model.config.image_size)
             first_map = (first.bias.view(1, -1, 1, 1)               # (1, C0, H0, W0)
                          - F.conv2d(mean_frame, first_weight, None, first.stride, first.padding))
-        self._encoder = [FrozenConv(first, first_weight, None, first_map)]
-        self._encoder += [FrozenConv(layer, layer.weight, layer.bias) if isinstance(layer, nn.Conv2d) else layer
+        self._encoder = [FrozenConv(first_weight, None, first.stride, first.padding, first_map, FROZEN_LAYOUT)]
+        self._encoder += [FrozenConv(layer.weight, layer.bias, layer.stride, layer.padding,
+                                     memory_format=FROZEN_LAYOUT) if isinstance(layer, nn.Conv2d) else layer
                           for layer in model.encoder[1:]]
         coordinates = model.coordinate_maps if model.config.coordinates else None
         self._cell_steps = [FrozenConvStep(cell, coordinates if index == 0 else None, FROZEN_LAYOUT)
