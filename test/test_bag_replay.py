@@ -36,9 +36,14 @@ def run_cli(*argv: str) -> str:
     return f'import sys\nfrom rnn_perception.cli import main\nsys.exit(main({list(argv)!r}))\n'
 
 
-def wait_for_exit(executor, process, timeout_sec=TIMEOUT_SEC) -> int:
-    assert spin_until(executor, lambda: process.poll() is not None, timeout_sec), process_output(process)
-    return process.returncode
+def wait_until(predicate, timeout_sec: float, period_sec: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout_sec`` passes; whether it held."""
+    deadline = time.monotonic() + timeout_sec
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(period_sec)
+    return True
 
 
 def reliable_qos(depth: int):
@@ -89,49 +94,77 @@ def test_player_publishes_a_sqlite3_bag_as_recorded(tmp_path, make_node, ros_exe
     assert clocks and set(clocks) <= bag_times
 
 
-@pytest.mark.parametrize('subscribers', [1, 2])
+def make_large_frame_bag(root: Path, frames: int) -> Path:
+    """A bag of ``frames`` 640x480 rgb8 frames at 30 Hz: each is ~0.9 MB, sent as hundreds of UDP
+    fragments, so a reader that falls behind or a player that exits early shows up as lost frames."""
+    from rnn_perception.data.bags import BAG_CLOCK_START_NS, open_bag_writer, rgb_image_message
+
+    bag = root / 'large_frames'
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    with open_bag_writer(bag, 'mcap') as writer:
+        writer.add_topic(IMAGE_TOPIC, 'sensor_msgs/msg/Image')
+        for frame in range(frames):
+            stamp_ns = BAG_CLOCK_START_NS + round(frame * 1e9 / 30)
+            writer.write(IMAGE_TOPIC, stamp_ns, rgb_image_message(np.roll(noise, frame, axis=1), stamp_ns, 'camera'))
+    return bag
+
+
+def stamp_listener(topic: str, depth: int) -> str:
+    """Python code for :func:`python_subprocess`: a node that subscribes to ``topic`` (images,
+    reliable, keep-last ``depth``), prints ``subscribed``, then the stamp (ns) of every frame."""
+    return f"""
+import rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+rclpy.init()
+node = rclpy.create_node('stamp_listener')
+node.create_subscription(Image, {topic!r}, lambda m: print(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec,
+                         flush=True), QoSProfile(depth={depth}, reliability=ReliabilityPolicy.RELIABLE))
+print('subscribed', flush=True)
+rclpy.spin(node)
+"""
+
+
+def printed_stamps(process) -> list:
+    return [int(line) for line in process_output(process, limit=100_000).split() if line.isdigit()]
+
+
+@pytest.mark.parametrize('subscribers', [1, 3])
 def test_player_waits_for_late_subscribers_and_loses_nothing(tmp_path, subscribers):
     """``--wait-for-subscriber TOPIC=N``: the player holds back until N subscribers matched, and
-    each of them gets every frame. On a DDS domain of its own: in the run's domain, readers of
-    processes killed by earlier tests linger in discovery until their lease expires and would
-    count as subscribers."""
+    each of them, in a process of its own, gets every frame: 640x480 frames at 8x their rate,
+    faster than a reader keeps up with, and the player exits only once all are delivered. On a
+    DDS domain of its own: in the run's domain, readers of processes killed by earlier tests
+    linger in discovery until their lease expires and would count as subscribers."""
+    import contextlib
     import os
-
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-    from sensor_msgs.msg import Image
 
     from rnn_perception.data.bags import read_bag, stamp_to_ns
 
-    bag = make_bag(tmp_path, episodes=1, storage='mcap')
+    bag = make_large_frame_bag(tmp_path, frames=40)
     recorded = [stamp_to_ns(r.message.header.stamp) for r in read_bag(bag, [IMAGE_TOPIC])]
-    domain = 1 + (int(os.environ['ROS_DOMAIN_ID']) + 50 + subscribers) % 101
-    context = Context()
-    rclpy.init(context=context, domain_id=domain)
-    executor = SingleThreadedExecutor(context=context)
-    images = [[] for _ in range(subscribers)]
-    try:
-        # the wait sees the player's side of the match; --start-delay then gives the listener's
-        # side time to match too, or the first frames could outrun the player's keep-last history
-        with python_subprocess(run_cli('play', '--bag', str(bag), '--rate', '4', '--start-delay', '1',
-                                       '--wait-for-subscriber', f'{IMAGE_TOPIC}={subscribers}'),
-                               env={'ROS_DOMAIN_ID': str(domain)}) as player:
-            for index, received in enumerate(images):
-                time.sleep(3.0)          # the player is up and waiting: nothing may be lost meanwhile
+    env = {'ROS_DOMAIN_ID': str(1 + (int(os.environ['ROS_DOMAIN_ID']) + 50 + subscribers) % 101)}
+    with contextlib.ExitStack() as stack:
+        player = stack.enter_context(python_subprocess(
+            run_cli('play', '--bag', str(bag), '--rate', '8', '--start-delay', '0',
+                    '--wait-for-subscriber', f'{IMAGE_TOPIC}={subscribers}'), env=env))
+        listeners = []
+        for _ in range(subscribers):
+            listeners.append(stack.enter_context(python_subprocess(stamp_listener(IMAGE_TOPIC, len(recorded)),
+                                                                   env=env)))
+            assert wait_until(lambda: 'subscribed' in process_output(listeners[-1]), TIMEOUT_SEC), \
+                process_output(listeners[-1])
+            if len(listeners) < subscribers:   # the player is up and waiting: it must not start yet
+                time.sleep(2.0)
                 assert player.poll() is None, process_output(player)
-                assert not any(images), 'the player started before all its subscribers matched'
-                listener = rclpy.create_node(f'late_listener_{index}', context=context)
-                executor.add_node(listener)
-                listener.create_subscription(Image, IMAGE_TOPIC, lambda m, received=received: received.append(
-                    stamp_to_ns(m.header.stamp)), reliable_qos(len(recorded)))
-                spin_until(executor, lambda: False, 0.5)
-            assert wait_for_exit(executor, player) == 0, process_output(player)
-            spin_until(executor, lambda: all(len(received) == len(recorded) for received in images), 5.0)
-    finally:
-        executor.shutdown()
-        rclpy.try_shutdown(context=context)
-    assert images == [recorded] * subscribers
+                assert not any(printed_stamps(listener) for listener in listeners), \
+                    'the player started before all its subscribers matched'
+        assert wait_until(lambda: player.poll() is not None, TIMEOUT_SEC), process_output(player)
+        assert player.returncode == 0, process_output(player)
+        # the player has exited: what it published was acknowledged, so it is here or on its way
+        wait_until(lambda: all(len(printed_stamps(listener)) >= len(recorded) for listener in listeners),
+                   TIMEOUT_SEC)
+        assert [printed_stamps(listener) for listener in listeners] == [recorded] * subscribers
 
 
 @pytest.mark.parametrize('value', ['/camera/image_raw=0', '/camera/image_raw=two'])
@@ -142,6 +175,14 @@ def test_player_refuses_a_bad_subscriber_count_in_one_line(tmp_path, capsys, val
     error = capsys.readouterr().err
     assert error.startswith("play: error: argument --wait-for-subscriber: expected TOPIC or TOPIC=N with N >= 1")
     assert error.count('\n') == 1, error
+
+
+def test_player_refuses_a_queue_depth_below_one_in_one_line(tmp_path, capsys):
+    from rnn_perception.ros.player import main
+
+    assert main(['--bag', str(tmp_path), '--queue-depth', '0']) == 2
+    error = capsys.readouterr().err
+    assert error.startswith('play: error: --queue-depth must be >= 1, got 0') and error.count('\n') == 1, error
 
 
 def test_player_refuses_to_wait_for_a_topic_it_does_not_play(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """``python -m rnn_perception play --bag PATH [--rate R] [--loop] [--clock] [--wait-for-subscriber TOPIC[=N]]
-[--start-delay S]``.
+[--start-delay S] [--queue-depth N]``.
 
 Publishes a rosbag2 (sqlite3 or mcap, read with the pure-Python ``rosbags``) over DDS with its
 recorded timing: ``ros2 bag play`` for machines without the ROS 2 CLI.
@@ -10,9 +10,16 @@ recorded timing: ``ros2 bag play`` for machines without the ROS 2 CLI.
   reaching subscribers. Topics whose message package is not installed are skipped with a warning.
 * Pacing follows the bag's receive times, divided by ``--rate``; ``--loop`` plays it again and
   again (the stamps then jump back, which a subscriber may take as a restart).
-* QoS: reliable, keep-last 10, volatile. Reliable because Fast DDS loses large frames (e.g.
-  640x480 images) on best-effort links; a best-effort subscriber still matches it; keep-last 10
-  never blocks the player on a slow subscriber, which just misses frames.
+* QoS: reliable, volatile, keep-last as deep as the topic's messages in the bag (at most
+  ``--queue-depth``, default :data:`MAX_QUEUE_DEPTH`). Reliable because Fast DDS loses large
+  frames (e.g. 640x480 images) on best-effort links; a best-effort subscriber still matches it.
+  The depth is what makes reliable mean lossless: a reader that falls behind (a loaded machine,
+  a frame in hundreds of fragments) is sent the frames it missed instead of having them
+  overwritten by newer ones; publishing never blocks on it. A volatile writer frees each sample
+  once every reader acknowledged it, so the depth costs memory only for frames still in flight.
+* At the end the player waits (at most :data:`ACK_WAIT_S`) until every subscriber acknowledged
+  every message before it exits, since DDS sends asynchronously and a process that exits right
+  after its last ``publish`` takes unsent fragments with it; it warns if some never were.
 * ``--clock`` also publishes ``/clock`` (bag time) for nodes run with ``use_sim_time``.
 * ``--wait-for-subscriber TOPIC[=N]`` (repeatable) holds playback until ``TOPIC`` has ``N``
   (default 1) matched subscribers (at most :data:`SUBSCRIBER_WAIT_S`), so a replay that must
@@ -36,6 +43,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import rclpy
+from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
@@ -45,8 +53,9 @@ from tqdm import tqdm
 from ..cli import OneLineParser, UsageError, report_error
 from ..data.bags import BagError, bag_records, one_line, open_bag
 
-PLAYER_DEPTH = 10
+MAX_QUEUE_DEPTH = 1000
 SUBSCRIBER_WAIT_S = 60.0
+ACK_WAIT_S = 30.0
 
 
 class PlayerError(Exception):
@@ -86,11 +95,13 @@ def open_playable_bag(path: Path) -> Reader:
 class BagPlayer:
     """Publishes the messages of an open bag from ``node`` with their recorded timing."""
 
-    def __init__(self, node, reader: Reader, rate: float, publish_clock: bool):
+    def __init__(self, node, reader: Reader, rate: float, publish_clock: bool,
+                 max_queue_depth: int = MAX_QUEUE_DEPTH):
         self._reader = reader
         self._rate = rate
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=PLAYER_DEPTH,
-                         reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        counts: Dict[str, int] = {}
+        for connection in reader.connections:
+            counts[connection.topic] = counts.get(connection.topic, 0) + connection.msgcount
         self._publishers: Dict[str, object] = {}
         self._classes: Dict[str, type] = {}
         for connection in reader.connections:
@@ -103,10 +114,14 @@ class BagPlayer:
                                           f'{connection.msgtype} is not installed here')
                 continue
             self._classes[connection.topic] = msg_class
-            self._publishers[connection.topic] = node.create_publisher(msg_class, connection.topic, qos)
+            depth = min(max(counts[connection.topic], 1), max_queue_depth)
+            self._publishers[connection.topic] = node.create_publisher(
+                msg_class, connection.topic, lossless_qos(depth))
         if not self._publishers:
             raise PlayerError('no topic of the bag has a message type installed here')
-        self._clock_publisher = node.create_publisher(Clock, '/clock', qos) if publish_clock else None
+        clock_depth = min(max(self.message_count, 1), max_queue_depth)
+        self._clock_publisher = (node.create_publisher(Clock, '/clock', lossless_qos(clock_depth))
+                                 if publish_clock else None)
         self.published = 0
 
     @property
@@ -152,6 +167,20 @@ class BagPlayer:
             self.published += 1
             progress.update()
 
+    def wait_until_delivered(self, timeout_s: float) -> List[str]:
+        """Wait until every matched subscriber acknowledged every message published so far (at
+        most ``timeout_s`` in all); the topics that still have unacknowledged messages."""
+        deadline = time.monotonic() + timeout_s
+        publishers = dict(self._publishers)
+        if self._clock_publisher is not None:
+            publishers['/clock'] = self._clock_publisher
+        pending = []
+        for topic, publisher in publishers.items():
+            left_s = max(deadline - time.monotonic(), 0.0)
+            if not publisher.wait_for_all_acked(Duration(nanoseconds=round(left_s * 1e9))):
+                pending.append(topic)
+        return pending
+
     def _check_message(self, topic: str, stamp_ns: int, data: bytes) -> None:
         try:
             deserialize_message(data, self._classes[topic])
@@ -163,6 +192,12 @@ class BagPlayer:
         clock = Clock()
         clock.clock.sec, clock.clock.nanosec = divmod(stamp_ns, 1_000_000_000)
         self._clock_publisher.publish(clock)
+
+
+def lossless_qos(depth: int) -> QoSProfile:
+    """Reliable, volatile, keep-last ``depth``: see the module docstring for why."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
 def subscriber_wait(text: str) -> Tuple[str, int]:
@@ -189,11 +224,17 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
                              f'{SUBSCRIBER_WAIT_S:.0f} s; repeatable)')
     parser.add_argument('--start-delay', type=float, default=1.0, metavar='SECONDS',
                         help='wait before the first message, for subscribers to discover us (default 1)')
+    parser.add_argument('--queue-depth', type=int, default=MAX_QUEUE_DEPTH, metavar='N',
+                        help=f'most messages per topic kept for a subscriber that falls behind (default '
+                             f'{MAX_QUEUE_DEPTH}; a topic with fewer messages in the bag keeps them all, so '
+                             f'none is lost); frames in flight cost memory until acknowledged')
     args = parser.parse_args(argv)
     if not 0 < args.rate < float('inf'):
         parser.error(f'--rate must be a positive number, got {args.rate}')
     if not 0 <= args.start_delay < float('inf'):
         parser.error(f'--start-delay must be >= 0, got {args.start_delay}')
+    if args.queue_depth < 1:
+        parser.error(f'--queue-depth must be >= 1, got {args.queue_depth}')
     return args
 
 
@@ -206,7 +247,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rclpy.init()
     node = rclpy.create_node('rosbag2_player')
     try:
-        player = BagPlayer(node, reader, args.rate, args.clock)
+        player = BagPlayer(node, reader, args.rate, args.clock, args.queue_depth)
         node.get_logger().info(f'playing {args.bag} ({player.message_count} messages on '
                                f'{", ".join(player.topics)}) at rate {args.rate:g}'
                                f'{", looping" if args.loop else ""}')
@@ -218,6 +259,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 player.play_once(progress)
             if not args.loop:
                 break
+        pending = player.wait_until_delivered(ACK_WAIT_S)
+        if pending:
+            node.get_logger().warning(f'a subscriber did not acknowledge every message of '
+                                      f'{", ".join(pending)} within {ACK_WAIT_S:.0f} s')
         node.get_logger().info(f'published {player.published} messages in {time.monotonic() - started:.1f} s')
         return 0
     except (BagError, PlayerError) as error:
