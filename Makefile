@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench colcon clean
+.PHONY: demo test test-stress bench colcon clean
 
 # Re-run pip only when a pin or the package metadata changed.
 $(STAMP): requirements.txt requirements-dev.txt setup.py setup.cfg
@@ -22,6 +22,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q test
+
+# Flake hunt: the DDS-heavy tests RUNS times beside a busy process, with pass counts
+# (RUNS=10 ARGS=--all for the whole suite).
+RUNS ?= 5
+test-stress: $(STAMP)
+	$(BIN)/python benchmarks/stress_tests.py --runs $(RUNS) $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --readme README.md

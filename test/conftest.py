@@ -43,6 +43,9 @@ if not os.environ.get('ROS_LOG_DIR'):
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'dds: talks over real DDS (rclpy nodes, player or node processes); '
+        '`benchmarks/stress_tests.py` runs these again and again under load')
     # rclpy's message-type loading imports lark, which imports the deprecated
     # sre_parse/sre_constants modules: third-party noise, not ours.
     config.addinivalue_line(

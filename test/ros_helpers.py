@@ -47,6 +47,24 @@ def spin_until(executor, predicate: Callable[[], bool], timeout_sec: float = 20.
         executor.spin_once(timeout_sec=period_sec)
 
 
+def wait_until(predicate: Callable[[], bool], timeout_sec: float, period_sec: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout_sec`` passes (nothing spun meanwhile);
+    whether it held."""
+    deadline = time.monotonic() + timeout_sec
+    while not predicate():
+        if time.monotonic() > deadline:
+            return bool(predicate())
+        time.sleep(period_sec)
+    return True
+
+
+def wait_for_exit(executor, process: subprocess.Popen, timeout_sec: float) -> int:
+    """Spin ``executor`` until ``process`` exits (asserting it does within ``timeout_sec``); its
+    exit status."""
+    assert spin_until(executor, lambda: process.poll() is not None, timeout_sec), process_output(process)
+    return process.returncode
+
+
 @contextlib.contextmanager
 def python_subprocess(code: str, *, env: Optional[dict] = None,
                       kill_timeout_sec: float = 5.0) -> Iterator[subprocess.Popen]:

@@ -29,6 +29,8 @@ from rnn_perception.data.bags import (IMAGE_MSGTYPE, LABELLED_ARRAY_MSGTYPE, POS
 from rnn_perception.data.dodgeball_dataset import GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, IMAGE_TOPIC
 from rnn_perception.data.tactile_dataset import POSE_TOPIC, TACTILE_FIELDS, TACTILE_TOPIC
 
+pytestmark = pytest.mark.dds
+
 REPO = Path(__file__).resolve().parent.parent
 FRAMES = 6
 STRING_MSGTYPE = 'std_msgs/msg/String'

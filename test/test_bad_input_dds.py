@@ -20,6 +20,8 @@ from malformed import (TactileSample, assert_pose_array_close, bad_count, bad_im
                        stream_messages, tactile_reference)
 from ros_helpers import spin_until
 
+pytestmark = pytest.mark.dds
+
 TIMEOUT_SEC = 20.0
 # Each example starts a node and its probe: a few long streams, not shrunk (each try costs DDS
 # discovery; a failure prints its stream).

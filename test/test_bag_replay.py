@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from ros_helpers import PYTHON, process_output, python_subprocess, spin_until
+from ros_helpers import PYTHON, process_output, python_subprocess, spin_until, wait_until
+
+pytestmark = pytest.mark.dds
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_SEC = 60.0
@@ -34,16 +36,6 @@ def make_bag(root: Path, episodes: int, storage: str) -> Path:
 def run_cli(*argv: str) -> str:
     """Python code for :func:`python_subprocess` that runs ``python -m rnn_perception argv``."""
     return f'import sys\nfrom rnn_perception.cli import main\nsys.exit(main({list(argv)!r}))\n'
-
-
-def wait_until(predicate, timeout_sec: float, period_sec: float = 0.05) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout_sec`` passes; whether it held."""
-    deadline = time.monotonic() + timeout_sec
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(period_sec)
-    return True
 
 
 def reliable_qos(depth: int):

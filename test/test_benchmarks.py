@@ -65,3 +65,38 @@ def test_collision_node_benchmark_times_the_frozen_step_against_both_window_layo
     assert {'float32', 'frozen', 'channels_last'} <= set(report['variants'])
     assert all(variant['within_tolerance'] for variant in report['variants'].values())
     assert report['variants']['frozen']['max_probability_difference'] < 1e-5
+
+
+STRESS = REPO / 'benchmarks' / 'stress_tests.py'
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
+<testcase classname="test_a" name="test_passes" time="0.1"/>
+<testcase classname="test_a" name="test_fails" time="0.1"><failure message="assert 1 == 2"/></testcase>
+<testcase classname="test_b" name="test_errors" time="0.1"><error message="fixture"/></testcase>
+<testcase classname="test_b" name="test_skipped" time="0.0"><skipped message="no cuda"/></testcase>
+</testsuite></testsuites>"""
+
+
+def test_stress_counts_failures_and_errors_of_a_junit_report_and_leaves_skips_out(tmp_path):
+    sys.path.insert(0, str(STRESS.parent))
+    try:
+        from stress_tests import failed_tests
+    finally:
+        sys.path.remove(str(STRESS.parent))
+    (tmp_path / 'report.xml').write_text(JUNIT)
+    assert failed_tests(tmp_path / 'report.xml') == (3, ['test_a::test_fails', 'test_b::test_errors'])
+
+
+def test_stress_runs_pytest_beside_a_busy_process_and_prints_the_pass_count():
+    result = subprocess.run([sys.executable, str(STRESS), '--all', '--runs', '2', '--busy', '1', '--',
+                             '-k', 'test_player_refuses_a_queue_depth_below_one'],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith('run 1/2: 1 passed, 0 failed in ') and lines[1].startswith('run 2/2: 1 passed')
+    assert lines[2] == '2 of 2 runs of the whole suite passed, 1 busy process(es) beside'
+
+
+def test_stress_counts_a_run_that_ran_nothing_as_failed():
+    result = subprocess.run([sys.executable, str(STRESS), '--runs', '1', '--busy', '0', '--', '-k', 'no_such_test'],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 1 and '0 of 1 runs of the dds-marked tests passed' in result.stdout, result.stdout

@@ -14,6 +14,8 @@ import torch
 
 from ros_helpers import PYTHON, process_output, python_subprocess, spin_until
 
+pytestmark = pytest.mark.dds
+
 TIMEOUT_SEC = 20.0
 FPS = 30.0
 

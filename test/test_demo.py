@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.dds
 
 REPO = Path(__file__).resolve().parent.parent
 

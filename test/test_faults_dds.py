@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from ros_helpers import process_output, python_subprocess, record_calls, spin_until
-from test_bag_replay import IMAGE_TOPIC, make_bag, run_cli, wait_for_exit
+from ros_helpers import process_output, python_subprocess, record_calls, spin_until, wait_for_exit
+from test_bag_replay import IMAGE_TOPIC, make_bag, run_cli
 from test_collision_node import FPS, Probe, image_message, start_node, weights  # noqa: F401 (fixtures)
 from test_faults import reset_kind, segments
 from test_tactile_node import reliable_qos
 from test_tactile_node import weights as tactile_weights_file  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.dds
 
 TIMEOUT_SEC = 30.0
 

@@ -16,6 +16,8 @@ import yaml
 
 from ros_helpers import PYTHON, spin_until
 
+pytestmark = pytest.mark.dds
+
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH_FILE = REPO / 'launch' / 'dodgeball.launch.py'
 PARAMS_FILE = REPO / 'config' / 'dodgeball.yaml'

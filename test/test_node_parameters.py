@@ -16,6 +16,8 @@ import pytest
 
 from ros_helpers import spin_until
 
+pytestmark = pytest.mark.dds
+
 TIMEOUT_SEC = 20.0
 WRONG_TYPES = {bool: ['yes', 1], int: ['many', 2.5, True], float: ['fast', True, 1], str: [1.5, False]}
 # Values the checks may refuse, per type; each spec's own check picks the ones it refuses.

@@ -7,7 +7,11 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from ros_helpers import domain_id_for_pid, process_output, python_subprocess, spin_until
+
+pytestmark = pytest.mark.dds
 
 TIMEOUT_SEC = 20.0
 

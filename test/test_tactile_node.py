@@ -17,6 +17,8 @@ import torch
 from ros_helpers import PYTHON, process_output, python_subprocess, spin_until
 from test_tactile_model import NORMALISATION
 
+pytestmark = pytest.mark.dds
+
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_SEC = 60.0
 

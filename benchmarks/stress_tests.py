@@ -1,0 +1,92 @@
+"""Flake hunt: run the DDS-heavy tests (marker ``dds``) or the whole suite again and again with
+busy processes beside them, and count what passed (``make test-stress``).
+
+A loaded CI machine is where a test that waits on a fixed sleep, or a node that loses a message
+to a slow reader, fails: ``--busy`` processes that spin a core each stand in for the load. Each
+run is a fresh ``pytest`` process (its own DDS domain); a JUnit XML report of each run names the
+tests that failed.
+
+    .venv/bin/python benchmarks/stress_tests.py [--runs 5] [--busy 1] [--all] [-- PYTEST_ARGS...]
+
+Prints one line per run (passed, failed, seconds) and, at the end, ``N of M runs passed`` and
+how often each failing test failed. Exit status 1 when any run failed.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Counter, List, Optional, Tuple
+
+REPO = Path(__file__).resolve().parent.parent
+BUSY_LOOP = 'while True: pass'
+
+
+def failed_tests(report: Path) -> Tuple[int, List[str]]:
+    """``(tests run, ids of those that failed or errored)`` from a pytest JUnit XML report."""
+    cases = ElementTree.parse(report).getroot().iter('testcase')
+    run, failed = 0, []
+    for case in cases:
+        if case.find('skipped') is not None:
+            continue
+        run += 1
+        if case.find('failure') is not None or case.find('error') is not None:
+            failed.append(f"{case.get('classname')}::{case.get('name')}")
+    return run, failed
+
+
+def pytest_run(report: Path, whole_suite: bool, extra: List[str]) -> Tuple[int, List[str], float]:
+    """One pytest process over the DDS tests (or all): ``(tests run, failed ids, seconds)``."""
+    selection = [] if whole_suite else ['-m', 'dds']
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', 'test', '-p', 'no:cacheprovider',
+                             f'--junitxml={report}', *selection, *extra],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.monotonic() - started
+    if not report.exists():  # pytest could not even start: show why
+        raise SystemExit(f'stress_tests: pytest exited {result.returncode} without a report:\n'
+                         f'{result.stdout[-2000:]}')
+    return (*failed_tests(report), seconds)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        description='Run the DDS-heavy tests (or --all of them) N times with busy processes beside '
+                    'them and print pass counts. Arguments after -- go to pytest.')
+    parser.add_argument('--runs', type=int, default=5, help='pytest runs, one after another (default 5)')
+    parser.add_argument('--busy', type=int, default=1,
+                        help='processes spinning a core each beside the tests (default 1)')
+    parser.add_argument('--all', action='store_true', help='the whole suite, not only the dds-marked tests')
+    parser.add_argument('pytest_args', nargs='*', help='more pytest arguments (after --)')
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.busy < 0:
+        parser.error('--runs must be >= 1 and --busy >= 0')
+    busy = [subprocess.Popen([sys.executable, '-c', BUSY_LOOP]) for _ in range(args.busy)]
+    failures: Counter[str] = collections.Counter()
+    passed_runs = 0
+    try:
+        with tempfile.TemporaryDirectory(prefix='stress_tests_') as folder:
+            for run in range(1, args.runs + 1):
+                tests, failed, seconds = pytest_run(Path(folder) / f'run{run}.xml', args.all, args.pytest_args)
+                failures.update(failed)
+                passed_runs += tests > 0 and not failed   # a run that ran nothing proves nothing
+                print(f'run {run}/{args.runs}: {tests - len(failed)} passed, {len(failed)} failed '
+                      f'in {seconds:.0f} s{"" if not failed else ": " + ", ".join(failed)}', flush=True)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    what = 'whole suite' if args.all else 'dds-marked tests'
+    print(f'{passed_runs} of {args.runs} runs of the {what} passed, {args.busy} busy process(es) beside')
+    for test, count in failures.most_common():
+        print(f'  {test}: failed {count} of {args.runs}')
+    return 0 if passed_runs == args.runs else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
