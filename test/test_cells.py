@@ -1,14 +1,24 @@
-"""The cell library: the seeds' worked examples, parity with torch.nn, equations, gradients, shapes."""
+"""The cell library: the seeds' worked examples, parity with torch.nn, equations, gradients,
+shapes, cells as modules (call, hooks) and their docstring examples."""
+import doctest
+import inspect
+
 import pytest
 import torch
 from torch import nn
 
-from rnn_perception.cells import (CELL_TYPES, ConvGRUCell, ConvLSTMCell, ConvRNNCell, ElmanCell, FrozenConvStep,
-                                  GRUCell, IntersectionCell, IRNNCell, LSTMCell, SequenceRunner, UGRNNCell,
-                                  load_torch_weights, make_cell_type)
+import rnn_perception.cells
+import rnn_perception.cells.base
+import rnn_perception.cells.conv
+import rnn_perception.cells.dense
+from rnn_perception.cells import (CELL_TYPES, ConvGRUCell, ConvLSTMCell, ConvRNNCell, ElmanCell,
+                                  FrozenConvStep, GRUCell, IntersectionCell, IRNNCell, LSTMCell,
+                                  RecurrentCell, SequenceRunner, UGRNNCell, load_torch_weights,
+                                  make_cell_type)
 
 DENSE_CELLS = [(cls, {}) for cls in CELL_TYPES.values()] + [(LSTMCell, {'peephole': True})]
-CONV_CELLS = [(ConvRNNCell, {}), (ConvLSTMCell, {}), (ConvLSTMCell, {'peephole': True}), (ConvGRUCell, {})]
+CONV_CELLS = [(ConvRNNCell, {}), (ConvLSTMCell, {}), (ConvLSTMCell, {'peephole': True}),
+              (ConvGRUCell, {})]
 
 
 def cell_id(case):
@@ -37,7 +47,8 @@ def test_seed_two_layer_relu_rnn_batched():
         for name in ('bias_ih_l0', 'bias_hh_l0', 'bias_ih_l1', 'bias_hh_l1'):
             getattr(rnn, name).zero_()
     runner = load_torch_weights(rnn)
-    x = torch.tensor([[[1.0], [10.0]], [[2.0], [20.0]], [[3.0], [30.0]]])      # second sequence = 10x
+    # second sequence = 10x the first
+    x = torch.tensor([[[1.0], [10.0]], [[2.0], [20.0]], [[3.0], [30.0]]])
     h0 = torch.tensor([[[0.5], [5.0]], [[0.2], [2.0]]])
     y, _ = runner(x, h0)
     assert y[:, 0, 0].tolist() == pytest.approx([2.6, 7.8, 16.4])
@@ -59,11 +70,14 @@ def _flat(state):
 
 @pytest.mark.parametrize('name,factory', TORCH_MODULES, ids=[m[0] for m in TORCH_MODULES])
 @pytest.mark.parametrize('layers,bidirectional,batch_first,bias', [
-    (1, False, False, True), (2, True, False, True), (3, False, True, False), (2, True, True, True)])
-def test_matches_torch_outputs_and_gradients(name, factory, layers, bidirectional, batch_first, bias):
+    (1, False, False, True), (2, True, False, True), (3, False, True, False),
+    (2, True, True, True)])
+def test_matches_torch_outputs_and_gradients(name, factory, layers, bidirectional, batch_first,
+                                             bias):
     torch.manual_seed(0)
-    reference = factory(input_size=5, hidden_size=6, num_layers=layers, bidirectional=bidirectional,
-                        batch_first=batch_first, bias=bias).double()
+    reference = factory(input_size=5, hidden_size=6, num_layers=layers,
+                        bidirectional=bidirectional, batch_first=batch_first,
+                        bias=bias).double()
     ours = load_torch_weights(reference)
     x = torch.randn(3, 7, 5, dtype=torch.float64)
     directions = 2 if bidirectional else 1
@@ -85,7 +99,8 @@ def test_matches_torch_outputs_and_gradients(name, factory, layers, bidirectiona
     loss_ours = (y_ours * weights).sum() + sum(s.sum() for s in _flat(s_ours))
     loss_ref.backward(), loss_ours.backward()
     torch.testing.assert_close(x_ours.grad, x_ref.grad, atol=1e-6, rtol=0)
-    gate_order = (0, 1, 3, 2) if name == 'lstm' else None     # ours stores LSTM gates as i, f, o, g
+    # ours stores LSTM gates as i, f, o, g
+    gate_order = (0, 1, 3, 2) if name == 'lstm' else None
     for layer in range(layers):
         for direction in range(directions):
             cell = ours.cells[layer * directions + direction]
@@ -207,7 +222,8 @@ def test_conv_cell_with_1x1_kernel_equals_dense_cell(dense, conv):
     dense_cell = dense(3, 5).double()
     with torch.no_grad():
         for name in ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'):
-            getattr(dense_cell, name).copy_(getattr(conv_cell, name).reshape(getattr(dense_cell, name).shape))
+            dense_param = getattr(dense_cell, name)
+            dense_param.copy_(getattr(conv_cell, name).reshape(dense_param.shape))
     x = torch.randn(2, 3, dtype=torch.float64)
     state = tuple(torch.randn(2, 5, dtype=torch.float64) for _ in dense_cell.state_names)
     y_dense, s_dense = dense_cell.step(x, state)
@@ -227,7 +243,8 @@ def test_gradcheck_dense_cells(case):
         with torch.no_grad():
             cell.weight_peephole.normal_()
     x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
-    state = tuple(torch.randn(2, 4, dtype=torch.float64, requires_grad=True) for _ in cell.state_names)
+    state = tuple(torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+                  for _ in cell.state_names)
     params = tuple(cell.parameters())
 
     def run(x, *inputs):
@@ -239,9 +256,11 @@ def test_gradcheck_dense_cells(case):
     names = [n for n, _ in cell.named_parameters()]
 
     def run_params(*values):
-        y, new_state = torch.func.functional_call(cell, dict(zip(names, values)), (x.detach(), tuple(s.detach() for s in state)))
+        y, new_state = torch.func.functional_call(
+            cell, dict(zip(names, values)), (x.detach(), tuple(s.detach() for s in state)))
         return (y, *new_state)
-    assert torch.autograd.gradcheck(run_params, tuple(p.detach().clone().requires_grad_() for p in params))
+    assert torch.autograd.gradcheck(
+        run_params, tuple(p.detach().clone().requires_grad_() for p in params))
 
 
 @pytest.mark.parametrize('case', CONV_CELLS, ids=cell_id)
@@ -253,7 +272,8 @@ def test_gradcheck_conv_cells(case):
         with torch.no_grad():
             cell.weight_peephole.normal_()
     x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
-    state = tuple(torch.randn(1, 3, 3, 2, dtype=torch.float64, requires_grad=True) for _ in cell.state_names)
+    state = tuple(torch.randn(1, 3, 3, 2, dtype=torch.float64, requires_grad=True)
+                  for _ in cell.state_names)
     names = [n for n, _ in cell.named_parameters()]
 
     def run(x, *rest):
@@ -274,7 +294,8 @@ def test_gradcheck_runner_bidirectional_with_lengths():
 
 # ---------------------------------------------------------------------------- shapes & state
 @pytest.mark.parametrize('case', CONV_CELLS, ids=cell_id)
-@pytest.mark.parametrize('stride,size,expected', [(1, (9, 7), (9, 7)), (2, (9, 7), (5, 4)), (3, (8, 8), (3, 3))])
+@pytest.mark.parametrize('stride,size,expected', [
+    (1, (9, 7), (9, 7)), (2, (9, 7), (5, 4)), (3, (8, 8), (3, 3))])
 def test_conv_state_shape_rule(case, stride, size, expected):
     cls, kwargs = case
     cell = cls(2, 6, kernel_size=3, stride=stride, **kwargs)
@@ -302,11 +323,13 @@ def test_initial_state_is_zeros_and_step_defaults_to_it(case):
     torch.testing.assert_close(y_default, y_zero)
 
 
-FROZEN_CASES = CONV_CELLS + [(UGRNNCell, {'kernel_size': 3}), (ConvRNNCell, {'nonlinearity': 'relu', 'bias': False})]
+FROZEN_CASES = CONV_CELLS + [(UGRNNCell, {'kernel_size': 3}),
+                             (ConvRNNCell, {'nonlinearity': 'relu', 'bias': False})]
 
 
-@pytest.mark.parametrize('case', FROZEN_CASES, ids=[cell_id(case) + ('-nobias' if 'bias' in case[1] else '')
-                                                    for case in FROZEN_CASES])
+@pytest.mark.parametrize('case', FROZEN_CASES,
+                         ids=[cell_id(case) + ('-nobias' if 'bias' in case[1] else '')
+                              for case in FROZEN_CASES])
 @pytest.mark.parametrize('stride', [1, 2])
 @pytest.mark.parametrize('constant_channels', [0, 2])
 def test_frozen_conv_step_equals_step(case, stride, constant_channels):
@@ -392,20 +415,26 @@ def test_initialisers():
 
 # ------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize('make_call,error,pattern', [
-    (lambda: LSTMCell(3, 4).step(torch.randn(2, 5)), ValueError, r'expected input of shape \(B, 3\)'),
+    (lambda: LSTMCell(3, 4).step(torch.randn(2, 5)), ValueError,
+     r'expected input of shape \(B, 3\)'),
     (lambda: LSTMCell(3, 4).step(torch.randn(2, 3, dtype=torch.float64)), TypeError, 'dtype'),
     (lambda: LSTMCell(3, 4).step([1, 2, 3]), TypeError, 'torch.Tensor'),
     (lambda: ConvLSTMCell(3, 4).step(torch.randn(2, 3)), ValueError, r'\(B, 3, H, W\)'),
-    (lambda: LSTMCell(3, 4).step(torch.randn(2, 3), (torch.zeros(2, 4),)), TypeError, r"\('h', 'c'\)"),
-    (lambda: GRUCell(3, 4).step(torch.randn(2, 3), (torch.zeros(3, 4),)), ValueError, r'shape \(2, 4\)'),
-    (lambda: SequenceRunner(GRUCell, 3, 4, bidirectional=True).step(torch.randn(2, 3)), RuntimeError,
-     'bidirectional'),
-    (lambda: SequenceRunner(GRUCell, 3, 4)(torch.randn(5, 2, 3), lengths=[6, 2]), ValueError, r'\[1, 5\]'),
-    (lambda: SequenceRunner(GRUCell, 3, 4)(torch.randn(5, 2, 3), mask=torch.tensor([[1, 0, 1, 1, 1]] * 2).T),
+    (lambda: LSTMCell(3, 4).step(torch.randn(2, 3), (torch.zeros(2, 4),)), TypeError,
+     r"\('h', 'c'\)"),
+    (lambda: GRUCell(3, 4).step(torch.randn(2, 3), (torch.zeros(3, 4),)), ValueError,
+     r'shape \(2, 4\)'),
+    (lambda: LSTMCell(3, 4)(torch.randn(2, 5)), ValueError, r'expected input of shape \(B, 3\)'),
+    (lambda: SequenceRunner(GRUCell, 3, 4, bidirectional=True).step(torch.randn(2, 3)),
+     RuntimeError, 'bidirectional'),
+    (lambda: SequenceRunner(GRUCell, 3, 4)(torch.randn(5, 2, 3), lengths=[6, 2]), ValueError,
+     r'\[1, 5\]'),
+    (lambda: SequenceRunner(GRUCell, 3, 4)(torch.randn(5, 2, 3),
+                                           mask=torch.tensor([[1, 0, 1, 1, 1]] * 2).T),
      ValueError, 'prefix'),
     (lambda: SequenceRunner(GRUCell, 3, 4)(torch.randn(5, 2, 4)), ValueError, r'\(T, B, 3\)'),
-    (lambda: SequenceRunner(LSTMCell, 3, 4, 2)(torch.randn(5, 2, 3), torch.zeros(2, 2, 4)), TypeError,
-     'component'),
+    (lambda: SequenceRunner(LSTMCell, 3, 4, 2)(torch.randn(5, 2, 3), torch.zeros(2, 2, 4)),
+     TypeError, 'component'),
     (lambda: ConvLSTMCell(3, 4, kernel_size=2), ValueError, 'odd'),
     (lambda: make_cell_type('transformer'), ValueError, 'unknown cell type'),
     (lambda: load_torch_weights(nn.Linear(2, 2)), TypeError, 'nn.RNN'),
@@ -443,7 +472,169 @@ def test_fused_lstm_kernel_equals_generic_unroll(use):
                 'all': y.pow(2).sum() + h.sum() + c.pow(3).sum()}[use]
         loss.backward()
         results.append((y, h, c, xs.grad, s0[0].grad, s0[1].grad,
-                        *(p.grad for name, p in runner.named_parameters() if name != 'cells.0.weight_peephole'
-                          and 'peephole' not in name)))
+                        *(p.grad for name, p in runner.named_parameters()
+                          if 'peephole' not in name)))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+# --------------------------------------------------------------------- cells as torch modules
+MODULE_CELLS = (DENSE_CELLS + CONV_CELLS
+                + [(IntersectionCell, {'kernel_size': 3}), (IRNNCell, {'kernel_size': 3})])
+
+
+def _cell_and_input(case, seed):
+    """A cell with non-zero weights everywhere (biases, peepholes), an input and a random state."""
+    cls, kwargs = case
+    torch.manual_seed(seed)
+    cell = cls(3, 4, **kwargs).double()
+    with torch.no_grad():
+        for parameter in cell.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    shape = (2, 3, 6, 5) if cell.is_conv else (2, 3)
+    x = torch.randn(*shape, dtype=torch.float64)
+    spatial = shape[-2:] if cell.is_conv else None
+    state = tuple(torch.randn(cell.state_shape(2, spatial), dtype=torch.float64)
+                  for _ in cell.state_names)
+    return cell, x, state
+
+
+def module_id(case):
+    return cell_id(case) + ('-conv' if 'kernel_size' in case[1] else '')
+
+
+@pytest.mark.parametrize('case', MODULE_CELLS, ids=[module_id(c) for c in MODULE_CELLS])
+def test_calling_the_cell_equals_step(case):
+    cell, x, state = _cell_and_input(case, 20)
+    y_call, s_call = cell(x, state)
+    y_step, s_step = cell.step(x, state)
+    assert torch.equal(y_call, y_step)
+    assert len(s_call) == len(s_step) == len(cell.state_names)
+    assert all(torch.equal(a, b) for a, b in zip(s_call, s_step))
+    # and the state moved: the call really stepped (not, e.g., returned its inputs)
+    assert not all(torch.equal(a, b) for a, b in zip(s_call, state))
+    # state None: zeros, by either name
+    y_none, _ = cell(x)
+    assert torch.equal(y_none, cell.step(x)[0])
+    assert torch.equal(y_none, cell(x, cell.init_state(2, spatial=x.shape[-2:] if cell.is_conv
+                                                       else None))[0])
+
+
+@pytest.mark.parametrize('case', MODULE_CELLS, ids=[module_id(c) for c in MODULE_CELLS])
+def test_forward_hooks_fire_once_per_call_and_per_step(case):
+    cell, x, state = _cell_and_input(case, 21)
+    calls = []
+    handle = cell.register_forward_hook(lambda module, args, output: calls.append(
+        (module, args, output)))
+    pre_calls = []
+    pre_handle = cell.register_forward_pre_hook(lambda module, args: pre_calls.append(args))
+    y, new_state = cell(x, state)
+    assert len(calls) == 1 and len(pre_calls) == 1
+    module, args, output = calls[0]
+    assert module is cell
+    assert args[0] is x and args[1] is state
+    assert output[0] is y and output[1] is new_state
+    y2, _ = cell.step(x, new_state)             # the package's name goes through the hooks too
+    assert len(calls) == 2 and len(pre_calls) == 2
+    assert calls[1][1][0] is x and calls[1][1][1] is new_state and calls[1][2][0] is y2
+    handle.remove()
+    pre_handle.remove()
+    cell(x, state)
+    cell.step(x, state)
+    assert len(calls) == 2 and len(pre_calls) == 2
+
+
+def test_a_forward_hook_can_replace_what_step_returns():
+    """``step`` returns what the module call returns, hooks applied, as ``cell(...)`` does."""
+    cell = GRUCell(3, 4)
+    x = torch.randn(2, 3)
+    marker = torch.full((2, 4), 7.0)
+    cell.register_forward_hook(lambda module, args, output: (marker, (marker,)))
+    assert cell(x)[0] is marker
+    assert cell.step(x)[0] is marker
+
+
+def test_runner_does_not_call_cell_hooks_but_is_a_module_itself():
+    runner = SequenceRunner(LSTMCell, 3, 4, 2)
+    cell_calls, runner_calls = [], []
+    for cell in runner.cells:
+        cell.register_forward_hook(lambda *args: cell_calls.append(args))
+    runner.register_forward_hook(lambda *args: runner_calls.append(args))
+    x = torch.randn(5, 2, 3)
+    y, (h, c) = runner(x)
+    runner.step(x[0])
+    assert len(runner_calls) == 1 and cell_calls == []
+    assert tuple(y.shape) == (5, 2, 4) and tuple(h.shape) == (2, 2, 4)
+
+
+# ------------------------------------------------------------------------------ docstrings
+@pytest.mark.parametrize('module', [rnn_perception.cells.base, rnn_perception.cells.dense,
+                                    rnn_perception.cells.conv], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+PUBLIC_CELLS = [ElmanCell, IRNNCell, LSTMCell, GRUCell, UGRNNCell, IntersectionCell, ConvRNNCell,
+                ConvLSTMCell, ConvGRUCell]
+
+
+def _section(doc, title):
+    """The text of a torch-style section (``Args:``) up to the next blank line."""
+    start = doc.index(f'\n    {title}')
+    end = doc.find('\n\n', start + 1)
+    return doc[start:end if end != -1 else None]
+
+
+@pytest.mark.parametrize('cls', PUBLIC_CELLS, ids=lambda c: c.__name__)
+def test_every_cell_documents_args_shapes_and_a_running_example(cls):
+    doc = cls.__doc__
+    for title in ('Args:', 'Inputs:', 'Outputs:', 'Example::'):
+        assert f'\n    {title}' in doc, f'{cls.__name__}: no {title} section'
+    args = _section(doc, 'Args:')
+    # extra_input_rows: RecurrentCell's knob for subclasses (documented there), not the user's
+    names = [n for n, p in inspect.signature(cls.__init__).parameters.items()
+             if n not in ('self', 'extra_input_rows') and p.kind is not p.VAR_KEYWORD]
+    names += ['bias', 'kernel_size', 'stride']          # dense cells: reached through **kwargs
+    for name in names:
+        assert f'\n        {name}:' in args, f'{cls.__name__}: argument {name} not in Args'
+    examples = doctest.DocTestFinder().find(cls, cls.__name__, globs={})[0].examples
+    assert any(cls.__name__ + '(' in example.source for example in examples)
+    assert any('cell(' in example.source for example in examples), 'example calls the cell'
+    for line in doc.splitlines():
+        assert len(line) <= 99, line
+
+
+@pytest.mark.parametrize('cls', [RecurrentCell, *PUBLIC_CELLS], ids=lambda c: c.__name__)
+def test_docstrings_do_not_claim_torch_initialisation(cls):
+    """Our init is Xavier/orthogonal/zero biases; torch's is U(-1/sqrt(H), 1/sqrt(H))."""
+    assert "reproduces torch's initial distribution" not in cls.__doc__
+
+
+def test_lstm_initialisation_is_what_its_docstring_says():
+    torch.manual_seed(22)
+    cell = LSTMCell(5, 6, forget_bias=0.0)
+    assert torch.count_nonzero(cell.bias_ih) == 0 and torch.count_nonzero(cell.bias_hh) == 0
+    # not torch's U(-1/sqrt(H), 1/sqrt(H)): the rows of an orthogonal block have unit norm (so
+    # some entry exceeds 1/sqrt(H)); torch's rows would have norm about sqrt(H / (3H)) = 0.58
+    bound = 6 ** -0.5
+    for block in cell.weight_hh.chunk(4):
+        torch.testing.assert_close(block.norm(dim=1), torch.ones(6), atol=1e-5, rtol=0)
+    assert cell.weight_hh.abs().max() > bound
+    limit = (6 / (5 + 6)) ** 0.5                      # Xavier-uniform per (H, I) gate block
+    assert cell.weight_ih.abs().max() <= limit
+    peephole = LSTMCell(5, 6, peephole=True, forget_bias=2.0)
+    assert torch.all(peephole.bias_ih[6:12] == 2.0) and torch.count_nonzero(peephole.bias_hh) == 0
+    assert torch.count_nonzero(peephole.weight_peephole) == 0
+    assert LSTMCell(5, 6, bias=False, forget_bias=1.0).bias_ih is None
+
+
+def test_conv_intersection_cell_with_stride_projects_its_carry():
+    """With stride > 1, ``x`` is not on ``h``'s grid even when the widths match, so the carry is
+    the learned projection ``P`` (as the docstring says), not ``x`` itself."""
+    cell = IntersectionCell(4, 4, kernel_size=3, stride=2)
+    assert cell.projects_input
+    y, (h,) = cell(torch.randn(2, 4, 7, 6))
+    assert tuple(y.shape) == tuple(h.shape) == (2, 4, 4, 3)
+    assert not IntersectionCell(4, 4, kernel_size=3).projects_input

@@ -3,9 +3,12 @@
 Every cell has the same interface:
 
 - ``init_state(batch, device, dtype[, spatial])`` -> zero state tuple ``(h,)`` or ``(h, c)``;
-- ``step(x_t, state) -> (y_t, state)`` for stateful per-frame use (nodes);
-- ``project_input`` / ``project_hidden`` / ``update`` / ``activate``: the fused projections, one
-  step, and the equations on the gates' pre-activations.
+- ``cell(x_t, state) -> (y_t, state)`` (``forward``; ``state=None`` means zeros) for stateful
+  per-frame use, also under the name ``step`` (the same call: hooks fire either way);
+- ``project_input`` / ``project_hidden`` / ``update`` / ``activate``: the fused projections,
+  one step, and the equations on the gates' pre-activations.
+
+Each cell class documents its equations, arguments, shapes and a runnable example (doctest).
 
 ``FrozenConvStep`` prepares a convolutional cell with fixed weights for per-frame inference
 (``FrozenConv``: one convolution with folded weights and a constant map).
@@ -15,14 +18,15 @@ unrolls them for BPTT; ``load_torch_weights`` turns a ``torch.nn.RNN/LSTM/GRU`` 
 """
 from .base import RecurrentCell, State
 from .conv import ConvGRUCell, ConvLSTMCell, ConvRNNCell
-from .dense import (CELL_TYPES, ElmanCell, GRUCell, IntersectionCell, IRNNCell, LSTMCell, UGRNNCell,
-                    identity_init_, make_cell_type)
+from .dense import (CELL_TYPES, ElmanCell, GRUCell, IntersectionCell, IRNNCell, LSTMCell,
+                    UGRNNCell, identity_init_, make_cell_type)
 from .frozen import FrozenConv, FrozenConvStep
 from .runner import SequenceRunner
 from .torch_compat import load_torch_weights
 
 __all__ = [
-    'CELL_TYPES', 'ConvGRUCell', 'ConvLSTMCell', 'ConvRNNCell', 'ElmanCell', 'FrozenConv', 'FrozenConvStep',
-    'GRUCell', 'IRNNCell', 'IntersectionCell', 'LSTMCell', 'RecurrentCell', 'SequenceRunner', 'State',
-    'UGRNNCell', 'identity_init_', 'load_torch_weights', 'make_cell_type',
+    'CELL_TYPES', 'ConvGRUCell', 'ConvLSTMCell', 'ConvRNNCell', 'ElmanCell', 'FrozenConv',
+    'FrozenConvStep', 'GRUCell', 'IRNNCell', 'IntersectionCell', 'LSTMCell', 'RecurrentCell',
+    'SequenceRunner', 'State', 'UGRNNCell', 'identity_init_', 'load_torch_weights',
+    'make_cell_type',
 ]

@@ -6,7 +6,7 @@ recurrent projection, both with their biases, ``*`` is elementwise.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor, nn
@@ -16,18 +16,50 @@ from .fused_lstm import FusedLSTMSequence
 
 
 class ElmanCell(RecurrentCell):
-    r"""Elman RNN (``torch.nn.RNNCell``):
+    r"""Elman RNN, the equations of ``torch.nn.RNNCell``:
 
     .. math:: h_t = \phi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}), \quad y_t = h_t
 
-    ``nonlinearity`` is ``'tanh'`` or ``'relu'``.
+    with :math:`\phi` the ``nonlinearity``. One gate block. Initialised as
+    ``RecurrentCell.reset_parameters`` says (Xavier-uniform / orthogonal / zero biases), not as
+    torch's ``RNNCell``.
+
+    Args:
+        input_size: ``I``, the features of ``x``.
+        hidden_size: ``H``, the features of ``h``.
+        nonlinearity: :math:`\phi`, ``'tanh'`` or ``'relu'``. Default: ``'tanh'``
+        bias: if ``False``, no ``bias_ih`` / ``bias_hh``. Default: ``True``
+        kernel_size: ``None`` for a dense cell, or the odd side of square kernels that
+            make it convolutional (as ``ConvRNNCell``). Default: ``None``
+        stride: stride of the input convolution (conv only). Default: ``1``
+
+    Inputs: x, state
+        - **x** ``(B, I)``
+        - **state** ``(h,)``, ``h (B, H)``; ``None`` (default) means zeros.
+
+    Outputs: y, (h',)
+        - **y** ``(B, H)``: ``h'``.
+        - **(h',)**: the new state.
+
+    Example::
+
+        >>> import torch
+        >>> from rnn_perception.cells import ElmanCell
+        >>> cell = ElmanCell(10, 20, nonlinearity='relu')
+        >>> x = torch.randn(6, 3, 10)                  # (T, B, I)
+        >>> state = None                               # zeros
+        >>> for x_t in x:
+        ...     y, state = cell(x_t, state)
+        >>> y.shape, torch.equal(y, state[0])
+        (torch.Size([3, 20]), True)
     """
 
     num_gates = 1
 
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = 'tanh', **kwargs):
         if nonlinearity not in ('tanh', 'relu'):
-            raise ValueError(f"{type(self).__name__}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+            raise ValueError(f"{type(self).__name__}: nonlinearity must be 'tanh' or 'relu', "
+                             f'got {nonlinearity!r}')
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, **kwargs)
 
@@ -38,9 +70,39 @@ class ElmanCell(RecurrentCell):
 
 class IRNNCell(ElmanCell):
     r"""IRNN (Le, Jaitly & Hinton 2015): a ReLU Elman RNN whose recurrent matrix starts as the
-    identity and whose biases start at zero, so that at initialisation it copies its state forward:
+    identity and whose biases start at zero:
 
-    .. math:: h_t = \mathrm{ReLU}(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}), \quad W_{hh} \leftarrow I
+    .. math:: h_t = \mathrm{ReLU}(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}), \quad y_t = h_t
+
+    At initialisation :math:`W_{hh} = I` (conv: a kernel whose centre tap is :math:`I`, see
+    ``identity_init_``), so :math:`h_t = \mathrm{ReLU}(W_{ih} x_t + h_{t-1})`: with zero input a
+    non-negative state is copied forward. :math:`W_{ih}` starts Xavier-uniform.
+
+    Args:
+        input_size: ``I``, the features of ``x``.
+        hidden_size: ``H``, the features of ``h``.
+        bias: if ``False``, no ``bias_ih`` / ``bias_hh``. Default: ``True``
+        kernel_size: ``None`` for a dense cell, or the odd side of square kernels that
+            make it convolutional. Default: ``None``
+        stride: stride of the input convolution (conv only). Default: ``1``
+
+    Inputs: x, state
+        - **x** ``(B, I)``
+        - **state** ``(h,)``, ``h (B, H)``; ``None`` (default) means zeros.
+
+    Outputs: y, (h',)
+        - **y** ``(B, H)``: ``h'``.
+        - **(h',)**: the new state.
+
+    Example::
+
+        >>> import torch
+        >>> from rnn_perception.cells import IRNNCell
+        >>> cell = IRNNCell(10, 20)
+        >>> h = torch.rand(3, 20)
+        >>> y, (h_next,) = cell(torch.zeros(3, 10), (h,))  # zero input: h is carried unchanged
+        >>> torch.equal(h_next, h)
+        True
     """
 
     def __init__(self, input_size: int, hidden_size: int, **kwargs):
@@ -63,12 +125,47 @@ class LSTMCell(RecurrentCell):
         o_t &= \sigma(W_o x_t + U_o h_{t-1} + p_o * c_t + b_o) \\
         h_t &= o_t * \tanh(c_t), \quad y_t = h_t
 
-    Without peepholes (``p = 0``) this is ``torch.nn.LSTMCell``. Gate rows are stored in the order
-    ``(i, f, o, g)`` so the three sigmoids run as one op; ``load_torch_weights`` reorders torch's
-    ``(i, f, g, o)``. Peephole weights are diagonal: one per unit (dense) or per channel (conv).
-    Full-length dense sequences without peepholes run through ``FusedLSTMSequence`` (same
-    equations, hand-written backward); ``forget_bias`` is added to ``b_ih``'s forget block at initialisation (1.0 eases learning of
-    long dependencies; 0.0 reproduces torch's initial distribution).
+    Without peepholes (``p = 0``) these are the equations of ``torch.nn.LSTMCell``. Gate rows are
+    stored in the order ``(i, f, o, g)`` so the three sigmoids run as one op;
+    ``load_torch_weights`` reorders a ``torch.nn.LSTM``'s ``(i, f, g, o)``. Peephole weights
+    ``weight_peephole`` ``(3, H)`` (rows ``p_i, p_f, p_o``) are diagonal: one per unit (dense) or
+    per channel (conv). Full-length dense sequences without peepholes unroll through
+    ``FusedLSTMSequence`` (same equations, hand-written backward).
+
+    Initialisation: ``RecurrentCell.reset_parameters`` (Xavier-uniform ``W``, orthogonal ``U`` per
+    gate block, zero biases), zero peepholes, then the forget block of ``bias_ih`` is set to
+    ``forget_bias`` (``bias_hh`` stays zero). 1.0 eases learning of long dependencies; 0.0 leaves
+    every bias at zero. Neither value gives torch's initial distribution: ``torch.nn.LSTMCell``
+    draws every weight and bias from ``U(-1/sqrt(H), 1/sqrt(H))``.
+
+    Args:
+        input_size: ``I``, the features of ``x``.
+        hidden_size: ``H``, the features of ``h`` and ``c``.
+        peephole: add the peephole terms ``p * c``. Default: ``False``
+        forget_bias: initial value of the forget gate's ``b_ih`` block (ignored when
+            ``bias=False``). Default: ``1.0``
+        bias: if ``False``, no ``bias_ih`` / ``bias_hh``. Default: ``True``
+        kernel_size: ``None`` for a dense cell, or the odd side of square kernels that
+            make it convolutional (as ``ConvLSTMCell``). Default: ``None``
+        stride: stride of the input convolution (conv only). Default: ``1``
+
+    Inputs: x, state
+        - **x** ``(B, I)``
+        - **state** ``(h, c)``, each ``(B, H)``; ``None`` (default) means zeros.
+
+    Outputs: y, (h', c')
+        - **y** ``(B, H)``: ``h'``.
+        - **(h', c')**: the new state.
+
+    Example::
+
+        >>> import torch
+        >>> from rnn_perception.cells import LSTMCell
+        >>> cell = LSTMCell(10, 20)
+        >>> y, state = cell(torch.randn(3, 10))        # state None: h = c = 0
+        >>> y, (h, c) = cell(torch.randn(3, 10), state)
+        >>> y.shape, h.shape, c.shape
+        (torch.Size([3, 20]), torch.Size([3, 20]), torch.Size([3, 20]))
     """
 
     num_gates = 4
@@ -81,7 +178,8 @@ class LSTMCell(RecurrentCell):
         super().__init__(input_size, hidden_size, **kwargs)
         if peephole:
             spatial = (1, 1) if self.is_conv else ()
-            # rows: p_i, p_f (see c_{t-1}) and p_o (sees c_t); shaped to broadcast over (B, H[, h, w])
+            # rows: p_i, p_f (see c_{t-1}) and p_o (sees c_t); shaped to broadcast over
+            # (B, H[, h, w])
             self.weight_peephole = nn.Parameter(torch.zeros(3, hidden_size, *spatial))
         else:
             self.register_parameter('weight_peephole', None)
@@ -112,7 +210,6 @@ class LSTMCell(RecurrentCell):
         h = o * torch.tanh(c)
         return h, (h, c)
 
-
     def unroll(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
         if self.is_conv or self.peephole:
             return super().unroll(gx, state)
@@ -129,7 +226,34 @@ class GRUCell(RecurrentCell):
         n_t &= \tanh(W_n x_t + b_{in} + r_t * (U_n h_{t-1} + b_{hn})) \\
         h_t &= (1 - z_t) * n_t + z_t * h_{t-1}, \quad y_t = h_t
 
-    Gate rows in torch's order ``(r, z, n)``.
+    Gate rows in torch's order ``(r, z, n)``, so a ``torch.nn.GRU``'s weights load as they are
+    (``load_torch_weights``). Initialised as ``RecurrentCell.reset_parameters`` says, not as
+    torch's ``GRUCell``.
+
+    Args:
+        input_size: ``I``, the features of ``x``.
+        hidden_size: ``H``, the features of ``h``.
+        bias: if ``False``, no ``bias_ih`` / ``bias_hh``. Default: ``True``
+        kernel_size: ``None`` for a dense cell, or the odd side of square kernels that
+            make it convolutional (as ``ConvGRUCell``). Default: ``None``
+        stride: stride of the input convolution (conv only). Default: ``1``
+
+    Inputs: x, state
+        - **x** ``(B, I)``
+        - **state** ``(h,)``, ``h (B, H)``; ``None`` (default) means zeros.
+
+    Outputs: y, (h',)
+        - **y** ``(B, H)``: ``h'``.
+        - **(h',)**: the new state.
+
+    Example::
+
+        >>> import torch
+        >>> from rnn_perception.cells import GRUCell
+        >>> cell = GRUCell(10, 20)
+        >>> y, state = cell(torch.randn(3, 10), (torch.zeros(3, 20),))
+        >>> y.shape, len(state)
+        (torch.Size([3, 20]), 1)
     """
 
     num_gates = 3
@@ -154,7 +278,33 @@ class UGRNNCell(RecurrentCell):
         c_t &= \tanh(W_c x_t + U_c h_{t-1} + b_c) \\
         h_t &= g_t * h_{t-1} + (1 - g_t) * c_t, \quad y_t = h_t
 
-    Gate rows ``(g, c)``.
+    Gate rows ``(g, c)``; ``b`` is ``b_ih + b_hh``. ``c_t`` is a candidate, not a cell state:
+    the state is ``(h,)``.
+
+    Args:
+        input_size: ``I``, the features of ``x``.
+        hidden_size: ``H``, the features of ``h``.
+        bias: if ``False``, no ``bias_ih`` / ``bias_hh``. Default: ``True``
+        kernel_size: ``None`` for a dense cell, or the odd side of square kernels that
+            make it convolutional. Default: ``None``
+        stride: stride of the input convolution (conv only). Default: ``1``
+
+    Inputs: x, state
+        - **x** ``(B, I)``
+        - **state** ``(h,)``, ``h (B, H)``; ``None`` (default) means zeros.
+
+    Outputs: y, (h',)
+        - **y** ``(B, H)``: ``h'``.
+        - **(h',)**: the new state.
+
+    Example::
+
+        >>> import torch
+        >>> from rnn_perception.cells import UGRNNCell
+        >>> cell = UGRNNCell(10, 20)
+        >>> y, (h,) = cell(torch.randn(3, 10))
+        >>> y.shape
+        torch.Size([3, 20])
     """
 
     num_gates = 2
@@ -178,17 +328,47 @@ class IntersectionCell(RecurrentCell):
         y_t &= g^y_t * P x_t + (1 - g^y_t) * y^{in}_t \\
         h_t &= g^h_t * h_{t-1} + (1 - g^h_t) * h^{in}_t
 
-    The output carries the input forward, so it needs ``x`` in the hidden size: ``P`` is the
-    identity when ``input_size == hidden_size`` and otherwise a learned projection (the
-    "first layer may project the input" rule), fused into the input matmul as extra rows.
-    Gate rows ``(g_y, g_h, y_in, h_in)``, then ``P``'s rows. ``step`` returns ``y_t``; the state is ``(h_t,)``.
+    The output carries the input forward, so it needs ``x`` in the hidden size: ``P x_t`` is
+    ``x_t`` itself when ``input_size == hidden_size`` (and, conv, ``stride == 1``), and otherwise
+    a learned projection with its own bias (``W_P x_t + b_P``, ``b_P`` zero at initialisation;
+    the "first layer may project the input" rule), fused into the input matmul as ``E = H``
+    extra rows. Gate rows ``(g_y, g_h, y_in, h_in)``, then ``P``'s rows. The cell returns
+    ``y_t``; the state is ``(h_t,)``.
+
+    Args:
+        input_size: ``I``, the features of ``x``.
+        hidden_size: ``H``, the features of ``y`` and ``h``.
+        bias: if ``False``, no ``bias_ih`` / ``bias_hh`` (nor ``b_P``). Default: ``True``
+        kernel_size: ``None`` for a dense cell, or the odd side of square kernels that
+            make it convolutional. Default: ``None``
+        stride: stride of the input convolution (conv only). Default: ``1``
+
+    Inputs: x, state
+        - **x** ``(B, I)``
+        - **state** ``(h,)``, ``h (B, H)``; ``None`` (default) means zeros.
+
+    Outputs: y, (h',)
+        - **y** ``(B, H)``: the output, not ``h'``.
+        - **(h',)**: the new state.
+
+    Example::
+
+        >>> import torch
+        >>> from rnn_perception.cells import IntersectionCell
+        >>> cell = IntersectionCell(10, 20)            # 10 != 20: x is projected (P)
+        >>> y, (h,) = cell(torch.randn(3, 10))
+        >>> y.shape, h.shape, cell.projects_input
+        (torch.Size([3, 20]), torch.Size([3, 20]), True)
     """
 
     num_gates = 4
 
     def __init__(self, input_size: int, hidden_size: int, **kwargs):
-        projects = input_size != hidden_size
-        super().__init__(input_size, hidden_size, extra_input_rows=hidden_size if projects else 0, **kwargs)
+        # x is carried as it is only where it already has h's shape: same width, and (conv) the
+        # same grid, which a strided input convolution would not keep
+        projects = input_size != hidden_size or kwargs.get('stride', 1) != 1
+        super().__init__(input_size, hidden_size,
+                         extra_input_rows=hidden_size if projects else 0, **kwargs)
         self.projects_input = projects
         if projects and self.bias_ih is not None:
             with torch.no_grad():

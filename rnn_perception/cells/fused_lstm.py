@@ -32,7 +32,8 @@ class FusedLSTMSequence(torch.autograd.Function):
     ``gx`` already holds both biases (``LSTMCell.project_input``)."""
 
     @staticmethod
-    def forward(ctx, gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(ctx, gx: Tensor, h0: Tensor, c0: Tensor,
+                weight_hh: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         steps, batch, gate_rows = gx.shape
         n = gate_rows // 4
         hs = gx.new_empty(steps + 1, batch, n)              # h_0 .. h_T
@@ -41,7 +42,8 @@ class FusedLSTMSequence(torch.autograd.Function):
         tanh_cs = gx.new_empty(steps, batch, n)
         hs[0], cs[0] = h0, c0
         recurrent = weight_hh.t()
-        # per-step views made once: indexing inside the loop costs more than the small ops themselves
+        # per-step views made once: indexing inside the loop costs more than the small ops
+        # themselves
         gates = zip(gx.unbind(0), acts.unbind(0), *(part.unbind(0) for part in acts.split(n, 2)))
         for t, (gx_t, act, i, f, o, g) in enumerate(gates):
             torch.addmm(gx_t, hs[t], recurrent, out=act)
@@ -59,9 +61,11 @@ class FusedLSTMSequence(torch.autograd.Function):
         hs, cs, acts, tanh_cs, weight_hh = ctx.saved_tensors
         steps, batch, n = tanh_cs.shape
         i, f, o, g = acts.split(n, 2)
-        # factors d(pre-activation)/d(dc or dh) for every step at once: (T, B, 4, H), rows i, f, o, g
+        # factors d(pre-activation)/d(dc or dh) for every step at once: (T, B, 4, H),
+        # rows i, f, o, g
         factors = acts.new_empty(steps, batch, 4, n)
-        sigmoid_slopes = torch.addcmul(acts[..., :3 * n], acts[..., :3 * n], acts[..., :3 * n], value=-1)
+        sigmoids = acts[..., :3 * n]
+        sigmoid_slopes = torch.addcmul(sigmoids, sigmoids, sigmoids, value=-1)
         slope_i, slope_f, slope_o = sigmoid_slopes.split(n, 2)   # s (1 - s) per sigmoid gate
         torch.mul(slope_i, g, out=factors[:, :, 0])
         torch.mul(slope_f, cs[:-1], out=factors[:, :, 1])
@@ -82,6 +86,7 @@ class FusedLSTMSequence(torch.autograd.Function):
             torch.mul(factors_t[:, 2], dh, out=d_gate[:, 2])       # ... row o uses dh
             dc = dc * f_t
             # dh for the step before: its own output gradient plus what flows back through U
-            dh = torch.mm(d_act, weight_hh) if dy_prev is None else torch.addmm(dy_prev, d_act, weight_hh)
+            dh = (torch.mm(d_act, weight_hh) if dy_prev is None
+                  else torch.addmm(dy_prev, d_act, weight_hh))
         d_weight_hh = d_acts.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)
         return d_acts, dh, dc, d_weight_hh

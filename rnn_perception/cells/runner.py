@@ -63,10 +63,13 @@ class SequenceRunner(nn.Module):
     def forward(self, x: Tensor, state: Optional[Packed] = None, *,
                 lengths: Optional[Union[Tensor, Sequence[int]]] = None,
                 mask: Optional[Tensor] = None) -> Tuple[Tensor, Packed]:
-        """Unroll over the whole sequence: ``(output, final_state)`` (layouts in the module doc)."""
+        """Unroll over the whole sequence: ``(output, final_state)`` (layouts in the module
+        doc). The cells' ``project_input``/``update`` are called directly, not the cells
+        themselves, so hooks registered on a cell do not fire here."""
         if not isinstance(x, Tensor) or x.dim() < 3:
-            raise ValueError('SequenceRunner: expected input (T, B, ...) or (B, T, ...) with batch_first, '
-                             f'got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}')
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError('SequenceRunner: expected input (T, B, ...) or (B, T, ...) with '
+                             f'batch_first, got {got}')
         if self.batch_first:
             x = x.transpose(0, 1)                          # (T, B, *F)
             if mask is not None:
@@ -84,7 +87,8 @@ class SequenceRunner(nn.Module):
                 if direction == 0:
                     ys, final = _unroll(cell, layer_input, cell_state, lengths)
                 else:
-                    ys, final = _unroll(cell, _reverse_padded(layer_input, lengths), cell_state, lengths)
+                    ys, final = _unroll(cell, _reverse_padded(layer_input, lengths), cell_state,
+                                        lengths)
                     ys = _reverse_padded(ys, lengths)
                 outputs.append(ys)
                 finals.append(final)
@@ -96,15 +100,18 @@ class SequenceRunner(nn.Module):
 
     def step(self, x: Tensor, state: Optional[Packed] = None) -> Tuple[Tensor, Packed]:
         """One frame through every layer with carried state: ``x_t (B, *F)`` -> ``(y_t, state)``.
-        Same state layout as ``forward``; running ``step`` over a sequence equals ``forward``."""
+        Same state layout as ``forward``; without dropout (or in eval mode) running ``step`` over
+        a sequence equals ``forward``. Like ``forward``, calls no cell hooks."""
         if self.bidirectional:
-            raise RuntimeError('SequenceRunner.step: a bidirectional runner needs the whole sequence '
+            raise RuntimeError('SequenceRunner.step: a bidirectional runner needs the whole '
+                               'sequence '
                                '(its backward direction reads the future); use forward()')
         finals: List[State] = []
         y = x
         for layer, cell in enumerate(self.cells):
             cell.check_input(y)
-            y, cell_state = cell.update(cell.project_input(y), self._state_at(state, layer, cell, y.unsqueeze(0)))
+            cell_state = self._state_at(state, layer, cell, y.unsqueeze(0))
+            y, cell_state = cell.update(cell.project_input(y), cell_state)
             finals.append(cell_state)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 y = F.dropout(y, self.dropout, training=True)
@@ -123,15 +130,16 @@ class SequenceRunner(nn.Module):
                 spatial = states[-1][0].shape[-2:]
         return self._pack(states)
 
-    def _state_at(self, state: Optional[Packed], index: int, cell: RecurrentCell, seq: Tensor) -> State:
+    def _state_at(self, state: Optional[Packed], index: int, cell: RecurrentCell,
+                  seq: Tensor) -> State:
         """Layer x direction ``index``'s state tuple from a packed state (zeros when ``None``)."""
         if state is None:
             return cell.init_state(seq.shape[1], seq.device, seq.dtype,
                                    seq.shape[-2:] if cell.is_conv else None)
         components = state if isinstance(state, tuple) else (state,)
         if len(components) != len(cell.state_names):
-            raise TypeError(f'SequenceRunner: state must hold {cell.state_names}, got {len(components)} '
-                            'component(s)')
+            raise TypeError(f'SequenceRunner: state must hold {cell.state_names}, '
+                            f'got {len(components)} component(s)')
         expected = len(self.cells)
         for name, component in zip(cell.state_names, components):
             if len(component) != expected:
@@ -151,7 +159,8 @@ class SequenceRunner(nn.Module):
 
 def _unroll(cell: RecurrentCell, seq: Tensor, state: State,
             lengths: Optional[Tensor]) -> Tuple[Tensor, State]:
-    """Run ``cell`` over ``seq (T, B, *F)``; the input projection of all T steps is one matmul/conv."""
+    """Run ``cell`` over ``seq (T, B, *F)``; the input projection of all T steps is one
+    matmul/conv."""
     steps, batch = seq.shape[:2]
     cell.check_input(seq, leading_dims=2)
     gx = cell.project_input(seq.flatten(0, 1)).unflatten(0, (steps, batch))   # (T, B, G*H[, h, w])
@@ -174,7 +183,8 @@ def _resolve_lengths(lengths, mask: Optional[Tensor], steps: int, batch: int,
         raise ValueError('SequenceRunner: give lengths or mask, not both')
     if mask is not None:
         if mask.shape != (steps, batch):
-            raise ValueError(f'SequenceRunner: mask must have shape {(steps, batch)} (time, batch; '
+            raise ValueError(f'SequenceRunner: mask must have shape {(steps, batch)} '
+                             '(time, batch; '
                              f'batch, time with batch_first), got {tuple(mask.shape)}')
         mask = mask.to(device=device, dtype=torch.bool)
         lengths = mask.sum(0)
@@ -186,9 +196,11 @@ def _resolve_lengths(lengths, mask: Optional[Tensor], steps: int, batch: int,
         return None
     lengths = torch.as_tensor(lengths, device=device).long()
     if lengths.shape != (batch,):
-        raise ValueError(f'SequenceRunner: lengths must have shape ({batch},), got {tuple(lengths.shape)}')
+        raise ValueError(f'SequenceRunner: lengths must have shape ({batch},), '
+                         f'got {tuple(lengths.shape)}')
     if bool((lengths < 1).any()) or bool((lengths > steps).any()):
-        raise ValueError(f'SequenceRunner: lengths must lie in [1, {steps}], got {lengths.tolist()}')
+        raise ValueError(f'SequenceRunner: lengths must lie in [1, {steps}], '
+                         f'got {lengths.tolist()}')
     return None if bool((lengths == steps).all()) else lengths
 
 

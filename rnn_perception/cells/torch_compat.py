@@ -1,6 +1,8 @@
 """Take a trained ``torch.nn.RNN``/``LSTM``/``GRU`` and return the library's equivalent runner,
-called the way the torch module is: ``runner(x, h0=None) -> (output, h_n)`` (``(h0, c0)`` and
-``(h_n, c_n)`` for an LSTM), same layouts, same numbers.
+called the way the torch module is: ``runner(x, h_0) -> (output, h_n)``, ``h_0`` optional
+(``(h_0, c_0)`` and ``(h_n, c_n)`` for an LSTM; as a keyword it is ``state=``), same layouts,
+the same numbers within float rounding (tests). ``PackedSequence`` input is not accepted:
+pass the padded batch with ``lengths=`` instead.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ def load_torch_weights(module: nn.RNNBase) -> SequenceRunner:
     """
     if isinstance(module, nn.LSTM):
         if module.proj_size:
-            raise ValueError('load_torch_weights: nn.LSTM with proj_size > 0 has no equivalent cell')
+            raise ValueError('load_torch_weights: nn.LSTM with proj_size > 0 has no equivalent '
+                             'cell')
         cell_type, cell_kwargs, order = LSTMCell, {'forget_bias': 0.0}, _TORCH_TO_OURS_LSTM
     elif isinstance(module, nn.GRU):
         cell_type, cell_kwargs, order = GRUCell, {}, None
@@ -31,7 +34,8 @@ def load_torch_weights(module: nn.RNNBase) -> SequenceRunner:
         nonlinearity = 'tanh' if module.mode == 'RNN_TANH' else 'relu'
         cell_type, cell_kwargs, order = ElmanCell, {'nonlinearity': nonlinearity}, None
     else:
-        raise TypeError(f'load_torch_weights: expected nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}')
+        raise TypeError('load_torch_weights: expected nn.RNN, nn.LSTM or nn.GRU, '
+                        f'got {type(module).__name__}')
 
     reference = next(module.parameters())
     runner = SequenceRunner(cell_type, module.input_size, module.hidden_size, module.num_layers,
@@ -48,7 +52,8 @@ def load_torch_weights(module: nn.RNNBase) -> SequenceRunner:
                         continue
                     source = getattr(module, name + suffix)
                     if order is not None:
-                        source = torch.cat([block for block in (source.chunk(4, 0)[k] for k in order)])
+                        blocks = source.chunk(4, 0)
+                        source = torch.cat([blocks[k] for k in order])
                     getattr(cell, name).copy_(source)
     runner.train(module.training)
     return runner
