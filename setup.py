@@ -29,7 +29,7 @@ setup(
             f'collision_node = {PACKAGE}.nodes.collision_node:main',
             f'tactile_node = {PACKAGE}.nodes.tactile_node:main',
             f'zoo = {PACKAGE}.training.zoo:main',
-            f'rnn_perception = {PACKAGE}.cli:main',
+            f'rnn_perception = {PACKAGE}.commands:main',
         ],
     },
 )

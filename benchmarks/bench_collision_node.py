@@ -39,9 +39,10 @@ from sensor_msgs.msg import Image
 
 from rnn_perception.models.collision import (CollisionPredictor, frames_to_tensor, resize_frames,
                                              save_collision_model)
-from rnn_perception.ros.image_conversion import image_to_rgb
-from rnn_perception.runtime.collision import (CollisionRuntime, CollisionSettings, Outcome,
-                                              default_weights_path, load_predictor)
+from rnn_perception.data.image_conversion import image_to_rgb
+from rnn_perception.models.collision import default_weights_path
+from rnn_perception.runtime.collision import CollisionRuntime, load_predictor, Outcome
+from rnn_perception.runtime.collision_parameters import CollisionSettings
 
 FPS = 30.0
 EPISODE_FRAMES = 60

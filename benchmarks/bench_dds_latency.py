@@ -80,7 +80,8 @@ def in_process(frames: int, warmup: int) -> Dict[str, List[float]]:
     """The node's processing of the same frames in this process; seconds per frame."""
     import torch
 
-    from rnn_perception.runtime.collision import CollisionRuntime, CollisionSettings, load_predictor
+    from rnn_perception.runtime.collision import CollisionRuntime, load_predictor
+    from rnn_perception.runtime.collision_parameters import CollisionSettings
 
     settings = CollisionSettings(max_frame_age_s=0.0)
     torch.set_num_threads(settings.cpu_threads)

@@ -24,8 +24,10 @@ import torch
 from geometry_msgs.msg import PoseStamped
 from std_msgs.msg import Float32MultiArray
 
-from rnn_perception.runtime.tactile import (Outcome, TactileRuntime, TactileSettings, default_weights_path,
-                                            load_predictor, pose_fields)
+from rnn_perception.models.tactile import default_weights_path
+from rnn_perception.runtime.tactile import load_predictor, Outcome, TactileRuntime
+from rnn_perception.runtime.tactile_input import pose_fields
+from rnn_perception.runtime.tactile_parameters import TactileSettings
 
 RATE_HZ = 100.0
 EPISODE_SAMPLES = 400

@@ -64,7 +64,7 @@ class CameraFrames:
     def __init__(self):
         from sensor_msgs.msg import Image
 
-        from rnn_perception.ros.image_conversion import array_to_image_fields
+        from rnn_perception.data.image_conversion import array_to_image_fields
 
         self._messages = [[Image(**array_to_image_fields(frame)) for frame in scene]
                           for scene in ball_scenes(SCENES, FRAME_SIZE, EPISODE_FRAMES)]
@@ -103,7 +103,8 @@ def sampled(frames: int) -> Callable[[int], bool]:
 
 # ------------------------------------------------------------------------------------ in process
 def soak_in_process(frames: int) -> Dict[str, float]:
-    from rnn_perception.runtime.collision import CollisionSettings, Outcome
+    from rnn_perception.runtime.collision import Outcome
+    from rnn_perception.runtime.collision_parameters import CollisionSettings
 
     runtime, _ = build_runtime('', CollisionSettings(device='cpu'))
     camera = CameraFrames()

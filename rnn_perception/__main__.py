@@ -1,6 +1,6 @@
-"""``python -m rnn_perception``: see ``rnn_perception.cli``."""
+"""``python -m rnn_perception``: see :mod:`rnn_perception.commands`."""
 import sys
 
-from .cli import main
+from .commands import main
 
 sys.exit(main())

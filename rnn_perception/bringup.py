@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from .cli import OneLineParser, UsageError, report_error
+from .cli import OneLineParser, report_error, UsageError
+from .device import add_device_option
 
 PACKAGE = 'rnn_perception'
 
@@ -88,7 +89,7 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
         epilog='Arguments from --ros-args on go to rclpy, e.g. --ros-args -p weights:=my.safetensors')
     for launch in launches:
         launch.add_options(parser, '--params' if len(launches) == 1 else f'--{launch.name}-params')
-    parser.add_argument('--device', default='auto', help='torch device: auto, cpu or cuda')
+    add_device_option(parser, default='auto')
     parser.add_argument('--namespace', default='', help='namespace of the nodes and their topics')
     try:
         args = parser.parse_args(own_args)

@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from .cli import OneLineParser, UsageError, report_error
+from .cli import OneLineParser, report_error, UsageError
+from .device import add_device_option
 
 REPO = Path(__file__).resolve().parent.parent
 ANSWER_TOPIC = '/collision_node/collision_probability_stamped'
@@ -157,7 +158,10 @@ def report(bag: Path, weights: Path, answers: Answers, arrivals: Arrivals, thres
     bag, and the probability-trace plot."""
     import numpy as np
 
-    from .evaluation.collision import EpisodeTrace, collision_metrics, episodes_from_bag, evaluate_bag, plot_traces
+    from .data.dodgeball_bag import episodes_from_bag
+    from .evaluation.collision import evaluate_bag
+    from .evaluation.collision_metrics import collision_metrics, EpisodeTrace
+    from .evaluation.collision_plots import plot_traces
 
     traces, frames, answered = [], 0, 0
     print(f"\n{'throw':>5} {'truth':>6} {'contact':>8} {'predicted':>9} {'max P':>6} {'alert at':>9} "
@@ -209,15 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--out', type=Path, default=REPO / 'runs' / 'demo',
                         help='directory for the bag, dataset and plot (default runs/demo; replaced)')
     parser.add_argument('--weights', default='', help='collision weights (default: the shipped model)')
-    parser.add_argument('--device', default='auto', help='torch device of the node: auto, cpu or cuda')
+    add_device_option(parser, default='auto')
     parser.add_argument('--rate', type=float, default=1.0, help='replay speed (1 = recorded timing)')
     return parser
 
 
 def run(args: argparse.Namespace) -> None:
-    from .models.collision import load_collision_model
-    from .evaluation.collision import model_threshold
-    from .runtime.collision import default_weights_path
+    from .models.collision import default_weights_path, load_collision_model, model_threshold
 
     if args.episodes < 1 or args.rate <= 0:
         raise DemoError('--episodes must be >= 1 and --rate > 0')

@@ -16,8 +16,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from rnn_perception.data.tactile_dataset import angle_quaternion
-from rnn_perception.ros.image_conversion import MAX_IMAGE_PIXELS, SUPPORTED_ENCODINGS, WIDE_ENCODINGS
-from rnn_perception.runtime.tactile import NUM_TACTILE, POSE_LIMIT_M, TACTILE_LIMIT
+from rnn_perception.data.image_conversion import MAX_IMAGE_PIXELS, SUPPORTED_ENCODINGS, WIDE_ENCODINGS
+from rnn_perception.runtime.tactile_input import NUM_TACTILE, POSE_LIMIT_M, TACTILE_LIMIT
 
 FPS = 30.0                          # the shipped collision model's rate: good frames are all kept
 GOOD_SIZE = 12                      # good frames: small, one resolution (no resolution resets)
@@ -226,13 +226,15 @@ def shipped_model(kind: str) -> tuple:
 
 def collision_runtime():
     """A fresh collision runtime on the shipped model, the age check off (any stamp is as good)."""
-    from rnn_perception.runtime.collision import CollisionRuntime, CollisionSettings
+    from rnn_perception.runtime.collision import CollisionRuntime
+    from rnn_perception.runtime.collision_parameters import CollisionSettings
 
     return CollisionRuntime(*shipped_model('collision'), CollisionSettings(max_frame_age_s=0.0))
 
 
 def tactile_runtime():
-    from rnn_perception.runtime.tactile import TactileRuntime, TactileSettings
+    from rnn_perception.runtime.tactile import TactileRuntime
+    from rnn_perception.runtime.tactile_parameters import TactileSettings
 
     return TactileRuntime(*shipped_model('tactile'), TactileSettings())
 
@@ -257,7 +259,7 @@ def stamp_ns(header) -> int:
 def assert_pose_array_close(array, expected: np.ndarray) -> None:
     """A published ``PoseArray`` holds the finite poses ``expected (H, 4)``. The angle travels as
     a quaternion: float32 rounding of it only, and angles beyond pi come back wrapped."""
-    from rnn_perception.evaluation.tactile import pose_vector
+    from rnn_perception.data.tactile_bag import pose_vector
 
     poses = np.stack([pose_vector(pose) for pose in array.poses]).astype(np.float64)
     assert np.isfinite(poses).all()

@@ -3,7 +3,7 @@ non-zero with ONE line naming the bag and the problem, never a traceback.
 
 The bags are real rosbag2 directories (mcap and sqlite3) written with ``rosbags`` through the
 package's own writer, then broken the way disks and people break them. Every case runs through
-``rnn_perception.cli.main`` in-process (what ``python -m rnn_perception`` runs); each command also
+``rnn_perception.commands.main`` in-process (what ``python -m rnn_perception`` runs); each command also
 runs as a real ``python -m rnn_perception`` process on two of the cases, for what only a process
 shows (warnings or log spew at start-up, the exit status).
 """
@@ -22,10 +22,10 @@ from rosbags.rosbag2 import Writer
 from ros_helpers import PYTHON
 from test_weights_file import KINDS
 
-from rnn_perception.cli import main
+from rnn_perception.commands import main
 from rnn_perception.data.bags import (IMAGE_MSGTYPE, LABELLED_ARRAY_MSGTYPE, POSE_STAMPED_MSGTYPE,
-                                      labelled_array_message, pose_stamped_message, rgb_image_message, storage_plugin,
-                                      typestore)
+                                      labelled_array_message, pose_stamped_message,
+                                      rgb_image_message, storage_plugin, typestore)
 from rnn_perception.data.dodgeball_dataset import GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, IMAGE_TOPIC
 from rnn_perception.data.tactile_dataset import POSE_TOPIC, TACTILE_FIELDS, TACTILE_TOPIC
 

@@ -59,7 +59,9 @@ def diagnostic_values(node) -> tuple:
 @PROPERTIES
 @given(stream=image_streams)
 def test_collision_runtime_rejects_garbage_and_answers_like_a_fresh_runtime(stream):
-    from rnn_perception.runtime.collision import DIAGNOSTIC_WARN, DiagnosticsSummary, Outcome
+    from rnn_perception.runtime.collision import Outcome
+    from rnn_perception.runtime.collision_diagnostics import DiagnosticsSummary
+    from rnn_perception.runtime.diagnostics import DIAGNOSTIC_WARN
 
     runtime, reference = collision_runtime(), collision_runtime()
     summary = DiagnosticsSummary(runtime)
@@ -112,7 +114,9 @@ def check_collision_node(node, stream) -> None:
 @PROPERTIES
 @given(samples=tactile_streams)
 def test_tactile_runtime_rejects_garbage_and_answers_like_a_fresh_runtime(samples):
-    from rnn_perception.runtime.tactile import DIAGNOSTIC_WARN, Outcome, TactileDiagnostics
+    from rnn_perception.runtime.diagnostics import DIAGNOSTIC_WARN
+    from rnn_perception.runtime.tactile import Outcome
+    from rnn_perception.runtime.tactile_diagnostics import TactileDiagnostics
 
     runtime = tactile_runtime()
     diagnostics = TactileDiagnostics(runtime)

@@ -35,7 +35,7 @@ def make_bag(root: Path, episodes: int, storage: str) -> Path:
 
 def run_cli(*argv: str) -> str:
     """Python code for :func:`python_subprocess` that runs ``python -m rnn_perception argv``."""
-    return f'import sys\nfrom rnn_perception.cli import main\nsys.exit(main({list(argv)!r}))\n'
+    return f'import sys\nfrom rnn_perception.commands import main\nsys.exit(main({list(argv)!r}))\n'
 
 
 def reliable_qos(depth: int):
@@ -247,8 +247,9 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
     from sensor_msgs.msg import Image
 
     from rnn_perception.data.bags import stamp_to_ns
-    from rnn_perception.evaluation.collision import (METRIC_KEYS, EpisodeTrace, collision_metrics,
-                                                     episodes_from_bag, evaluate_bag)
+    from rnn_perception.data.dodgeball_bag import episodes_from_bag
+    from rnn_perception.evaluation.collision import evaluate_bag, METRIC_KEYS
+    from rnn_perception.evaluation.collision_metrics import collision_metrics, EpisodeTrace
 
     bag = make_bag(tmp_path, episodes=4, storage='mcap')
     offline_traces, offline_metrics = evaluate_bag(weights, bag)

@@ -2,7 +2,7 @@
 ``<command>: error: ...``, exit status 2 for a bad command line, 1 for bad input."""
 import pytest
 
-from rnn_perception.cli import COMMANDS, main
+from rnn_perception.commands import COMMANDS, main
 from sim.__main__ import main as sim_main
 
 # every command, as typed after ``python -m rnn_perception``, and the name its errors carry

@@ -12,8 +12,10 @@ import torch
 
 from rnn_perception.data.bags import LABELLED_ARRAY_MSGTYPE, labelled_array_message, open_bag_writer
 from rnn_perception.data.dodgeball_dataset import GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, load_dodgeball_dataset
-from rnn_perception.evaluation.collision import (METRIC_KEYS, EpisodeTrace, calibrate_threshold, collision_metrics,
-                                                 episodes_from_bag, evaluate_bag, evaluate_dataset, main)
+from rnn_perception.data.dodgeball_bag import episodes_from_bag
+from rnn_perception.evaluation.collision import evaluate_bag, evaluate_dataset, main, METRIC_KEYS
+from rnn_perception.evaluation.collision_metrics import (calibrate_threshold, collision_metrics,
+                                                         EpisodeTrace)
 from rnn_perception.models.collision import CollisionConfig, CollisionPredictor, save_collision_model
 
 REPO = Path(__file__).resolve().parents[1]

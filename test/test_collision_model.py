@@ -7,9 +7,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor, ModelFileError, frames_to_tensor,
-                                             load_collision_model, resize_frames, save_collision_model)
-from rnn_perception.training.utils import save_checkpoint
+from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor,
+                                             frames_to_tensor, load_collision_model,
+                                             resize_frames, save_collision_model)
+from rnn_perception.models.weights_file import ModelFileError
+from rnn_perception.files import save_checkpoint
 
 TINY = CollisionConfig(image_size=(20, 24), encoder_channels=[4, 6], recurrent_channels=[5, 7],
                        recurrent_strides=[1, 2], head_channels=3)

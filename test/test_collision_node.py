@@ -102,7 +102,7 @@ def _stamp_s(header) -> float:
 def image_message(rgb: np.ndarray, stamp_s: float, encoding: str = 'rgb8'):
     from sensor_msgs.msg import Image
 
-    from rnn_perception.ros.image_conversion import array_to_image_fields
+    from rnn_perception.data.image_conversion import array_to_image_fields
 
     message = Image(**array_to_image_fields(rgb))
     message.encoding = encoding
@@ -338,7 +338,7 @@ def test_bad_parameter_value_is_refused_with_a_reason_and_the_old_value_kept(sta
 
 
 def test_every_parameter_has_a_description(start_node):
-    from rnn_perception.runtime.collision import PARAMETERS
+    from rnn_perception.runtime.collision_parameters import PARAMETERS
 
     node = start_node()
     descriptors = node.describe_parameters([spec.name for spec in PARAMETERS])
@@ -352,15 +352,15 @@ def test_every_parameter_has_a_description(start_node):
     ({'weights': '/nonexistent/collision.safetensors'}, r'/nonexistent/collision\.safetensors not found'),
 ])
 def test_node_refuses_to_start_on_a_bad_value(start_node, overrides, match):
-    from rnn_perception.nodes.collision_node import StartupError
+    from rnn_perception.nodes.common import StartupError
 
     with pytest.raises(StartupError, match=match):
         start_node(**overrides)
 
 
 def test_node_refuses_weights_of_another_model(start_node, tmp_path):
-    from rnn_perception.nodes.collision_node import StartupError
-    from rnn_perception.training.utils import save_checkpoint
+    from rnn_perception.nodes.common import StartupError
+    from rnn_perception.files import save_checkpoint
 
     path = tmp_path / 'tactile.safetensors'
     save_checkpoint(path, {'w': torch.zeros(1)}, {'kind': 'tactile'})

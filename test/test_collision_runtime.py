@@ -9,13 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor, ModelFileError, frames_to_tensor,
-                                             save_collision_model)
-from rnn_perception.runtime.collision import (
-    CLOCK_MISMATCH_S, DIAGNOSTIC_OK, DIAGNOSTIC_WARN, LATENCY_WINDOW, PARAMETERS, AlertHysteresis,
-    CollisionRuntime, CollisionSettings, DiagnosticsSummary, FrameSubsampler, LatencyStats,
-    NoFrameWatchdog, Outcome, ResetPolicy, StalenessCheck, activation_mosaic, choose_reliability,
-    load_predictor, parameter_problem, tile_maps)
+from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor,
+                                             frames_to_tensor, save_collision_model)
+from rnn_perception.models.weights_file import ModelFileError
+from rnn_perception.ros.reliability import choose_reliability
+from rnn_perception.runtime.activation_mosaic import activation_mosaic, tile_maps
+from rnn_perception.runtime.collision import CollisionRuntime, load_predictor, Outcome
+from rnn_perception.runtime.collision_parameters import parameter_problem, PARAMETERS
+from rnn_perception.runtime.collision_diagnostics import DiagnosticsSummary
+from rnn_perception.runtime.collision_parameters import CollisionSettings
+from rnn_perception.runtime.diagnostics import (DIAGNOSTIC_OK, DIAGNOSTIC_WARN, LATENCY_WINDOW,
+                                                LatencyStats)
+from rnn_perception.runtime.frame_policy import (AlertHysteresis, CLOCK_MISMATCH_S,
+                                                 FrameSubsampler, StalenessCheck)
+from rnn_perception.runtime.reset_policy import ResetPolicy
+from rnn_perception.runtime.watchdog import NoFrameWatchdog
 
 FPS = 30.0
 
@@ -30,7 +38,7 @@ def test_every_parameter_is_described_and_its_default_accepted():
 def test_settings_are_built_from_the_parameter_specs():
     defaults = CollisionSettings()
     assert [f.name for f in fields(CollisionSettings)] == [spec.name for spec in PARAMETERS]
-    assert CollisionSettings.__module__ == 'rnn_perception.runtime.collision'
+    assert CollisionSettings.__module__ == 'rnn_perception.runtime.collision_parameters'
     assert all(getattr(defaults, spec.name) == spec.default for spec in PARAMETERS)
     with pytest.raises(FrozenInstanceError):
         defaults.reset_gap_s = 1.0
@@ -307,7 +315,7 @@ def test_bad_weights_files_are_named_with_the_problem(tmp_path, model, problem, 
 
 
 def _rewrite_metadata(path, **changes):
-    from rnn_perception.training.utils import load_checkpoint, save_checkpoint
+    from rnn_perception.files import load_checkpoint, save_checkpoint
 
     tensors, metadata = load_checkpoint(path)
     save_checkpoint(path, tensors, {**metadata, **changes})

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from rnn_perception.data.dodgeball_dataset import (DodgeballEpisode, build_manifest, shard_file_name, write_manifest,
-                                                   write_shard)
+from rnn_perception.data.dodgeball_dataset import build_manifest, DodgeballEpisode, write_shard
+from rnn_perception.data.shards import shard_file_name, write_manifest
 from rnn_perception.evaluation import collision as evaluation
 from rnn_perception.models.collision import load_collision_model
 from rnn_perception.training import collision as training
-from rnn_perception.training.utils import split_by_episode
+from rnn_perception.training.episode_split import split_by_episode
 
 FPS = 30.0
 

@@ -18,10 +18,15 @@ from hypothesis import strategies as st
 
 from rnn_perception.evaluation.tactile import stepped_predictions
 from rnn_perception.models.collision import CollisionConfig, CollisionPredictor, frames_to_tensor
-from rnn_perception.runtime.collision import CollisionRuntime, CollisionSettings, DiagnosticsSummary, Outcome
-from rnn_perception.runtime.common import DIAGNOSTIC_WARN, is_device_failure
+from rnn_perception.runtime.collision import CollisionRuntime, Outcome
+from rnn_perception.runtime.collision_diagnostics import DiagnosticsSummary
+from rnn_perception.runtime.collision_parameters import CollisionSettings
+from rnn_perception.runtime.device_fallback import is_device_failure
+from rnn_perception.runtime.diagnostics import DIAGNOSTIC_WARN
 from rnn_perception.runtime.tactile import Outcome as TactileOutcome
-from rnn_perception.runtime.tactile import TactileDiagnostics, TactileRuntime, TactileSettings
+from rnn_perception.runtime.tactile import TactileRuntime
+from rnn_perception.runtime.tactile_diagnostics import TactileDiagnostics
+from rnn_perception.runtime.tactile_parameters import TactileSettings
 from test_collision_runtime import image
 from test_tactile_runtime import CONFIG as TACTILE_CONFIG
 from test_tactile_runtime import PERIOD_NS, pose_message, samples, tactile_message

@@ -78,7 +78,8 @@ def test_tactile_node_through_driver_restarts(ros_context, ros_executor, make_no
     from rclpy.parameter import Parameter
     from std_msgs.msg import Float32MultiArray
 
-    from rnn_perception.evaluation.tactile import pose_vector, stepped_predictions
+    from rnn_perception.data.tactile_bag import pose_vector
+    from rnn_perception.evaluation.tactile import stepped_predictions
     from rnn_perception.models.tactile import load_tactile_model
     from rnn_perception.nodes.tactile_node import TactileNode
     from test_tactile_runtime import samples
@@ -128,7 +129,7 @@ def test_tactile_node_through_driver_restarts(ros_context, ros_executor, make_no
 def _pose_stamped(stamp_ns, pose):
     from geometry_msgs.msg import PoseStamped
 
-    from rnn_perception.runtime.tactile import pose_fields
+    from rnn_perception.runtime.tactile_input import pose_fields
 
     message = PoseStamped()
     message.header.stamp.sec, message.header.stamp.nanosec = divmod(stamp_ns, 10**9)
@@ -153,7 +154,8 @@ def test_use_sim_time_with_the_player_clock(tmp_path, weights):
     from rclpy.parameter import Parameter
 
     from rnn_perception.data.bags import stamp_to_ns
-    from rnn_perception.evaluation.collision import episodes_from_bag, evaluate_bag
+    from rnn_perception.data.dodgeball_bag import episodes_from_bag
+    from rnn_perception.evaluation.collision import evaluate_bag
     from rnn_perception.nodes.collision_node import CollisionNode
 
     bag = make_bag(tmp_path, episodes=3, storage='mcap')

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnn_perception.ros.image_conversion import (
-    MAX_IMAGE_PIXELS, SUPPORTED_ENCODINGS, ImageConversionError, array_to_image_fields,
-    cv_bridge_decoder, decoder_name, image_to_rgb)
+from rnn_perception.data.image_conversion import (MAX_IMAGE_PIXELS, SUPPORTED_ENCODINGS,
+                                                  ImageConversionError, array_to_image_fields,
+                                                  cv_bridge_decoder, decoder_name, image_to_rgb)
 
 
 def encode(rgb: np.ndarray, encoding: str, padding: int = 0) -> SimpleNamespace:

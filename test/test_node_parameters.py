@@ -39,9 +39,8 @@ def attempts(spec) -> List[Tuple[Any, str]]:
 def node_classes():
     from rnn_perception.nodes.collision_node import CollisionNode
     from rnn_perception.nodes.tactile_node import TactileNode
-    from rnn_perception.runtime import collision, tactile
 
-    return [(CollisionNode, collision.PARAMETERS), (TactileNode, tactile.PARAMETERS)]
+    return [(node, node.parameters) for node in (CollisionNode, TactileNode)]
 
 
 @pytest.mark.parametrize('index', [0, 1], ids=['collision_node', 'tactile_node'])

@@ -6,10 +6,10 @@ import pytest
 import yaml
 
 from rnn_perception.data.bags import labelled_array_fields, read_bag, stamp_to_ns
-from rnn_perception.ros.image_conversion import image_to_rgb
-from rnn_perception.data.dodgeball_dataset import (
-    CAMERA_INFO_TOPIC, GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, IMAGE_TOPIC,
-    load_dodgeball_dataset)
+from rnn_perception.data.image_conversion import image_to_rgb
+from rnn_perception.data.dodgeball_dataset import (CAMERA_INFO_TOPIC, GROUND_TRUTH_FIELDS,
+                                                   GROUND_TRUTH_TOPIC, IMAGE_TOPIC,
+                                                   load_dodgeball_dataset)
 from sim.dodgeball.config import load_dodgeball_config
 from sim.dodgeball.generate import generate
 

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from rnn_perception.data.dodgeball_dataset import (
-    MANIFEST_NAME, SCHEMA_VERSION, DatasetError, load_dodgeball_dataset)
+from rnn_perception.data.dodgeball_dataset import load_dodgeball_dataset, SCHEMA_VERSION
+from rnn_perception.data.shards import DatasetError, MANIFEST_NAME
 from sim.dodgeball.config import load_dodgeball_config
 from sim.dodgeball.generate import generate
 

@@ -11,9 +11,10 @@ import pytest
 
 from rnn_perception.data.bags import labelled_array_fields, read_bag, stamp_to_ns
 from rnn_perception.data.shards import MANIFEST_NAME
-from rnn_perception.data.tactile_dataset import (
-    PAC_INDEX, PDC_INDEX, POSE_TOPIC, TACTILE_FIELDS, TACTILE_TOPIC, DatasetError,
-    load_tactile_dataset, quaternion_angle)
+from rnn_perception.data.shards import DatasetError
+from rnn_perception.data.tactile_dataset import (load_tactile_dataset, PAC_INDEX, PDC_INDEX,
+                                                 POSE_TOPIC, quaternion_angle, TACTILE_FIELDS,
+                                                 TACTILE_TOPIC)
 from sim.__main__ import main
 from sim.tactile.cli import OPTIONS
 from sim.tactile.config import load_tactile_config

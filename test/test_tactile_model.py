@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from rnn_perception.models.collision import CollisionPredictor, save_collision_model
-from rnn_perception.models.tactile import (TactileConfig, TactilePredictor, load_tactile_model, save_tactile_model,
-                                           tactile_features)
+from rnn_perception.models.tactile import (TactileConfig, TactilePredictor, load_tactile_model,
+                                           save_tactile_model, tactile_features)
 from rnn_perception.models.weights_file import ModelFileError
 
 TINY = TactileConfig(hidden_size=8, num_layers=2, head_size=6, horizon=5)
@@ -106,7 +106,7 @@ def test_load_refuses_other_kinds_missing_files_and_mismatched_weights(tmp_path)
         load_tactile_model(tmp_path / 'missing.safetensors')
     path = tmp_path / 'tactile.safetensors'
     save_tactile_model(path, make_model(), METADATA)
-    from rnn_perception.training.utils import load_checkpoint, save_checkpoint
+    from rnn_perception.files import load_checkpoint, save_checkpoint
     tensors, metadata = load_checkpoint(path)
     save_checkpoint(path, tensors, {**metadata, 'config': {**metadata['config'], 'hidden_size': 9}})
     with pytest.raises(ModelFileError, match='weights do not match their metadata'):

@@ -47,7 +47,7 @@ def stamp_ns(message) -> int:
 
 
 def pose_array_vectors(message) -> np.ndarray:
-    from rnn_perception.evaluation.tactile import pose_vector
+    from rnn_perception.data.tactile_bag import pose_vector
 
     return np.stack([pose_vector(pose) for pose in message.poses])
 
@@ -115,13 +115,15 @@ def test_node_refuses_to_start_with_a_bad_weights_file_or_parameter(ros_context,
 
 # ------------------------------------------------------------------------------ the whole loop
 def run_cli(*argv: str) -> str:
-    return f'import sys\nfrom rnn_perception.cli import main\nsys.exit(main({list(argv)!r}))\n'
+    return f'import sys\nfrom rnn_perception.commands import main\nsys.exit(main({list(argv)!r}))\n'
 
 
 def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_node, ros_executor, capsys):
     from geometry_msgs.msg import PoseArray
 
-    from rnn_perception.evaluation.tactile import episodes_from_bag, evaluate_bag, tactile_metrics
+    from rnn_perception.data.tactile_bag import episodes_from_bag
+    from rnn_perception.evaluation.tactile import evaluate_bag
+    from rnn_perception.evaluation.tactile_metrics import bag_prediction, tactile_metrics
 
     bag = tmp_path / 'bag'
     subprocess.run([PYTHON, '-m', 'sim', 'tactile', '--episodes', '3', '--seed', '7', '--duration', '1.0',
@@ -175,7 +177,8 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
     answers = matching_pass()
     assert answers is not None, (f'{len(complete_passes())} complete passes, none equal to the offline evaluation '
                                  f'(closest off by {min(map(worst_difference, complete_passes()), default=None)})')
-    node_predictions = [episode.prediction(np.stack([answers[s] for s in episode.stamps_ns])) for episode in episodes]
+    node_predictions = [bag_prediction(episode, np.stack([answers[s] for s in episode.stamps_ns]))
+                        for episode in episodes]
     node_metrics = tactile_metrics(node_predictions)
     for key in ('model_mae_deg', 'const_velocity_mae_deg', 'zero_motion_mae_deg', 'model_position_mm', 'episodes'):
         assert node_metrics[key] == pytest.approx(offline_metrics[key], rel=1e-4, abs=1e-6), key

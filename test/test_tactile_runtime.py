@@ -10,10 +10,12 @@ from rnn_perception.data.tactile_dataset import TACTILE_FIELDS, angle_quaternion
 from rnn_perception.evaluation.tactile import stepped_predictions
 from rnn_perception.models.tactile import TactileConfig, TactilePredictor, save_tactile_model
 from rnn_perception.models.weights_file import ModelFileError
-from rnn_perception.runtime.common import DIAGNOSTIC_OK, DIAGNOSTIC_WARN
-from rnn_perception.runtime.tactile import (PARAMETERS, BadInput, Outcome, TactileDiagnostics, TactileRuntime,
-                                            TactileSettings, load_predictor, parameter_problem, pose_fields,
-                                            tactile_values)
+from rnn_perception.runtime.diagnostics import DIAGNOSTIC_OK, DIAGNOSTIC_WARN
+from rnn_perception.runtime.tactile import load_predictor, Outcome, TactileRuntime
+from rnn_perception.runtime.tactile_parameters import parameter_problem, PARAMETERS
+from rnn_perception.runtime.tactile_diagnostics import TactileDiagnostics
+from rnn_perception.runtime.tactile_input import BadInput, pose_fields, tactile_values
+from rnn_perception.runtime.tactile_parameters import TactileSettings
 from test_tactile_model import NORMALISATION, make_model
 
 CONFIG = TactileConfig(hidden_size=8, num_layers=2, head_size=6, horizon=5)

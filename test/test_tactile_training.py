@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnn_perception.cli import main
-from rnn_perception.evaluation.tactile import EpisodePrediction, constant_velocity, tactile_metrics, zero_motion
+from rnn_perception.commands import main
+from rnn_perception.evaluation.tactile_metrics import (constant_velocity, EpisodePrediction,
+                                                       tactile_metrics, zero_motion)
 from rnn_perception.models.tactile import load_tactile_model
-from rnn_perception.runtime.tactile import default_weights_path
+from rnn_perception.models.tactile import default_weights_path
 
 REPO = Path(__file__).resolve().parents[1]
 JSON_KEYS = {'model_mae_deg', 'const_velocity_mae_deg', 'zero_motion_mae_deg', 'per_step_model_mae_deg',

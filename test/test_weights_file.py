@@ -20,11 +20,11 @@ import torch
 
 from ros_helpers import PYTHON
 
-from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor, load_collision_model,
-                                             save_collision_model)
+from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor,
+                                             load_collision_model, save_collision_model)
 from rnn_perception.models.tactile import TactileConfig, TactilePredictor, load_tactile_model, save_tactile_model
 from rnn_perception.models.weights_file import MAX_WEIGHTS_BYTES, ModelFileError, checked_weights_path
-from rnn_perception.training.utils import load_checkpoint, save_checkpoint
+from rnn_perception.files import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -210,7 +210,7 @@ def test_the_node_refuses_to_start_and_its_executable_exits_1_with_one_line(tmp_
 @parametrize_kinds
 @parametrize_cases
 def test_eval_refuses_the_weights_with_one_line(tmp_path, capsys, kind, make):
-    from rnn_perception.cli import main
+    from rnn_perception.commands import main
 
     path = bad_file(tmp_path, kind, make)
     assert main(['eval', kind.name, '--weights', str(path), '--data', str(tmp_path / 'never_read')]) == 1

@@ -14,7 +14,7 @@ from sklearn.datasets import load_digits
 from rnn_perception.data import sequences
 from rnn_perception.data.sequences import (IdxFormatError, load_task, make_permutation, parse_idx,
                                            read_idx)
-from rnn_perception.training.utils import load_checkpoint
+from rnn_perception.files import load_checkpoint
 from rnn_perception.training.zoo import MODEL_TYPES, main
 
 FAST = ('--batch-size', 256)      # few optimiser steps: the CLI tests check plumbing, not learning

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from typing import Callable, List, Optional
 
-from ..cli import report_error
+from ..cli import OneLineParser, report_error
 from ..data.bags import BagError
 from ..data.shards import DatasetError
-from ..training.utils import DeviceUnavailableError
+from ..device import add_device_option, DeviceUnavailableError
 
 
 def evaluation_main(model: str, argv: Optional[List[str]], build_parser: Callable[[], argparse.ArgumentParser],
@@ -19,3 +19,18 @@ def evaluation_main(model: str, argv: Optional[List[str]], build_parser: Callabl
         return run(build_parser().parse_args(argv))
     except (OSError, ValueError, DatasetError, BagError, DeviceUnavailableError) as error:
         return report_error(f'eval {model}', error)             # one line, no traceback
+
+
+def evaluation_parser(model: str, description: str, sim: str) -> argparse.ArgumentParser:
+    """The options every ``eval <model>`` takes: ``--weights``, a ``--data`` directory or a
+    ``--bag`` made by ``python -m sim <sim>``, ``--device`` (default cpu) and ``--json``; the
+    command adds its own."""
+    parser = OneLineParser(prog=f'rnn_perception eval {model}', description=description,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--weights', required=True, metavar='FILE', help=f'{model} model (.safetensors)')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--data', metavar='DIR', help=f'{sim} dataset directory (python -m sim {sim})')
+    source.add_argument('--bag', metavar='PATH', help=f'{sim} rosbag2 (python -m sim {sim} --bag)')
+    add_device_option(parser, default='cpu')
+    parser.add_argument('--json', action='store_true', help='print one JSON object instead of tables')
+    return parser

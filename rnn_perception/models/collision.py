@@ -22,6 +22,7 @@ the node, so the model always sees pixels made the way it was trained on.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
@@ -31,10 +32,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..cells import ConvLSTMCell, FrozenConv, FrozenConvStep, State
-from .weights_file import ModelFileError, load_model_file, save_model_file  # noqa: F401  (ModelFileError: public here too)
+from .weights_file import (checked_weights_path, load_model_file, ModelFileError, save_model_file,
+                           shipped_model_path)
 
 KIND = 'collision'
 SCHEMA_VERSION = 2          # 2: leaky ReLU in encoder and head (version 1 files were ReLU)
+DEFAULT_THRESHOLD = 0.5     # the decision threshold of weights whose metadata has none
+MAX_FPS = 1000              # a frame rate in the metadata must be below this
 # Leaky ReLU, not ReLU, in the encoder and the head: with ReLU, about half of our training runs
 # had the encoder die within two epochs (all outputs 0), leaving every episode the same output.
 NEGATIVE_SLOPE = 0.1
@@ -287,8 +291,32 @@ def save_collision_model(path, model: CollisionPredictor, metadata: Dict[str, An
     save_model_file(path, model, KIND, SCHEMA_VERSION, header)
 
 
+def default_weights_path() -> Path:
+    """The shipped default collision model, inside the installed package."""
+    return shipped_model_path('collision.safetensors')
+
+
+def model_threshold(metadata: Dict[str, Any]) -> float:
+    """The decision threshold stored with the weights (:data:`DEFAULT_THRESHOLD` without one)."""
+    return float(metadata.get('threshold', DEFAULT_THRESHOLD))
+
+
 def load_collision_model(path, device='cpu') -> Tuple[CollisionPredictor, Dict[str, Any]]:
-    """Rebuild a ``CollisionPredictor`` from a safetensors file (no pickle anywhere); every
-    problem raises ``ModelFileError`` naming the file and what is wrong with it."""
-    return load_model_file(path, KIND, SCHEMA_VERSION,
-                           lambda config: CollisionPredictor(CollisionConfig.from_dict(config)), device)
+    """Rebuild a ``CollisionPredictor`` from a safetensors file (no pickle anywhere) and check the
+    metadata every user of it reads (``fps``, ``threshold``, ``channel_order``); every problem
+    raises ``ModelFileError`` naming the file and what is wrong with it."""
+    path = checked_weights_path(path)          # ~ expanded, resolved: the name the errors give
+    model, metadata = load_model_file(path, KIND, SCHEMA_VERSION,
+                                      lambda config: CollisionPredictor(CollisionConfig.from_dict(config)),
+                                      device)
+    fps = metadata.get('fps')
+    if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 0 < fps < MAX_FPS:
+        raise ModelFileError(f'{path}: metadata fps {fps!r} is not a frame rate '
+                             f'(need a number in (0, {MAX_FPS}))')
+    threshold = metadata.get('threshold', DEFAULT_THRESHOLD)
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise ModelFileError(f'{path}: metadata threshold {threshold!r} is not a probability')
+    if metadata.get('channel_order', 'rgb') != 'rgb':
+        raise ModelFileError(f'{path}: metadata channel_order {metadata["channel_order"]!r} '
+                             "is not the 'rgb' the model is fed")
+    return model, metadata

@@ -39,6 +39,7 @@ Shapes: ``step`` takes ``tactile (B, 21)`` and ``pose (B, 4)`` -> poses ``(B, H,
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -46,12 +47,14 @@ from torch import Tensor, nn
 
 from ..cells import LSTMCell, SequenceRunner
 from ..data.tactile_dataset import PAC_INDEX, POSE_FIELDS, TACTILE_FIELDS
-from .weights_file import load_model_file, save_model_file
+from .weights_file import (checked_weights_path, load_model_file, ModelFileError, save_model_file,
+                           shipped_model_path)
 
 KIND = 'tactile'
 SCHEMA_VERSION = 1
 NUM_TACTILE = len(TACTILE_FIELDS)
 NUM_POSE = len(POSE_FIELDS)
+MAX_RATE_HZ = 100_000        # a sample rate in the metadata must be below this
 ANGLE = POSE_FIELDS.index('angle_rad')
 POSITION = [POSE_FIELDS.index(name) for name in ('x', 'y', 'z')]
 
@@ -193,8 +196,23 @@ def save_tactile_model(path, model: TactilePredictor, metadata: Dict[str, Any]) 
     save_model_file(path, model, KIND, SCHEMA_VERSION, header)
 
 
+def default_weights_path() -> Path:
+    """The shipped default tactile model, inside the installed package."""
+    return shipped_model_path('tactile.safetensors')
+
+
 def load_tactile_model(path, device='cpu') -> Tuple[TactilePredictor, Dict[str, Any]]:
-    """Rebuild a ``TactilePredictor`` from a safetensors file (no pickle anywhere); every problem
-    raises ``ModelFileError`` naming the file and what is wrong with it."""
-    return load_model_file(path, KIND, SCHEMA_VERSION,
-                           lambda config: TactilePredictor(TactileConfig.from_dict(config)), device)
+    """Rebuild a ``TactilePredictor`` from a safetensors file (no pickle anywhere) and check the
+    metadata its users read (``rate_hz``, ``tactile_fields``); every problem raises
+    ``ModelFileError`` naming the file and what is wrong with it."""
+    path = checked_weights_path(path)          # ~ expanded, resolved: the name the errors give
+    model, metadata = load_model_file(path, KIND, SCHEMA_VERSION,
+                                      lambda config: TactilePredictor(TactileConfig.from_dict(config)),
+                                      device)
+    rate = metadata.get('rate_hz')
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 < rate < MAX_RATE_HZ:
+        raise ModelFileError(f'{path}: metadata rate_hz {rate!r} is not a sample rate')
+    if metadata.get('tactile_fields') != list(TACTILE_FIELDS):
+        raise ModelFileError(f'{path}: metadata tactile_fields {metadata.get("tactile_fields")!r} are '
+                             f'not the {NUM_TACTILE} fields of /tactile/raw')
+    return model, metadata

@@ -13,6 +13,7 @@ tensor names, shapes and dtypes compared with the file's; only a match is built 
 """
 from __future__ import annotations
 
+import importlib.resources
 import os
 import warnings
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple, TypeVar
 import torch
 from torch import Tensor, nn
 
-from ..training.utils import PathLike, load_checkpoint, save_checkpoint
+from ..files import load_checkpoint, PathLike, save_checkpoint
 
 Model = TypeVar('Model', bound=nn.Module)
 
@@ -33,6 +34,11 @@ MISMATCHES_SHOWN = 3         # tensor mismatches named in the refusal; the rest 
 
 class ModelFileError(ValueError):
     """A weights file that cannot serve: missing, unreadable, or not this model."""
+
+
+def shipped_model_path(file_name: str) -> Path:
+    """A shipped default model, inside the installed package (``rnn_perception/models/default/``)."""
+    return Path(str(importlib.resources.files('rnn_perception.models') / 'default' / file_name))
 
 
 def save_model_file(path: PathLike, model: nn.Module, kind: str, schema_version: int,

@@ -53,13 +53,15 @@ from geometry_msgs.msg import PointStamped
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float32
 
-from ..ros.image_conversion import array_to_image_fields, decoder_name
+from ..data.image_conversion import array_to_image_fields, decoder_name
 from ..ros.qos import MatchingImageSubscription
-from ..runtime.collision import (
-    PARAMETERS, CollisionRuntime, CollisionSettings, DiagnosticReport, DiagnosticsSummary, NoFrameWatchdog,
-    Outcome, activation_mosaic, load_predictor)
-from .common import (OUTPUT_DEPTH, WARNING_THROTTLE_S, ModelNode, StartupError,  # noqa: F401  (StartupError: raised)
-                     run_node)
+from ..runtime.activation_mosaic import activation_mosaic
+from ..runtime.collision import CollisionRuntime, load_predictor, Outcome
+from ..runtime.collision_diagnostics import DiagnosticsSummary
+from ..runtime.collision_parameters import CollisionSettings, PARAMETERS
+from ..runtime.diagnostics import DiagnosticReport
+from ..runtime.watchdog import NoFrameWatchdog
+from .common import ModelNode, OUTPUT_DEPTH, run_node, WARNING_THROTTLE_S
 
 NODE_NAME = 'collision_node'
 IMAGE_TOPIC = 'camera/image_raw'
@@ -68,11 +70,15 @@ IMAGE_TOPIC = 'camera/image_raw'
 class CollisionNode(ModelNode):
     """Camera frames in, collision probability and alert out (see the module docstring)."""
 
+    parameters = PARAMETERS
+    settings_type = CollisionSettings
+    load_model = staticmethod(load_predictor)
+    runtime_type = CollisionRuntime
     title = 'collision predictor'
     input_name = 'frame'
 
     def __init__(self, **kwargs):
-        super().__init__(NODE_NAME, PARAMETERS, CollisionSettings(), load_predictor, CollisionRuntime, **kwargs)
+        super().__init__(NODE_NAME, **kwargs)
         self._diagnostics = DiagnosticsSummary(self.runtime)
         self._watchdog = NoFrameWatchdog(self.settings.no_frame_warning_s)
         self.get_logger().info(
@@ -94,7 +100,7 @@ class CollisionNode(ModelNode):
 
     # -------------------------------------------------------------------------------- frames
     def _on_image(self, message: Image) -> None:
-        with self._guard:
+        with self.callback_guard:
             self._process(message)
 
     def _process(self, message: Image) -> None:

@@ -3,7 +3,7 @@ guarding callbacks, ``~/reset``, the ``/diagnostics`` report (:class:`ModelNode`
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import rclpy
 import torch
@@ -17,9 +17,11 @@ from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
 from ..cli import report_error
+from ..device import DeviceUnavailableError
+from ..models.loading import LoadedModel
 from ..models.weights_file import ModelFileError
-from ..runtime.common import DiagnosticReport, ParameterSpec, Settings, parameter_checker
-from ..training.utils import DeviceUnavailableError
+from ..runtime.diagnostics import DiagnosticReport
+from ..runtime.parameters import parameter_checker, ParameterSpec, Settings
 
 INTERNAL_ERROR_THROTTLE_S = 5.0
 WARNING_THROTTLE_S = 5.0        # bad-input warnings, at most one per this many seconds
@@ -92,39 +94,39 @@ class CallbackGuard:
         return warnings, [('internal_errors', str(self.count)), ('last_internal_error', self.last_error)]
 
 
-def start_model(node: Node, specs: Iterable[ParameterSpec], defaults: Settings,
-                load_predictor: Callable[[str, str], Tuple[Any, ...]]) -> Tuple[Any, ...]:
-    """A model node's start: declare its validated parameters, give torch ``cpu_threads`` and
-    load the weights; ``(settings, *load_predictor(weights, device))``. On any problem the node
-    is destroyed and :class:`StartupError` says which."""
-    try:
-        settings = ValidatedParameters(node, specs).declare(defaults)
-        torch.set_num_threads(settings.cpu_threads)
-        return (settings, *load_predictor(settings.weights, settings.device))
-    except (StartupError, ParameterException, ModelFileError, DeviceUnavailableError) as error:
-        node.destroy_node()
-        raise StartupError(str(error)) from None
-
-
 class ModelNode(Node):
     """Base of the package's model nodes, what the collision and the tactile node share.
 
-    It starts the model (:func:`start_model`) and builds ``self.runtime`` with
-    ``make_runtime(model, metadata, device, settings)``; gives the message callbacks a
-    :class:`CallbackGuard` (``with self._guard:``); serves ``~/reset``; publishes
-    :meth:`diagnostics_report` on ``/diagnostics`` every ``diagnostics_period_s`` of steady time;
-    hands changed parameters to the runtime, then to :meth:`parameters_changed`.
+    A subclass names its parts as class attributes: ``parameters`` (the specs), ``settings_type``
+    (the settings dataclass made from them), ``load_model(weights, device)`` (its runtime
+    module's ``load_predictor``) and ``runtime_type``, built as ``runtime_type(model, metadata,
+    device, settings)``. The base declares the validated parameters, gives torch
+    ``cpu_threads``, loads the weights and builds ``self.runtime`` (a problem with any of these
+    is a :class:`StartupError`: the node is destroyed and the message says which); gives the
+    message callbacks ``self.callback_guard`` (:class:`CallbackGuard`); serves ``~/reset``;
+    publishes :meth:`diagnostics_report` on ``/diagnostics`` every ``diagnostics_period_s`` of
+    steady time; hands changed parameters to the runtime, then to :meth:`parameters_changed`.
     """
 
+    parameters: Tuple[ParameterSpec, ...] = ()
+    settings_type: type = Settings
+    load_model: Callable[[str, str], LoadedModel]
+    runtime_type: type
     title = 'model'            # the diagnostics status is '<node name>: <title>'
     input_name = 'input'       # what ~/reset's answer calls the next input
 
-    def __init__(self, name: str, specs: Iterable[ParameterSpec], defaults: Settings,
-                 load_predictor: Callable[[str, str], Tuple[Any, ...]], make_runtime: Callable[..., Any], **kwargs):
+    def __init__(self, name: str, **kwargs):
         super().__init__(name, **kwargs)
-        self.settings, model, metadata, self.model_path, device = start_model(self, specs, defaults, load_predictor)
-        self.runtime = make_runtime(model, metadata, device, self.settings)
-        self._guard = CallbackGuard(self.get_logger())
+        try:
+            self.settings = ValidatedParameters(self, self.parameters).declare(self.settings_type())
+            torch.set_num_threads(self.settings.cpu_threads)
+            loaded = type(self).load_model(self.settings.weights, self.settings.device)
+        except (StartupError, ParameterException, ModelFileError, DeviceUnavailableError) as error:
+            self.destroy_node()
+            raise StartupError(str(error)) from None
+        self.model_path = loaded.path
+        self.runtime = self.runtime_type(loaded.model, loaded.metadata, loaded.device, self.settings)
+        self.callback_guard = CallbackGuard(self.get_logger())
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', OUTPUT_DEPTH)
         self.create_service(Trigger, '~/reset', self._on_reset)
         # Steady time, not the node clock: a paused or absent /clock must not stop the reports.
@@ -160,7 +162,7 @@ class ModelNode(Node):
         raise NotImplementedError
 
     def _publish_diagnostics(self) -> None:
-        report = self.diagnostics_report(time.monotonic(), *self._guard.report())
+        report = self.diagnostics_report(time.monotonic(), *self.callback_guard.report())
         status = DiagnosticStatus(
             level=bytes([report.level]), name=f'{self.get_fully_qualified_name()}: {self.title}',
             message=report.message, hardware_id=str(self.runtime.device),

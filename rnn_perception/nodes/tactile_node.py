@@ -38,9 +38,11 @@ from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray
 
-from ..runtime.common import DiagnosticReport
-from ..runtime.tactile import (PARAMETERS, Outcome, StepResult, TactileDiagnostics, TactileRuntime, TactileSettings,
-                               load_predictor, pose_fields)
+from ..runtime.diagnostics import DiagnosticReport
+from ..runtime.tactile import load_predictor, Outcome, StepResult, TactileRuntime
+from ..runtime.tactile_diagnostics import TactileDiagnostics
+from ..runtime.tactile_input import pose_fields
+from ..runtime.tactile_parameters import PARAMETERS, TactileSettings
 from .common import OUTPUT_DEPTH, WARNING_THROTTLE_S, ModelNode, run_node
 
 NODE_NAME = 'tactile_node'
@@ -53,11 +55,15 @@ INPUT_DEPTH = 20          # 0.2 s at 100 Hz: a momentary stall loses nothing
 class TactileNode(ModelNode):
     """Tactile samples and poses in, the next 20 poses out (see the module docstring)."""
 
+    parameters = PARAMETERS
+    settings_type = TactileSettings
+    load_model = staticmethod(load_predictor)
+    runtime_type = TactileRuntime
     title = 'tactile pose predictor'
     input_name = 'sample'
 
     def __init__(self, **kwargs):
-        super().__init__(NODE_NAME, PARAMETERS, TactileSettings(), load_predictor, TactileRuntime, **kwargs)
+        super().__init__(NODE_NAME, **kwargs)
         self._diagnostics = TactileDiagnostics(self.runtime)
         self.get_logger().info(f'model {self.model_path} on {self.runtime.device} (trained at '
                                f'{self.runtime.rate_hz:g} Hz, {self.runtime.horizon} poses ahead)')
@@ -71,11 +77,11 @@ class TactileNode(ModelNode):
 
     # ------------------------------------------------------------------------------- samples
     def _on_tactile(self, message: Float32MultiArray) -> None:
-        with self._guard:
+        with self.callback_guard:
             self._answer(self.runtime.on_tactile(message, self._now_s()))
 
     def _on_pose(self, message: PoseStamped) -> None:
-        with self._guard:
+        with self.callback_guard:
             self._answer(self.runtime.on_pose(message, self._now_s()))
 
     def _answer(self, result: StepResult) -> None:

@@ -11,7 +11,7 @@ Measured on the project machine with Fast DDS defaults (rmw_fastrtps_cpp, Kilted
   names it as the remedy).
 
 Hence :class:`MatchingImageSubscription`: keep-last 1 (always the newest frame), volatile, and
-the reliability of :func:`rnn_perception.runtime.collision.choose_reliability`: with ``auto``,
+the reliability of :func:`~rnn_perception.ros.reliability.choose_reliability`: with ``auto``,
 what the topic's publishers offer, re-checked whenever a publisher matches or unmatches and
 every :data:`GRAPH_CHECK_PERIOD_S` (a publisher that cannot match, e.g. best effort against our
 reliable subscription, raises no event), because the node may start before the camera, or the
@@ -26,7 +26,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from ..runtime.collision import choose_reliability
+from .reliability import choose_reliability
 
 RELIABILITY_POLICIES = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
 GRAPH_CHECK_PERIOD_S = 1.0

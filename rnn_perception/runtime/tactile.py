@@ -1,5 +1,7 @@
-"""The tactile node's logic, without ROS: parameters, input checks, sample pairing, model
-stepping, statistics.
+"""The tactile node's work on its two input streams, without ROS, and its sample counters.
+
+Its parameters are in :mod:`.tactile_parameters`, the input checks and the pairing in
+:mod:`.tactile_input`, its diagnostics in :mod:`.tactile_diagnostics`.
 
 A **sample** is one ``/tactile/raw`` array (21 values: electrodes 0..18, PDC, PAC; see
 :mod:`rnn_perception.data.tactile_dataset`) and the object's current pose (``/object/pose``,
@@ -22,180 +24,38 @@ Per message (:meth:`TactileRuntime.on_tactile` / :meth:`TactileRuntime.on_pose`)
    frame: the next good sample is answered as if the bad message had never come. An outage
    long enough to matter resets the state through the stamp rule below.
 2. **Reset?** The state goes back to zeros on a sample stamp gap over ``reset_gap_s`` or on
-   stamps going backwards (:class:`~rnn_perception.runtime.common.ResetPolicy`), and on the
+   stamps going backwards (:class:`~rnn_perception.runtime.reset_policy.ResetPolicy`), and on the
    node's ``~/reset`` service.
 3. **Step.** One ``model.step`` with the carried state, in ``torch.inference_mode``: the next
    ``horizon`` poses ``(H, 4)`` (x, y, z, angle about the grasp axis y). If the GPU fails
    (out of memory, a CUDA error), the model moves to the CPU for good, the state resets and the
-   sample is answered there (:class:`~rnn_perception.runtime.common.CpuFallback`).
+   sample is answered there (:class:`~rnn_perception.runtime.device_fallback.CpuFallback`).
 """
 from __future__ import annotations
 
 import enum
-import math
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 
-from ..data.tactile_dataset import TACTILE_FIELDS, angle_quaternion, quaternion_angle
-from ..models.tactile import TactilePredictor, TactileState, load_tactile_model
-from ..models.weights_file import ModelFileError, checked_weights_path
-from ..training.utils import select_device
-from .common import (DIAGNOSTIC_OK, DIAGNOSTIC_WARN, DIAGNOSTICS_PERIOD, CpuFallback, DiagnosticReport, LatencyStats,
-                     ParameterSpec, ResetPolicy, finite_above, format_ms, model_parameters, parameter_checker,
-                     settings_class, shipped_model_path)
+from ..models.loading import load_model, LoadedModel
+from ..models.tactile import default_weights_path, load_tactile_model, TactilePredictor, TactileState
+from .device_fallback import CpuFallback
+from .diagnostics import LatencyStats
+from .reset_policy import ResetPolicy
+from .tactile_input import BadInput, NUM_TACTILE, pose_values, Sample, SamplePairer, tactile_values
+from .tactile_parameters import TactileSettings
 
-NUM_TACTILE = len(TACTILE_FIELDS)
 INPUT_SIZE = (NUM_TACTILE, 1)      # what ResetPolicy compares: fixed, only stamps can reset
-# Largest magnitude of a tactile value. Sensors report ADC counts (a BioTac's are 12-bit,
-# 0..4095); 1e6 admits any 20-bit converter. The head is linear in the standardised inputs, so
-# values near float32's limit (3.4e38) only just stay finite through the shipped model, and
-# would overflow to inf (and stay in the state) with larger weights: the bound keeps every
-# model decades clear of that.
-TACTILE_LIMIT = 1e6
-# Largest magnitude of a pose coordinate (m). The object is in the hand (positions of
-# centimetres in the gripper frame); 10 km admits any map frame. A finite float64 beyond
-# float32's range becomes inf, and 1e38 m already overflows the velocity term (over its std
-# floor of 1e-6 m): either gives non-finite poses from then on.
-POSE_LIMIT_M = 1e4
 
 
-def default_weights_path() -> Path:
-    """The shipped default tactile model, inside the installed package."""
-    return shipped_model_path('tactile.safetensors')
-
-
-# ------------------------------------------------------------------------------------ parameters
-def _frame_id(value: str) -> Optional[str]:
-    return None if value.strip() else 'must not be empty'
-
-
-PARAMETERS: Tuple[ParameterSpec, ...] = (
-    *model_parameters('tactile', '1 is fastest for one small sample per step'),
-    ParameterSpec('frame_id', 'gripper', 'frame_id of the published PoseArray (the frame of the input poses)',
-                  _frame_id),
-    ParameterSpec('reset_gap_s', 0.1,
-                  'reset the recurrent state when consecutive sample stamps are further apart (s)',
-                  finite_above(0.0, inclusive=False)),
-    DIAGNOSTICS_PERIOD,
-)
-# Why ``value`` is not acceptable for parameter ``name``, or ``None`` when it is.
-parameter_problem = parameter_checker(PARAMETERS)
-
-
-TactileSettings = settings_class('TactileSettings', PARAMETERS, __name__)
-
-
-# ---------------------------------------------------------------------------------------- input
-class BadInput(ValueError):
-    """A message the model cannot use; the text says why."""
-
-
-def tactile_values(message) -> np.ndarray:
-    """``std_msgs/Float32MultiArray`` (anything with ``data``) -> the 21 values, or :class:`BadInput`.
-
-    The layout, where there is one, is honoured: ``data_offset`` values are skipped, and a first
-    dimension whose label lists the fields (comma-separated, as ``sim tactile --bag`` writes)
-    must list :data:`TACTILE_FIELDS` in that order: a sensor driver with another order is refused
-    rather than misread. An empty layout or a plain label (``"taxels"``) means the documented order.
-    """
-    layout = getattr(message, 'layout', None)
-    values = np.asarray(message.data, dtype=np.float32).reshape(-1)
-    if layout is not None:
-        values = values[layout.data_offset:]
-        labels = tuple(layout.dim[0].label.split(',')) if layout.dim else ()
-        if len(labels) > 1 and labels != TACTILE_FIELDS:
-            raise BadInput(f'tactile array fields {",".join(labels)} are not the expected {",".join(TACTILE_FIELDS)}')
-    if values.size != NUM_TACTILE:
-        raise BadInput(f'tactile array holds {values.size} values, expected {NUM_TACTILE} '
-                       f'({",".join(TACTILE_FIELDS)})')
-    if not np.isfinite(values).all():
-        raise BadInput(f'tactile array holds non-finite values at {np.flatnonzero(~np.isfinite(values)).tolist()}')
-    if (np.abs(values) > TACTILE_LIMIT).any():
-        raise BadInput(f'tactile array holds values beyond +-{TACTILE_LIMIT:g} at '
-                       f'{np.flatnonzero(np.abs(values) > TACTILE_LIMIT).tolist()}')
-    return values
-
-
-def pose_values(message) -> Tuple[int, np.ndarray]:
-    """``geometry_msgs/PoseStamped`` -> (header stamp in ns, ``(x, y, z, angle about y)``), or
-    :class:`BadInput`. The angle is the quaternion's rotation about the grasp axis."""
-    stamp = message.header.stamp
-    p, q = message.pose.position, message.pose.orientation
-    values = (p.x, p.y, p.z, q.x, q.y, q.z, q.w)
-    if not all(math.isfinite(value) for value in values):
-        raise BadInput('pose holds non-finite values')
-    if max(abs(p.x), abs(p.y), abs(p.z)) > POSE_LIMIT_M:
-        raise BadInput(f'pose position ({p.x:g}, {p.y:g}, {p.z:g}) is beyond +-{POSE_LIMIT_M:g} m')
-    if q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w < 1e-6:
-        raise BadInput('pose orientation is a zero quaternion')
-    return stamp.sec * 1_000_000_000 + stamp.nanosec, np.array(
-        [p.x, p.y, p.z, quaternion_angle(q.x, q.y, q.z, q.w)], np.float32)
-
-
-def pose_fields(pose: Sequence[float]) -> Tuple[Tuple[float, float, float], Tuple[float, float, float, float]]:
-    """``(x, y, z, angle)`` -> (position, orientation quaternion (x, y, z, w)) for a ``geometry_msgs/Pose``."""
-    x, y, z, angle = (float(value) for value in pose)
-    return (x, y, z), angle_quaternion(angle)
-
-
-@dataclass(frozen=True)
-class Sample:
-    """The model's input for one step: tactile values, pose and the pose's stamp (ns)."""
-
-    stamp_ns: int
-    tactile: np.ndarray
-    pose: np.ndarray
-
-
-class SamplePairer:
-    """Makes samples: a pose closes the sample of the tactile array that came before it (see the
-    module docstring). A pose without one, or a tactile array superseded before its pose came,
-    is counted in :attr:`unpaired` and dropped; the next tactile array and pose pair up again."""
-
-    def __init__(self):
-        self._tactile: Optional[np.ndarray] = None
-        self.unpaired = 0
-
-    def clear(self) -> None:
-        """Forget a half-made sample (the stream broke)."""
-        self._tactile = None
-
-    def add_tactile(self, values: np.ndarray) -> None:
-        self.unpaired += self._tactile is not None
-        self._tactile = values
-
-    def add_pose(self, stamp_ns: int, pose: np.ndarray) -> Optional[Sample]:
-        tactile, self._tactile = self._tactile, None
-        if tactile is None:
-            self.unpaired += 1
-            return None
-        return Sample(stamp_ns, tactile, pose)
-
-
-# ------------------------------------------------------------------------------- model stepping
-def load_predictor(weights: str, device_name: str) -> Tuple[TactilePredictor, Dict[str, Any], Path, torch.device]:
-    """Load the weights (``''`` = the shipped default) onto the device the parameter names.
-
-    Raises :class:`ModelFileError` naming the file and the problem (missing, not a readable
-    regular file of sane size, corrupt, not a tactile model, weights and metadata disagree,
-    unusable metadata), and
-    ``DeviceUnavailableError`` / ``ValueError`` for the device.
-    """
-    path = checked_weights_path(weights or default_weights_path())   # ~ expanded, resolved, checked
-    device = select_device(device_name)
-    model, metadata = load_tactile_model(path, device)
-    rate = metadata.get('rate_hz')
-    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 < rate < 100_000:
-        raise ModelFileError(f'{path}: metadata rate_hz {rate!r} is not a sample rate')
-    if metadata.get('tactile_fields') != list(TACTILE_FIELDS):
-        raise ModelFileError(f'{path}: metadata tactile_fields {metadata.get("tactile_fields")!r} are not the '
-                             f'{NUM_TACTILE} fields of /tactile/raw')
-    return model, metadata, path, device
+def load_predictor(weights: str, device_name: str) -> LoadedModel:
+    """The tactile model the ``weights`` (``''`` = the shipped default) and ``device``
+    parameters name (:func:`~rnn_perception.models.loading.load_model`)."""
+    return load_model(weights, device_name, default_weights_path(), load_tactile_model)
 
 
 class Outcome(enum.Enum):
@@ -310,53 +170,3 @@ class TactileRuntime:
             predicted, self._state = self.model.step(torch.from_numpy(sample.tactile).to(device)[None],
                                                      torch.from_numpy(sample.pose).to(device)[None], self._state)
             return predicted[0].cpu().numpy()
-
-
-class TactileDiagnostics:
-    """Periodic reports on a :class:`TactileRuntime`: the sample rate and what went wrong since
-    the previous report (rejected or unpaired messages)."""
-
-    def __init__(self, runtime: TactileRuntime):
-        self._runtime = runtime
-        self._last_time_s: Optional[float] = None
-        self._last = (SampleCounters(), 0)
-
-    def report(self, now_s: float, warnings: Sequence[str] = (),
-               extra_values: Sequence[Tuple[str, str]] = ()) -> DiagnosticReport:
-        """The report at monotonic time ``now_s``, with the caller's ``warnings``."""
-        runtime = self._runtime
-        counters, unpaired = replace(runtime.counters), runtime.pairer.unpaired
-        last, last_unpaired = self._last
-        elapsed = None if self._last_time_s is None else now_s - self._last_time_s
-        rate = (counters.processed - last.processed) / elapsed if elapsed else 0.0
-        self._last_time_s, self._last = now_s, (counters, unpaired)
-        warnings = list(warnings)
-        if counters.rejected > last.rejected:
-            warnings.append(f'{counters.rejected - last.rejected} message(s) rejected since the last report '
-                            f'(last: {runtime.last_rejection})')
-        if unpaired > last_unpaired:
-            warnings.append(f'{unpaired - last_unpaired} message(s) without a partner on the other stream '
-                            'since the last report (is /object/pose published with every tactile sample?)')
-        if runtime.compute.warning():
-            warnings.append(runtime.compute.warning())
-        values = [
-            ('rate_hz', f'{rate:.2f}'),
-            ('latency_p50_ms', format_ms(runtime.latency.percentile_ms(50))),
-            ('latency_p99_ms', format_ms(runtime.latency.percentile_ms(99))),
-            ('tactile_received', str(counters.tactile_received)),
-            ('poses_received', str(counters.poses_received)),
-            ('samples_processed', str(counters.processed)),
-            ('messages_rejected', str(counters.rejected)),
-            ('messages_unpaired', str(unpaired)),
-            ('state_resets', str(counters.resets)),
-            ('last_reset_reason', runtime.last_reset_reason),
-            ('last_rejection', runtime.last_rejection),
-            ('model_rate_hz', f'{runtime.rate_hz:g}'),
-            ('horizon', str(runtime.horizon)),
-            ('device', str(runtime.device)),
-            ('device_fallback', runtime.compute.failure or 'none'),
-            *extra_values,
-        ]
-        if warnings:
-            return DiagnosticReport(DIAGNOSTIC_WARN, '; '.join(warnings), values)
-        return DiagnosticReport(DIAGNOSTIC_OK, f'{rate:.1f} samples/s', values)

@@ -53,15 +53,22 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from rnn_perception.cli import number
-from rnn_perception.data.dodgeball_dataset import (DatasetError, DodgeballEpisode,
-                                                   load_dodgeball_dataset)
-from rnn_perception.evaluation.collision import (EpisodeTrace, calibrate_threshold, collision_metrics, plot_roc,
-                                                 plot_traces, sequence_probabilities)
-from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor, frames_to_tensor,
-                                             load_collision_model, resize_frames, save_collision_model)
-from rnn_perception.training.utils import (MetricsWriter, OutputPaths, add_run_options, clip_gradients,
-                                           manifest_sha256, plot_curves, probability, split_by_episode,
-                                           trainer_parser, training_main, write_text_atomic)
+from rnn_perception.data.dodgeball_dataset import DodgeballEpisode, load_dodgeball_dataset
+from rnn_perception.data.shards import DatasetError
+from rnn_perception.evaluation.collision import sequence_probabilities
+from rnn_perception.evaluation.collision_metrics import (calibrate_threshold, collision_metrics,
+                                                         EpisodeTrace)
+from rnn_perception.evaluation.collision_plots import plot_roc, plot_traces
+from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor,
+                                             frames_to_tensor, load_collision_model,
+                                             resize_frames, save_collision_model)
+from rnn_perception.cli import probability
+from rnn_perception.files import write_text_atomic
+from rnn_perception.training.command import (add_run_options, manifest_sha256, OutputPaths,
+                                             trainer_parser, training_main)
+from rnn_perception.training.episode_split import split_by_episode
+from rnn_perception.training.gradients import clip_gradients
+from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
 
 # The calibrated threshold may give up this much validation accuracy for earlier warnings.
 ACCURACY_MARGIN = 0.01

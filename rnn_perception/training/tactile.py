@@ -40,13 +40,19 @@ from torch import Tensor
 from tqdm import tqdm
 
 from rnn_perception.cli import number
-from rnn_perception.data.tactile_dataset import DatasetError, TactileEpisode, load_tactile_dataset
-from rnn_perception.evaluation.tactile import baseline_ratio, plot_trajectories, sequence_predictions, tactile_metrics
-from rnn_perception.models.tactile import (TactileConfig, TactilePredictor, load_tactile_model, save_tactile_model,
-                                           tactile_features)
-from rnn_perception.training.utils import (MetricsWriter, OutputPaths, add_run_options, clip_gradients,
-                                           manifest_sha256, plot_curves, split_by_episode, trainer_parser,
-                                           training_main, write_text_atomic)
+from rnn_perception.data.shards import DatasetError
+from rnn_perception.data.tactile_dataset import load_tactile_dataset, TactileEpisode
+from rnn_perception.evaluation.tactile import sequence_predictions
+from rnn_perception.evaluation.tactile_metrics import baseline_ratio, tactile_metrics
+from rnn_perception.evaluation.tactile_plots import plot_trajectories
+from rnn_perception.models.tactile import (TactileConfig, TactilePredictor, load_tactile_model,
+                                           save_tactile_model, tactile_features)
+from rnn_perception.files import write_text_atomic
+from rnn_perception.training.command import (add_run_options, manifest_sha256, OutputPaths,
+                                             trainer_parser, training_main)
+from rnn_perception.training.episode_split import split_by_episode
+from rnn_perception.training.gradients import clip_gradients
+from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
 
 STD_FLOOR = 1e-6        # a component that never varies (the pose's y) is divided by this, not 0
 

@@ -35,12 +35,14 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
-from rnn_perception.cells import SequenceRunner, make_cell_type
+from rnn_perception.cells import make_cell_type, SequenceRunner
 from rnn_perception.cli import OneLineParser, number, report_error
 from rnn_perception.data.sequences import TASKS, Split, SequenceTask, load_task
-from rnn_perception.training.utils import (DeviceUnavailableError, MetricsWriter, atomic_path, clip_gradients,
-                                           cpu_threads, load_checkpoint, plot_curves, save_checkpoint,
-                                           select_device, write_text_atomic)
+from rnn_perception.device import add_device_option, DeviceUnavailableError, select_device
+from rnn_perception.files import atomic_path, load_checkpoint, save_checkpoint, write_text_atomic
+from rnn_perception.device import cpu_threads
+from rnn_perception.training.gradients import clip_gradients
+from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
 
 MODEL_TYPES = ('rnn', 'irnn', 'lstm', 'peephole', 'gru', 'ugrnn', 'intersection')
 CHECKPOINT = 'model.safetensors'
@@ -111,8 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='seeds the splits, the permutation, the initial weights and the batch order '
                              '(default: 0)')
     parser.add_argument('--out', metavar='DIR', help='run directory (default: runs/zoo-<model-type>-<task>)')
-    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
-                        help='auto: cuda when available, else cpu (default: auto)')
+    add_device_option(parser, default='auto')
     parser.add_argument('--threads', type=number(int, zero_allowed=True), default=1,
                         help='CPU threads for torch; 0: torch\'s choice (default: 1: these small models gain '
                              'little from more, lose much on a busy machine, and one thread keeps runs '

@@ -1,0 +1,71 @@
+"""Files the package writes and reads back: atomic writes and safetensors checkpoints.
+
+Every file is written under a temporary name beside its target and then renamed over it
+(``os.replace``), so a crash or a concurrent reader never sees a half-written file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, NamedTuple, Union
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+PathLike = Union[str, os.PathLike]
+
+
+@contextmanager
+def atomic_path(path: PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; once the block succeeds it replaces ``path``.
+    On error the temporary file is removed and ``path`` is left as it was."""
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f'.{name}.{os.getpid()}.tmp')
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def write_text_atomic(path: PathLike, text: str) -> None:
+    with atomic_path(path) as temporary, \
+            open(temporary, 'w', encoding='utf-8', newline='') as stream:
+        stream.write(text)
+
+
+class Checkpoint(NamedTuple):
+    tensors: Dict[str, Tensor]
+    metadata: Dict[str, Any]
+
+
+def save_checkpoint(path: PathLike, tensors: Dict[str, Tensor], metadata: Dict[str, Any]) -> None:
+    """Write ``tensors`` (e.g. a ``state_dict``) and JSON-serialisable ``metadata`` to a
+    safetensors file atomically. Each metadata value is stored JSON-encoded under its key."""
+    header = {key: json.dumps(value) for key, value in metadata.items()}
+    # safetensors stores dense CPU tensors that own their memory
+    tensors = {key: tensor.detach().to('cpu').clone(memory_format=torch.contiguous_format)
+               for key, tensor in tensors.items()}
+    with atomic_path(path) as temporary:
+        save_file(tensors, temporary, metadata=header)
+
+
+def load_checkpoint(path: PathLike, device: Union[str, torch.device] = 'cpu') -> Checkpoint:
+    """Read a checkpoint written by ``save_checkpoint``: tensors on ``device``, decoded metadata."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} not found')
+    try:
+        with safe_open(path, framework='pt', device=str(device)) as stream:
+            header = stream.metadata() or {}
+            tensors = {key: stream.get_tensor(key) for key in stream.keys()}
+        metadata = {key: json.loads(value) for key, value in header.items()}
+    except (SafetensorError, json.JSONDecodeError) as error:
+        raise ValueError(f'{path}: not a readable checkpoint ({error})') from None
+    return Checkpoint(tensors, metadata)

@@ -1,0 +1,77 @@
+"""The ``train <model>`` command line the trainers share: the parser and its common options, the
+run's output paths, the dataset's fingerprint and the entry point with the package's one-line
+errors."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from ..cli import fraction, OneLineParser, report_error
+from ..data.shards import DatasetError, MANIFEST_NAME
+from ..device import add_device_option, DeviceUnavailableError, select_device
+from ..files import PathLike
+
+
+def trainer_parser(model: str, description: str, dataset: str) -> argparse.ArgumentParser:
+    """The parser of ``train <model>`` with the options every trainer starts with: ``--data``
+    (a ``dataset``), ``--out``, ``--run-dir``; :func:`add_run_options` adds those it ends with."""
+    parser = OneLineParser(prog=f'rnn_perception train {model}', description=description,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data', required=True, metavar='DIR', help=dataset)
+    parser.add_argument('--out', required=True, metavar='FILE', help='weights file to write (.safetensors)')
+    parser.add_argument('--run-dir', metavar='DIR', help='where the reports go (default: beside --out)')
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser, seeded: str) -> None:
+    """The options every trainer ends with: the validation split, the seed (of ``seeded``), the
+    device, quiet."""
+    parser.add_argument('--val-fraction', type=fraction, default=0.15, help='episodes held out (default: 0.15)')
+    parser.add_argument('--seed', type=int, default=0, help=f'{seeded} (default: 0)')
+    add_device_option(parser, default='auto')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
+
+
+def manifest_sha256(data_dir: PathLike) -> str:
+    """SHA-256 of a dataset's manifest (it lists every shard's counts: the dataset's identity)."""
+    return hashlib.sha256((Path(data_dir) / MANIFEST_NAME).read_bytes()).hexdigest()
+
+
+@dataclass
+class OutputPaths:
+    """Where a training run writes: the weights and, beside them or in ``--run-dir``, its reports."""
+
+    weights: Path
+    run_dir: Path
+
+    @property
+    def stem(self) -> str:
+        return self.weights.name.removesuffix('.safetensors')
+
+    def report(self, suffix: str) -> Path:
+        return self.run_dir / f'{self.stem}_{suffix}'
+
+    @property
+    def summary(self) -> Path:
+        return self.report('metrics.json')
+
+
+def training_main(model: str, argv: Optional[Sequence[str]], build_parser: Callable[[], argparse.ArgumentParser],
+                  train: Callable[[argparse.Namespace, torch.device], int]) -> int:
+    """``python -m rnn_perception train <model> ...``: parse (recording the command in
+    ``args.command``), pick the device, train; a bad command line or bad input is one line
+    ``train <model>: error: ...`` (exit status 2 and 1, see :mod:`rnn_perception.cli`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        args.command = ' '.join([f'python -m rnn_perception train {model}', *map(shlex.quote, argv)])
+        return train(args, select_device(args.device))
+    except (OSError, ValueError, DatasetError, DeviceUnavailableError) as error:   # bad input: one line
+        return report_error(f'train {model}', error)
