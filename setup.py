@@ -21,7 +21,8 @@ setup(
     zip_safe=True,
     maintainer='rnn_perception maintainers',
     maintainer_email='maintainers@rnn-perception.invalid',
-    description='Recurrent perception for robots: ConvLSTM collision and LSTM tactile-pose predictors',
+    description='Recurrent perception for robots: ConvLSTM collision and LSTM tactile-pose '
+    'predictors',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [

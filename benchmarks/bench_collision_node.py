@@ -7,8 +7,9 @@ node's ``cpu_threads``). Side by side in the same run it times the alternative t
 re-running the model over a sliding window of the last ``--window`` frames (``model(frames[None,
 -20:])``) for every new frame, in the model's own memory layout and in channels-last (the node's
 frozen snapshot keeps its weights channels-last, so the window gets that chance too); the
-ratio is taken against the faster of the two. Memory: resident set size before and after ``--frames`` frames
-(episodes of 60 frames separated by stamp gaps, so state resets happen as in a bag replay).
+ratio is taken against the faster of the two. Memory: resident set size before and after
+``--frames`` frames (episodes of 60 frames separated by stamp gaps, so state resets happen as
+in a bag replay).
 
     .venv/bin/python benchmarks/bench_collision_node.py [--frames 10000] [--weights FILE] [--json]
         [--device cpu|cuda] [--variants] [--compile]
@@ -100,7 +101,9 @@ def side_by_side(runtime: CollisionRuntime, frames: int, window: int, window_eve
                'channels_last': copy.deepcopy(runtime.model).to(memory_format=torch.channels_last)}
     step_times, history = [], []
     window_times = {name: [] for name in layouts}
-    for index, message in enumerate(camera_messages(frames + 100, runtime.model.config.image_size[1])):
+    for index, message in enumerate(
+        camera_messages(frames + 100, runtime.model.config.image_size[1])
+    ):
         started = time.perf_counter()
         result = runtime.process(message, 0.0)
         elapsed = time.perf_counter() - started
@@ -121,9 +124,16 @@ def side_by_side(runtime: CollisionRuntime, frames: int, window: int, window_eve
     step = percentiles_ms(step_times)
     reruns = {name: percentiles_ms(times) for name, times in window_times.items()}
     best = {q: min(rerun[q] for rerun in reruns.values()) for q in ('p50', 'p99')}
-    return {'step_ms': step, 'window_rerun_ms': best, 'window_rerun_by_layout_ms': reruns, 'window': window,
-            'ratio_p50': best['p50'] / step['p50'], 'ratio_p99': best['p99'] / step['p99'],
-            'step_samples': len(step_times), 'window_samples': sum(map(len, window_times.values()))}
+    return {
+        'step_ms': step,
+        'window_rerun_ms': best,
+        'window_rerun_by_layout_ms': reruns,
+        'window': window,
+        'ratio_p50': best['p50'] / step['p50'],
+        'ratio_p99': best['p99'] / step['p99'],
+        'step_samples': len(step_times),
+        'window_samples': sum(map(len, window_times.values())),
+    }
 
 
 def model_variants(runtime: CollisionRuntime, with_compile: bool) -> dict:
@@ -133,12 +143,23 @@ def model_variants(runtime: CollisionRuntime, with_compile: bool) -> dict:
     differ from float32's by more than its tolerance is reported, not hidden."""
     device, size = runtime.device, runtime.model.config.image_size
     base = runtime.model
-    variants = {'float32': (base, torch.float32, torch.contiguous_format, 0.0),
-                'frozen': (base.frozen(), torch.float32, torch.contiguous_format, 1e-5),
-                'channels_last': (copy.deepcopy(base).to(memory_format=torch.channels_last), torch.float32,
-                                  torch.channels_last, 1e-4)}
+    variants = {
+        'float32': (base, torch.float32, torch.contiguous_format, 0.0),
+        'frozen': (base.frozen(), torch.float32, torch.contiguous_format, 1e-5),
+        'channels_last': (
+            copy.deepcopy(base).to(memory_format=torch.channels_last),
+            torch.float32,
+            torch.channels_last,
+            1e-4,
+        ),
+    }
     if device.type == 'cuda':
-        variants['half'] = (copy.deepcopy(base).half(), torch.float16, torch.contiguous_format, 2e-2)
+        variants['half'] = (
+            copy.deepcopy(base).half(),
+            torch.float16,
+            torch.contiguous_format,
+            2e-2,
+        )
     if with_compile:
         compiled = copy.deepcopy(base)
         compiled.step = torch.compile(compiled.step)
@@ -154,10 +175,11 @@ def model_variants(runtime: CollisionRuntime, with_compile: bool) -> dict:
             reference = None
             for name, (model, dtype, memory_format, _) in variants.items():
                 started = time.perf_counter()
-                logits, states[name] = model.step(frame.to(dtype).contiguous(memory_format=memory_format),
-                                                  states[name])
+                logits, states[name] = model.step(
+                    frame.to(dtype).contiguous(memory_format=memory_format), states[name]
+                )
                 probability = float(torch.sigmoid(logits[0].float()))
-                if index >= 100:                  # warm-up: allocator, compilation, first-call paths
+                if index >= 100:  # warm-up: allocator, compilation, first-call paths
                     times[name].append(time.perf_counter() - started)
                 reference = probability if reference is None else reference
                 worst_difference[name] = max(worst_difference[name], abs(probability - reference))
@@ -177,7 +199,9 @@ def model_variants(runtime: CollisionRuntime, with_compile: bool) -> dict:
 def memory_over(runtime: CollisionRuntime, frames: int) -> dict:
     """RSS before and after ``frames`` more frames, sampled every 1000."""
     samples = [resident_mib()]
-    for index, message in enumerate(camera_messages(frames, runtime.model.config.image_size[1]), 1):
+    for index, message in enumerate(
+        camera_messages(frames, runtime.model.config.image_size[1]), 1
+    ):
         runtime.process(message, 0.0)
         if index % 1000 == 0:
             samples.append(resident_mib())
@@ -190,45 +214,81 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--frames', type=int, default=10_000, help='frames for the memory run')
-    parser.add_argument('--latency-frames', type=int, default=2000, help='frames for the latency run')
+    parser.add_argument(
+        '--latency-frames', type=int, default=2000, help='frames for the latency run'
+    )
     parser.add_argument('--window', type=int, default=20, help='frames re-run by the baseline')
-    parser.add_argument('--window-every', type=int, default=5, help='one window re-run per N node steps')
+    parser.add_argument(
+        '--window-every', type=int, default=5, help='one window re-run per N node steps'
+    )
     parser.add_argument('--weights', default='', help="weights file ('' = the shipped default)")
     parser.add_argument('--device', default='cpu', help='auto, cpu or cuda')
     parser.add_argument('--cpu-threads', type=int, default=CollisionSettings.cpu_threads,
                         help='torch threads (the node parameter cpu_threads)')
-    parser.add_argument('--variants', action='store_true',
-                        help='also time the model step unfrozen, frozen, channels-last (and half precision on CUDA)')
-    parser.add_argument('--compile', action='store_true', help='with --variants: also torch.compile')
-    parser.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
+    parser.add_argument(
+        '--variants',
+        action='store_true',
+        help='also time the model step unfrozen, frozen, channels-last '
+        '(and half precision on CUDA)',
+    )
+    parser.add_argument(
+        '--compile', action='store_true', help='with --variants: also torch.compile'
+    )
+    parser.add_argument(
+        '--json', action='store_true', help='print one JSON object instead of a table'
+    )
     args = parser.parse_args()
     settings = CollisionSettings(device=args.device, cpu_threads=args.cpu_threads)
     runtime, weights = build_runtime(args.weights, settings)
     latency = side_by_side(runtime, args.latency_frames, args.window, args.window_every)
     memory = memory_over(runtime, args.frames)
     variants = model_variants(runtime, args.compile) if args.variants else {}
-    report = {'benchmark': 'collision_node', 'machine': platform.processor() or platform.machine(),
-              'cpus': os.cpu_count(), 'load_average': os.getloadavg()[0], 'torch': torch.__version__,
-              'threads': torch.get_num_threads(), 'device': str(runtime.device), 'weights': weights,
-              **latency, **memory, 'variants': variants,
-              'figures': {'step_p50_ms': latency['step_ms']['p50'], 'step_p99_ms': latency['step_ms']['p99'],
-                          'window_rerun_p50_ms': latency['window_rerun_ms']['p50'],
-                          'window_rerun_p99_ms': latency['window_rerun_ms']['p99'],
-                          f"rss_growth_bytes_per_frame_over_{memory['frames']}":
-                              memory['growth_bytes_per_frame']},
-              'ratios': {'window_over_step_p50': latency['ratio_p50'],
-                         'window_over_step_p99': latency['ratio_p99'],
-                         **{f'{name}_speedup_p50': variant['speedup_p50']
-                            for name, variant in variants.items() if name != 'float32'}}}
+    report = {
+        'benchmark': 'collision_node',
+        'machine': platform.processor() or platform.machine(),
+        'cpus': os.cpu_count(),
+        'load_average': os.getloadavg()[0],
+        'torch': torch.__version__,
+        'threads': torch.get_num_threads(),
+        'device': str(runtime.device),
+        'weights': weights,
+        **latency,
+        **memory,
+        'variants': variants,
+        'figures': {
+            'step_p50_ms': latency['step_ms']['p50'],
+            'step_p99_ms': latency['step_ms']['p99'],
+            'window_rerun_p50_ms': latency['window_rerun_ms']['p50'],
+            'window_rerun_p99_ms': latency['window_rerun_ms']['p99'],
+            f"rss_growth_bytes_per_frame_over_{memory['frames']}": memory[
+                'growth_bytes_per_frame'
+            ],
+        },
+        'ratios': {
+            'window_over_step_p50': latency['ratio_p50'],
+            'window_over_step_p99': latency['ratio_p99'],
+            **{
+                f'{name}_speedup_p50': variant['speedup_p50']
+                for name, variant in variants.items()
+                if name != 'float32'
+            },
+        },
+    }
     if args.json:
         print(json.dumps(report))
         return
-    step, rerun = latency['step_ms'], latency['window_rerun_ms']
+    step = latency['step_ms']
     print(f"collision node step, 64x64, {report['device']}, {report['threads']} torch thread(s), "
           f"{report['cpus']} CPUs, load average {report['load_average']:.1f}")
     rows = [('node step (decode + one ConvLSTM step)', step, f"{latency['step_samples']} frames")]
-    rows += [(f're-run of a {args.window}-frame window, {layout}', times, f"{latency['window_samples'] // 2} runs")
-             for layout, times in latency['window_rerun_by_layout_ms'].items()]
+    rows += [
+        (
+            f're-run of a {args.window}-frame window, {layout}',
+            times,
+            f"{latency['window_samples'] // 2} runs",
+        )
+        for layout, times in latency['window_rerun_by_layout_ms'].items()
+    ]
     for label, times, count in rows:
         print(f"  {label:<40} p50 {times['p50']:6.2f} ms   p99 {times['p99']:6.2f} ms   ({count})")
     print(f"  {'ratio faster window / step':<40} p50 {latency['ratio_p50']:6.1f} x    "
@@ -237,12 +297,18 @@ def main() -> None:
     print(f"  {memory_label:<40} {memory['rss_start_mib']:.1f} -> {memory['rss_end_mib']:.1f} MiB"
           f" ({memory['growth_bytes_per_frame']:+.1f} B/frame)")
     for name, variant in variants.items():
-        print(f"  model step, {name:<33} p50 {variant['step_ms']['p50']:6.2f} ms   p99 {variant['step_ms']['p99']:6.2f} ms"
-              f"   ({variant['speedup_p50']:.2f}x float32 at p50, outputs within "
-              f"{variant['max_probability_difference']:.1e})")
-    print(f"  targets: p99 <= {P99_TARGET_MS:g} ms: {'met' if step['p99'] <= P99_TARGET_MS else 'MISSED'};"
-          f" ratio >= {RATIO_TARGET:g}x at p50 and p99: "
-          f"{'met' if min(latency['ratio_p50'], latency['ratio_p99']) >= RATIO_TARGET else 'MISSED'}")
+        print(
+            f"  model step, {name:<33} p50 {variant['step_ms']['p50']:6.2f} ms   "
+            f"p99 {variant['step_ms']['p99']:6.2f} ms"
+            f"   ({variant['speedup_p50']:.2f}x float32 at p50, outputs within "
+            f"{variant['max_probability_difference']:.1e})"
+        )
+    print(
+        f"  targets: p99 <= {P99_TARGET_MS:g} ms: "
+        f"{'met' if step['p99'] <= P99_TARGET_MS else 'MISSED'};"
+        f" ratio >= {RATIO_TARGET:g}x at p50 and p99: "
+        f"{'met' if min(latency['ratio_p50'], latency['ratio_p99']) >= RATIO_TARGET else 'MISSED'}"
+    )
 
 
 if __name__ == '__main__':

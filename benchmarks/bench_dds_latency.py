@@ -37,7 +37,9 @@ def camera_frame(width: int, height: int, index: int, stamp_ns: int):
     side = max(2, width // 16)
     x = (index * 3) % (width - side)
     pixels[height // 2:height // 2 + side, x:x + side] = 230
-    message = Image(height=height, width=width, encoding='rgb8', step=width * 3, data=pixels.tobytes())
+    message = Image(
+        height=height, width=width, encoding='rgb8', step=width * 3, data=pixels.tobytes()
+    )
     message.header.stamp.sec, message.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     message.header.frame_id = 'camera_optical_frame'
     return message
@@ -62,14 +64,16 @@ def round_trips(frames: int, warmup: int) -> Dict[str, Dict]:
         dds.wait_for_node(lambda n: next_frame(*SIZES[0], n))
         for width, height in SIZES:
             latencies, lost = [], 0
-            stamp_ns += 10**9                     # a gap: each size starts a fresh state, as a new camera
+            stamp_ns += 10**9  # a gap: each size starts a fresh state, as a new camera
             for index in range(warmup + frames):
                 latency = dds.exchange(next_frame(width, height, index), ANSWER_TIMEOUT_S)
                 if latency is None:
                     lost += 1
-                    if lost > MAX_LOST:           # something else shares the domain, or the node hangs
-                        raise BenchmarkError(f'{lost} frames of {width}x{height} got no answer within '
-                                             f'{ANSWER_TIMEOUT_S:g} s')
+                    if lost > MAX_LOST:  # something else shares the domain, or the node hangs
+                        raise BenchmarkError(
+                            f'{lost} frames of {width}x{height} got no answer within '
+                            f'{ANSWER_TIMEOUT_S:g} s'
+                        )
                 elif index >= warmup:
                     latencies.append(latency)
             results[f'{width}x{height}'] = {'latencies': latencies, 'lost': lost}
@@ -101,10 +105,16 @@ def in_process(frames: int, warmup: int) -> Dict[str, List[float]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument('--frames', type=int, default=500, help='timed frames per image size')
-    parser.add_argument('--warmup', type=int, default=20, help='untimed frames per image size first')
-    parser.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
+    parser.add_argument(
+        '--warmup', type=int, default=20, help='untimed frames per image size first'
+    )
+    parser.add_argument(
+        '--json', action='store_true', help='print one JSON object instead of a table'
+    )
     args = parser.parse_args()
     try:
         dds = round_trips(args.frames, args.warmup)
@@ -115,21 +125,36 @@ def main() -> int:
     figures, ratios, sizes = {}, {}, {}
     for size, result in dds.items():
         round_trip, processing = percentiles_ms(result['latencies']), percentiles_ms(local[size])
-        sizes[size] = {'round_trip_ms': round_trip, 'in_process_ms': processing, 'lost': result['lost'],
-                       'answered': len(result['latencies'])}
-        figures.update({f'{size}_round_trip_p50_ms': round_trip['p50'], f'{size}_round_trip_p99_ms': round_trip['p99'],
-                        f'{size}_lost_frames': result['lost']})
+        sizes[size] = {
+            'round_trip_ms': round_trip,
+            'in_process_ms': processing,
+            'lost': result['lost'],
+            'answered': len(result['latencies']),
+        }
+        figures.update(
+            {
+                f'{size}_round_trip_p50_ms': round_trip['p50'],
+                f'{size}_round_trip_p99_ms': round_trip['p99'],
+                f'{size}_lost_frames': result['lost'],
+            }
+        )
         ratios[f'{size}_round_trip_over_in_process_p50'] = round_trip['p50'] / processing['p50']
     report = {'benchmark': 'dds_latency', 'frames': args.frames, 'sizes': sizes,
               'figures': figures, 'ratios': ratios}
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f'camera -> collision node (another process) -> answer, over DDS (a domain of its own, localhost), '
-          f'{args.frames} frames per size, one in flight')
+    print(
+        f'camera -> collision node (another process) -> answer, over DDS '
+        f'(a domain of its own, localhost), '
+        f'{args.frames} frames per size, one in flight'
+    )
     for size, row in sizes.items():
-        print(f"  {size:>8}: round trip p50 {row['round_trip_ms']['p50']:6.2f} ms  p99 {row['round_trip_ms']['p99']:6.2f} ms"
-              f"   in process p50 {row['in_process_ms']['p50']:5.2f} ms   lost {row['lost']}")
+        print(
+            f"  {size:>8}: round trip p50 {row['round_trip_ms']['p50']:6.2f} ms  "
+            f"p99 {row['round_trip_ms']['p99']:6.2f} ms"
+            f"   in process p50 {row['in_process_ms']['p50']:5.2f} ms   lost {row['lost']}"
+        )
     return 0
 
 

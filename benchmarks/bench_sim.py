@@ -43,17 +43,31 @@ def main() -> None:
     parser.add_argument('--episodes', type=int, default=100)
     parser.add_argument('--image-size', type=int, default=64)
     parser.add_argument('--bag', action='store_true', help='also write an mcap bag')
-    parser.add_argument('--json', action='store_true', help='print one JSON object instead of lines')
+    parser.add_argument(
+        '--json', action='store_true', help='print one JSON object instead of lines'
+    )
     args = parser.parse_args()
-    results = {workers: measure(args.episodes, args.image_size, workers, args.bag) for workers in (1, 2)}
+    results = {
+        workers: measure(args.episodes, args.image_size, workers, args.bag) for workers in (1, 2)
+    }
     if args.json:
         one, two = results[1], results[2]
-        print(json.dumps({
-            'benchmark': 'dodgeball_sim', 'image_size': args.image_size, 'episodes': args.episodes, 'runs': results,
-            'figures': {'frames_per_s_per_core': one['frames'] / one['cpu_s'],
+        print(
+            json.dumps(
+                {
+                    'benchmark': 'dodgeball_sim',
+                    'image_size': args.image_size,
+                    'episodes': args.episodes,
+                    'runs': results,
+                    'figures': {
+                        'frames_per_s_per_core': one['frames'] / one['cpu_s'],
                         'frames_per_s_1_worker': one['frames'] / one['wall_s'],
-                        'frames_per_s_2_workers': two['frames'] / two['wall_s']},
-            'ratios': {'2_workers_over_1_wall': one['wall_s'] / two['wall_s']}}))
+                        'frames_per_s_2_workers': two['frames'] / two['wall_s'],
+                    },
+                    'ratios': {'2_workers_over_1_wall': one['wall_s'] / two['wall_s']},
+                }
+            )
+        )
         return
     for workers, result in results.items():
         print(f'{args.image_size}x{args.image_size}, workers={workers}: {result["frames"]} '

@@ -8,7 +8,8 @@ worth of simulated-looking data at 100 Hz, in episodes of 400 samples separated 
 so state resets happen as in a bag replay. Latency = from the tactile message's arrival to the
 prediction, per sample.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_tactile_node.py [--samples 10000] [--weights FILE] [--json]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_tactile_node.py [--samples 10000]
+        [--weights FILE] [--json]
 
 Target (from the issue): per-step p99 <= 2 ms on CPU.
 """
@@ -41,21 +42,28 @@ def messages(count: int, seed: int = 0):
     for index in range(count):
         episode, sample = divmod(index, EPISODE_SAMPLES)
         stamp = 1.0 + episode * (EPISODE_SAMPLES / RATE_HZ + EPISODE_GAP_S) + sample / RATE_HZ
-        tactile = Float32MultiArray(data=(2500 + 50 * rng.standard_normal(21)).astype(np.float32).tolist())
+        tactile = Float32MultiArray(
+            data=(2500 + 50 * rng.standard_normal(21)).astype(np.float32).tolist()
+        )
         pose = PoseStamped()
         pose.header.stamp.sec, pose.header.stamp.nanosec = divmod(round(stamp * 1e9), 10**9)
-        (pose.pose.position.x, pose.pose.position.y, pose.pose.position.z), quaternion = pose_fields(
-            [0.05, 0.0, 0.0, 0.1 * np.sin(sample / 50)])
+        (pose.pose.position.x, pose.pose.position.y, pose.pose.position.z), quaternion = (
+            pose_fields([0.05, 0.0, 0.0, 0.1 * np.sin(sample / 50)])
+        )
         o = pose.pose.orientation
         o.x, o.y, o.z, o.w = quaternion
         yield tactile, pose
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument('--samples', type=int, default=10000)
     parser.add_argument('--warmup', type=int, default=200)
-    parser.add_argument('--weights', default='', help=f'tactile weights (default: {default_weights_path()})')
+    parser.add_argument(
+        '--weights', default='', help=f'tactile weights (default: {default_weights_path()})'
+    )
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args()
     settings = TactileSettings(weights=args.weights, device='cpu')
@@ -72,17 +80,29 @@ def main() -> None:
         if index >= args.warmup:
             latencies.append(elapsed * 1e3)
     p50, p99 = np.percentile(latencies, [50, 99])
-    report = {'benchmark': 'tactile_node', 'weights': str(path), 'samples': args.samples,
-              'p50_ms': round(float(p50), 4), 'p99_ms': round(float(p99), 4),
-              'max_ms': round(float(max(latencies)), 4), 'p99_target_ms': P99_TARGET_MS,
-              'resets': runtime.counters.resets, 'torch': torch.__version__,
-              'threads': torch.get_num_threads(), 'cpu': platform.processor() or platform.machine(),
-              'figures': {'step_p50_ms': float(p50), 'step_p99_ms': float(p99)}, 'ratios': {}}
+    report = {
+        'benchmark': 'tactile_node',
+        'weights': str(path),
+        'samples': args.samples,
+        'p50_ms': round(float(p50), 4),
+        'p99_ms': round(float(p99), 4),
+        'max_ms': round(float(max(latencies)), 4),
+        'p99_target_ms': P99_TARGET_MS,
+        'resets': runtime.counters.resets,
+        'torch': torch.__version__,
+        'threads': torch.get_num_threads(),
+        'cpu': platform.processor() or platform.machine(),
+        'figures': {'step_p50_ms': float(p50), 'step_p99_ms': float(p99)},
+        'ratios': {},
+    }
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"tactile node step on CPU ({report['threads']} thread, {args.samples} samples, {path.name}): "
-              f"p50 {p50:.3f} ms, p99 {p99:.3f} ms (target <= {P99_TARGET_MS} ms), max {max(latencies):.2f} ms")
+        print(
+            f"tactile node step on CPU ({report['threads']} thread, {args.samples} samples, "
+            f"{path.name}): p50 {p50:.3f} ms, p99 {p99:.3f} ms (target <= {P99_TARGET_MS} ms), "
+            f"max {max(latencies):.2f} ms"
+        )
 
 
 if __name__ == '__main__':

@@ -41,7 +41,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--episodes', type=int, default=100)
     parser.add_argument('--bag', action='store_true', help='also write an mcap bag')
-    parser.add_argument('--json', action='store_true', help='print one JSON object instead of lines')
+    parser.add_argument(
+        '--json', action='store_true', help='print one JSON object instead of lines'
+    )
     args = parser.parse_args()
     results = {workers: measure(args.episodes, workers, args.bag) for workers in (1, 2)}
     if args.json:

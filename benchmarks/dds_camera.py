@@ -43,11 +43,27 @@ class NodeProcess:
 
     def __init__(self):
         self._log = tempfile.TemporaryFile(mode='w+')
-        command = [sys.executable, '-m', 'rnn_perception', 'bringup', 'dodgeball', '--device', 'cpu',
-                   '--namespace', NAMESPACE, '--image-topic', IMAGE_TOPIC,
-                   '--ros-args', '-p', 'image_qos:=reliable', '--log-level', 'warn']
-        self.process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
+        command = [
+            sys.executable,
+            '-m',
+            'rnn_perception',
+            'bringup',
+            'dodgeball',
+            '--device',
+            'cpu',
+            '--namespace',
+            NAMESPACE,
+            '--image-topic',
+            IMAGE_TOPIC,
+            '--ros-args',
+            '-p',
+            'image_qos:=reliable',
+            '--log-level',
+            'warn',
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     @property
     def pid(self) -> int:
@@ -57,7 +73,9 @@ class NodeProcess:
         if self.process.poll() is not None:
             self._log.seek(0)
             last = (self._log.read().strip().splitlines() or ['(no output)'])[-1]
-            raise BenchmarkError(f'the collision node exited with {self.process.returncode}: {last}')
+            raise BenchmarkError(
+                f'the collision node exited with {self.process.returncode}: {last}'
+            )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -94,13 +112,25 @@ class DdsCamera:
         self._executor = SingleThreadedExecutor(context=self._context)
         probe = rclpy.create_node('bench_camera', context=self._context)
         self._executor.add_node(probe)
-        self._publisher = probe.create_publisher(Image, IMAGE_TOPIC,
-                                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self._publisher = probe.create_publisher(
+            Image, IMAGE_TOPIC, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        )
         self._arrivals: Dict[int, float] = {}
-        probe.create_subscription(PointStamped, ANSWER_TOPIC, lambda m: self._arrivals.__setitem__(
-            m.header.stamp.sec * 10**9 + m.header.stamp.nanosec, time.perf_counter()), QoSProfile(depth=10))
-        if not self._spin_until(lambda: self._publisher.get_subscription_count() > 0
-                                and probe.count_publishers(ANSWER_TOPIC) > 0, NODE_START_TIMEOUT_S):
+        probe.create_subscription(
+            PointStamped,
+            ANSWER_TOPIC,
+            lambda m: self._arrivals.__setitem__(
+                m.header.stamp.sec * 10**9 + m.header.stamp.nanosec, time.perf_counter()
+            ),
+            QoSProfile(depth=10),
+        )
+        if not self._spin_until(
+            lambda: (
+                self._publisher.get_subscription_count() > 0
+                and probe.count_publishers(ANSWER_TOPIC) > 0
+            ),
+            NODE_START_TIMEOUT_S,
+        ):
             self.__exit__(None, None, None)
             raise BenchmarkError(f'the collision node did not subscribe to {IMAGE_TOPIC} within '
                                  f'{NODE_START_TIMEOUT_S:.0f} s')

@@ -8,7 +8,8 @@ noisy machine). A benchmark that fails is reported with its error and the run ex
 end, after the others ran. With CUDA present the node benchmark also runs on the GPU, with the
 half-precision and channels-last variants.
 
-    .venv/bin/python benchmarks/run_all.py [--out benchmarks/results] [--readme README.md] [--quick]
+    .venv/bin/python benchmarks/run_all.py [--out benchmarks/results] [--readme README.md]
+        [--quick]
 
 Writes ``OUT/latest.json`` and ``OUT/latest.md`` (temp name, then renamed); with ``--readme``
 the table between the README's ``<!-- bench:start -->`` and ``<!-- bench:end -->`` markers is
@@ -51,26 +52,68 @@ class Benchmark:
 def benchmarks(cuda: bool) -> List[Benchmark]:
     """The project's benchmarks; the GPU runs only where CUDA is present."""
     chosen = [
-        Benchmark('cells', 'cell library vs torch.nn, forward+backward (1 thread)', 'bench_cells.py',
-                  ('--threads', '1'), ('--threads', '1', '--rounds', '3', '--steps', '16')),
-        Benchmark('dodgeball_sim', 'dodgeball simulator, 64x64 labelled frames', 'bench_sim.py',
-                  ('--episodes', '60'), ('--episodes', '4')),
-        Benchmark('tactile_sim', 'tactile slip simulator, 100 Hz samples', 'bench_tactile_sim.py',
-                  ('--episodes', '40'), ('--episodes', '2')),
-        Benchmark('collision_node', 'collision node step vs 20-frame window re-run, CPU', 'bench_collision_node.py',
-                  ('--device', 'cpu', '--variants'),
-                  ('--device', 'cpu', '--frames', '1000', '--latency-frames', '200'), single_thread=True),
-        Benchmark('tactile_node', 'tactile node step, CPU', 'bench_tactile_node.py', (),
-                  ('--samples', '300'), single_thread=True),
-        Benchmark('dds_latency', 'camera -> collision node -> subscriber over DDS', 'bench_dds_latency.py',
-                  (), ('--frames', '60')),
-        Benchmark('soak', 'collision node soak: memory and latency drift', 'soak.py',
-                  (), ('--frames', '3000', '--dds-frames', '300')),
+        Benchmark(
+            'cells',
+            'cell library vs torch.nn, forward+backward (1 thread)',
+            'bench_cells.py',
+            ('--threads', '1'),
+            ('--threads', '1', '--rounds', '3', '--steps', '16'),
+        ),
+        Benchmark(
+            'dodgeball_sim',
+            'dodgeball simulator, 64x64 labelled frames',
+            'bench_sim.py',
+            ('--episodes', '60'),
+            ('--episodes', '4'),
+        ),
+        Benchmark(
+            'tactile_sim',
+            'tactile slip simulator, 100 Hz samples',
+            'bench_tactile_sim.py',
+            ('--episodes', '40'),
+            ('--episodes', '2'),
+        ),
+        Benchmark(
+            'collision_node',
+            'collision node step vs 20-frame window re-run, CPU',
+            'bench_collision_node.py',
+            ('--device', 'cpu', '--variants'),
+            ('--device', 'cpu', '--frames', '1000', '--latency-frames', '200'),
+            single_thread=True,
+        ),
+        Benchmark(
+            'tactile_node',
+            'tactile node step, CPU',
+            'bench_tactile_node.py',
+            (),
+            ('--samples', '300'),
+            single_thread=True,
+        ),
+        Benchmark(
+            'dds_latency',
+            'camera -> collision node -> subscriber over DDS',
+            'bench_dds_latency.py',
+            (),
+            ('--frames', '60'),
+        ),
+        Benchmark(
+            'soak',
+            'collision node soak: memory and latency drift',
+            'soak.py',
+            (),
+            ('--frames', '3000', '--dds-frames', '300'),
+        ),
     ]
     if cuda:
-        chosen.append(Benchmark('collision_node_cuda', 'collision node step, CUDA, with speed-up variants',
-                                'bench_collision_node.py', ('--device', 'cuda', '--variants', '--compile'),
-                                ('--device', 'cuda', '--frames', '1000', '--latency-frames', '200')))
+        chosen.append(
+            Benchmark(
+                'collision_node_cuda',
+                'collision node step, CUDA, with speed-up variants',
+                'bench_collision_node.py',
+                ('--device', 'cuda', '--variants', '--compile'),
+                ('--device', 'cuda', '--frames', '1000', '--latency-frames', '200'),
+            )
+        )
     return chosen
 
 
@@ -81,8 +124,15 @@ def run(benchmark: Benchmark, quick: bool, timeout_s: float) -> Dict:
     environment = dict(os.environ, **({'OMP_NUM_THREADS': '1'} if benchmark.single_thread else {}))
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout_s,
-                              cwd=HERE.parent, check=False)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=timeout_s,
+            cwd=HERE.parent,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return {'error': f'timed out after {timeout_s:.0f} s'}
     seconds = time.perf_counter() - started
@@ -103,7 +153,9 @@ def machine() -> Dict[str, str]:
     cpu = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo') as cpuinfo:
-            cpu = next(line.split(':', 1)[1].strip() for line in cpuinfo if line.startswith('model name'))
+            cpu = next(
+                line.split(':', 1)[1].strip() for line in cpuinfo if line.startswith('model name')
+            )
     except (OSError, StopIteration):
         pass
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none (CPU only)'
@@ -159,12 +211,20 @@ def update_readme(readme: Path, table: str) -> Optional[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--out', type=Path, default=HERE / 'results', help='folder for latest.json and latest.md')
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--out', type=Path, default=HERE / 'results', help='folder for latest.json and latest.md'
+    )
     parser.add_argument('--readme', type=Path, help='also replace the table in this README')
-    parser.add_argument('--quick', action='store_true', help='small counts: checks the scripts run, not figures')
+    parser.add_argument(
+        '--quick', action='store_true', help='small counts: checks the scripts run, not figures'
+    )
     parser.add_argument('--only', nargs='+', metavar='NAME', help='run only these benchmarks')
-    parser.add_argument('--timeout', type=float, default=1200.0, help='seconds allowed per benchmark')
+    parser.add_argument(
+        '--timeout', type=float, default=1200.0, help='seconds allowed per benchmark'
+    )
     args = parser.parse_args()
     catalogue = benchmarks(torch.cuda.is_available())
     if args.only:

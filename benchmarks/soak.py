@@ -44,7 +44,8 @@ ANSWER_TIMEOUT_S = 10.0
 
 # -------------------------------------------------------------------------------------- frames
 def ball_scenes(count: int, size: int, frames: int, seed: int = 0) -> np.ndarray:
-    """``count`` episodes of a ball crossing a grey view on a straight line: ``(E, T, H, W, 3)`` uint8."""
+    """``count`` episodes of a ball crossing a grey view on a straight line:
+    ``(E, T, H, W, 3)`` uint8."""
     rng = np.random.default_rng(seed)
     rows, columns = np.mgrid[:size, :size]
     scenes = np.full((count, frames, size, size, 3), 90, np.uint8)
@@ -71,7 +72,9 @@ class CameraFrames:
 
     def __call__(self, n: int, start_s: float = 1000.0):
         episode, frame = divmod(n, EPISODE_FRAMES)
-        stamp_ns = round((start_s + episode * (EPISODE_FRAMES / FPS + EPISODE_GAP_S) + frame / FPS) * 1e9)
+        stamp_ns = round(
+            (start_s + episode * (EPISODE_FRAMES / FPS + EPISODE_GAP_S) + frame / FPS) * 1e9
+        )
         message = self._messages[episode % SCENES][frame]
         message.header.stamp.sec, message.header.stamp.nanosec = divmod(stamp_ns, 10**9)
         return message, stamp_ns
@@ -118,13 +121,19 @@ def soak_in_process(frames: int) -> Dict[str, float]:
         step_started = time.perf_counter()
         result = runtime.process(message, 0.0)
         latency_s[n] = time.perf_counter() - step_started
-        unanswered += result.outcome is not Outcome.PROCESSED or not np.isfinite(result.probability)
+        unanswered += result.outcome is not Outcome.PROCESSED or not np.isfinite(
+            result.probability
+        )
         if is_sampled(n):
             rss.append((n, resident_mib()))
     elapsed = time.perf_counter() - started
-    return {'inprocess_frames': frames, 'inprocess_unanswered': unanswered,
-            'inprocess_resets': runtime.counters.resets - resets, 'inprocess_frames_per_s': frames / elapsed,
-            **summary('inprocess', latency_s, rss, frames)}
+    return {
+        'inprocess_frames': frames,
+        'inprocess_unanswered': unanswered,
+        'inprocess_resets': runtime.counters.resets - resets,
+        'inprocess_frames_per_s': frames / elapsed,
+        **summary('inprocess', latency_s, rss, frames),
+    }
 
 
 # ---------------------------------------------------------------------------------------- DDS
@@ -146,28 +155,43 @@ def soak_over_dds(frames: int) -> Dict[str, float]:
         elapsed = time.perf_counter() - started
         dds.node.check_running()
     answered = latency_s[np.isfinite(latency_s)]
-    return {'dds_frames': frames, 'dds_unanswered': frames - len(answered), 'dds_frames_per_s': frames / elapsed,
-            **summary('dds', answered, rss, frames)}
+    return {
+        'dds_frames': frames,
+        'dds_unanswered': frames - len(answered),
+        'dds_frames_per_s': frames / elapsed,
+        **summary('dds', answered, rss, frames),
+    }
 
 
 # ------------------------------------------------------------------------------------------ main
 def ratios(figures: Dict[str, float]) -> Dict[str, float]:
     """Late over early latency for each part that ran."""
-    return {f'{part}_{q}_last_over_first': figures[f'{part}_{q}_last10_ms'] / figures[f'{part}_{q}_first10_ms']
-            for part in ('inprocess', 'dds') if f'{part}_p50_first10_ms' in figures for q in ('p50', 'p99')}
+    return {
+        f'{part}_{q}_last_over_first': figures[f'{part}_{q}_last10_ms']
+        / figures[f'{part}_{q}_first10_ms']
+        for part in ('inprocess', 'dds')
+        if f'{part}_p50_first10_ms' in figures
+        for q in ('p50', 'p99')
+    }
 
 
 def print_table(figures: Dict[str, float], ratio: Dict[str, float]) -> None:
     for part, label in (('inprocess', 'in process'), ('dds', 'over DDS')):
         if f'{part}_frames' not in figures:
             continue
-        f = lambda name: figures[f'{part}_{name}']   # noqa: E731
-        print(f"{label}: {f('frames'):.0f} frames at {f('frames_per_s'):.0f}/s, {f('unanswered'):.0f} unanswered; "
-              f"RSS {f('rss_at_10pct_mib'):.1f} MiB at 10 % -> {f('rss_end_mib'):.1f} MiB at the end "
-              f"({f('rss_growth_mib'):+.1f} MiB, peak {f('rss_peak_mib'):.1f})")
-        print(f"  latency p50 {f('p50_first10_ms'):.2f} -> {f('p50_last10_ms'):.2f} ms "
-              f"(x{ratio[f'{part}_p50_last_over_first']:.2f}), p99 {f('p99_first10_ms'):.2f} -> "
-              f"{f('p99_last10_ms'):.2f} ms (x{ratio[f'{part}_p99_last_over_first']:.2f}), first -> last 10 %")
+        f = lambda name: figures[f'{part}_{name}']  # noqa: E731
+        print(
+            f"{label}: {f('frames'):.0f} frames at {f('frames_per_s'):.0f}/s, "
+            f"{f('unanswered'):.0f} unanswered; "
+            f"RSS {f('rss_at_10pct_mib'):.1f} MiB at 10 % -> {f('rss_end_mib'):.1f} MiB "
+            f"at the end ({f('rss_growth_mib'):+.1f} MiB, peak {f('rss_peak_mib'):.1f})"
+        )
+        print(
+            f"  latency p50 {f('p50_first10_ms'):.2f} -> {f('p50_last10_ms'):.2f} ms "
+            f"(x{ratio[f'{part}_p50_last_over_first']:.2f}), p99 {f('p99_first10_ms'):.2f} -> "
+            f"{f('p99_last10_ms'):.2f} ms (x{ratio[f'{part}_p99_last_over_first']:.2f}), "
+            f"first -> last 10 %"
+        )
 
 
 def positive_or_zero(text: str) -> int:
@@ -178,10 +202,18 @@ def positive_or_zero(text: str) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--frames', type=positive_or_zero, default=100_000, help='frames in process (0: skip)')
-    parser.add_argument('--dds-frames', type=positive_or_zero, default=20_000, help='frames over DDS (0: skip)')
-    parser.add_argument('--json', action='store_true', help='print one JSON object instead of the table')
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--frames', type=positive_or_zero, default=100_000, help='frames in process (0: skip)'
+    )
+    parser.add_argument(
+        '--dds-frames', type=positive_or_zero, default=20_000, help='frames over DDS (0: skip)'
+    )
+    parser.add_argument(
+        '--json', action='store_true', help='print one JSON object instead of the table'
+    )
     args = parser.parse_args(argv)
     figures: Dict[str, float] = {}
     try:

@@ -17,26 +17,38 @@ from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument(
-            'params_file',
-            default_value=PathJoinSubstitution(
-                [FindPackageShare('rnn_perception'), 'config', 'dodgeball.yaml']),
-            description='parameters YAML of the collision node'),
-        DeclareLaunchArgument('image_topic', default_value='/camera/image_raw',
-                              description='camera image topic (sensor_msgs/Image)'),
-        DeclareLaunchArgument('device', default_value='auto',
-                              description='torch device: auto, cpu or cuda'),
-        DeclareLaunchArgument('namespace', default_value='',
-                              description='namespace of the node and its topics'),
-        Node(
-            package='rnn_perception',
-            executable='collision_node',
-            name='collision_node',
-            namespace=LaunchConfiguration('namespace'),
-            parameters=[LaunchConfiguration('params_file'), {'device': LaunchConfiguration('device')}],
-            remappings=[('camera/image_raw', LaunchConfiguration('image_topic'))],
-            output='screen',
-            emulate_tty=True,
-        ),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                'params_file',
+                default_value=PathJoinSubstitution(
+                    [FindPackageShare('rnn_perception'), 'config', 'dodgeball.yaml']
+                ),
+                description='parameters YAML of the collision node',
+            ),
+            DeclareLaunchArgument(
+                'image_topic',
+                default_value='/camera/image_raw',
+                description='camera image topic (sensor_msgs/Image)',
+            ),
+            DeclareLaunchArgument(
+                'device', default_value='auto', description='torch device: auto, cpu or cuda'
+            ),
+            DeclareLaunchArgument(
+                'namespace', default_value='', description='namespace of the node and its topics'
+            ),
+            Node(
+                package='rnn_perception',
+                executable='collision_node',
+                name='collision_node',
+                namespace=LaunchConfiguration('namespace'),
+                parameters=[
+                    LaunchConfiguration('params_file'),
+                    {'device': LaunchConfiguration('device')},
+                ],
+                remappings=[('camera/image_raw', LaunchConfiguration('image_topic'))],
+                output='screen',
+                emulate_tty=True,
+            ),
+        ]
+    )

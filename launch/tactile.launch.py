@@ -21,37 +21,65 @@ from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument(
-            'params_file',
-            default_value=PathJoinSubstitution(
-                [FindPackageShare('rnn_perception'), 'config', 'tactile.yaml']),
-            description='parameters YAML of the tactile node'),
-        DeclareLaunchArgument('tactile_topic', default_value='/tactile/raw',
-                              description='tactile stream (std_msgs/Float32MultiArray, 21 values)'),
-        DeclareLaunchArgument('pose_topic', default_value='/object/pose',
-                              description='current object pose (geometry_msgs/PoseStamped)'),
-        DeclareLaunchArgument('device', default_value='auto',
-                              description='torch device: auto, cpu or cuda'),
-        DeclareLaunchArgument('namespace', default_value='',
-                              description='namespace of the nodes and their topics'),
-        DeclareLaunchArgument('with_collision', default_value='false',
-                              description='also start the collision node (dodgeball.launch.py)'),
-        Node(
-            package='rnn_perception',
-            executable='tactile_node',
-            name='tactile_node',
-            namespace=LaunchConfiguration('namespace'),
-            parameters=[LaunchConfiguration('params_file'), {'device': LaunchConfiguration('device')}],
-            remappings=[('tactile/raw', LaunchConfiguration('tactile_topic')),
-                        ('object/pose', LaunchConfiguration('pose_topic'))],
-            output='screen',
-            emulate_tty=True,
-        ),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(
-                PathJoinSubstitution([FindPackageShare('rnn_perception'), 'launch', 'dodgeball.launch.py'])),
-            launch_arguments={'device': LaunchConfiguration('device'),
-                              'namespace': LaunchConfiguration('namespace')}.items(),
-            condition=IfCondition(LaunchConfiguration('with_collision'))),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                'params_file',
+                default_value=PathJoinSubstitution(
+                    [FindPackageShare('rnn_perception'), 'config', 'tactile.yaml']
+                ),
+                description='parameters YAML of the tactile node',
+            ),
+            DeclareLaunchArgument(
+                'tactile_topic',
+                default_value='/tactile/raw',
+                description='tactile stream (std_msgs/Float32MultiArray, 21 values)',
+            ),
+            DeclareLaunchArgument(
+                'pose_topic',
+                default_value='/object/pose',
+                description='current object pose (geometry_msgs/PoseStamped)',
+            ),
+            DeclareLaunchArgument(
+                'device', default_value='auto', description='torch device: auto, cpu or cuda'
+            ),
+            DeclareLaunchArgument(
+                'namespace',
+                default_value='',
+                description='namespace of the nodes and their topics',
+            ),
+            DeclareLaunchArgument(
+                'with_collision',
+                default_value='false',
+                description='also start the collision node (dodgeball.launch.py)',
+            ),
+            Node(
+                package='rnn_perception',
+                executable='tactile_node',
+                name='tactile_node',
+                namespace=LaunchConfiguration('namespace'),
+                parameters=[
+                    LaunchConfiguration('params_file'),
+                    {'device': LaunchConfiguration('device')},
+                ],
+                remappings=[
+                    ('tactile/raw', LaunchConfiguration('tactile_topic')),
+                    ('object/pose', LaunchConfiguration('pose_topic')),
+                ],
+                output='screen',
+                emulate_tty=True,
+            ),
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(
+                    PathJoinSubstitution(
+                        [FindPackageShare('rnn_perception'), 'launch', 'dodgeball.launch.py']
+                    )
+                ),
+                launch_arguments={
+                    'device': LaunchConfiguration('device'),
+                    'namespace': LaunchConfiguration('namespace'),
+                }.items(),
+                condition=IfCondition(LaunchConfiguration('with_collision')),
+            ),
+        ]
+    )

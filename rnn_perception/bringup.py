@@ -1,6 +1,7 @@
-"""``python -m rnn_perception bringup dodgeball|tactile|all``: what ``launch/dodgeball.launch.py`` /
-``launch/tactile.launch.py`` start, in one process, for machines with rclpy but without the ROS 2
-CLI (pip installs, CI). ``all`` starts both nodes (``tactile.launch.py with_collision:=true``).
+"""``python -m rnn_perception bringup dodgeball|tactile|all``: what
+``launch/dodgeball.launch.py`` / ``launch/tactile.launch.py`` start, in one process, for machines
+with rclpy but without the ROS 2 CLI (pip installs, CI). ``all`` starts both nodes
+(``tactile.launch.py with_collision:=true``).
 
 Each node reads the same YAML its launch file passes (``--params``, default the package's
 ``config/dodgeball.yaml`` / ``config/tactile.yaml``; ``all`` takes ``--dodgeball-params`` and
@@ -41,14 +42,22 @@ def default_params_file(name: str = 'dodgeball.yaml') -> Path:
 class NodeLaunch:
     """One node bringup can start: its YAML, its node class and the input topics it remaps."""
 
-    name: str                                   # 'dodgeball' / 'tactile': the YAML's and option's stem
+    name: str  # 'dodgeball' / 'tactile': the YAML's and option's stem
     node_name: str
-    node_class: str                             # 'module:Class' under rnn_perception.nodes
-    topics: Tuple[Tuple[str, str, str], ...]    # (option, the node's relative topic, default remap target)
+    node_class: str  # 'module:Class' under rnn_perception.nodes
+    topics: Tuple[
+        Tuple[str, str, str], ...
+    ]  # (option, the node's relative topic, default remap target)
 
     def add_options(self, parser: argparse.ArgumentParser, params_option: str) -> None:
-        parser.add_argument(params_option, type=Path, default=None, dest=f'{self.name}_params',
-                            help=f'{self.name} parameters YAML (default: {default_params_file(self.name + ".yaml")})')
+        parser.add_argument(
+            params_option,
+            type=Path,
+            default=None,
+            dest=f'{self.name}_params',
+            help=f'{self.name} parameters YAML '
+            f'(default: {default_params_file(self.name + ".yaml")})',
+        )
         for option, topic, default in self.topics:
             parser.add_argument(option, default=default, help=f'topic the node reads as {topic}')
 
@@ -57,8 +66,10 @@ class NodeLaunch:
         params = getattr(args, f'{self.name}_params') or default_params_file(self.name + '.yaml')
         if not params.is_file():
             raise FileNotFoundError(f'parameters file {params} not found')
-        remaps = [['-r', f'{self.node_name}:{topic}:={getattr(args, option[2:].replace("-", "_"))}']
-                  for option, topic, _ in self.topics]
+        remaps = [
+            ['-r', f'{self.node_name}:{topic}:={getattr(args, option[2:].replace("-", "_"))}']
+            for option, topic, _ in self.topics
+        ]
         return ['--params-file', str(params), *(part for remap in remaps for part in remap)]
 
     def node_type(self):
@@ -68,8 +79,15 @@ class NodeLaunch:
 
 DODGEBALL = NodeLaunch('dodgeball', 'collision_node', 'collision_node:CollisionNode',
                        (('--image-topic', 'camera/image_raw', '/camera/image_raw'),))
-TACTILE = NodeLaunch('tactile', 'tactile_node', 'tactile_node:TactileNode',
-                     (('--tactile-topic', 'tactile/raw', '/tactile/raw'), ('--pose-topic', 'object/pose', '/object/pose')))
+TACTILE = NodeLaunch(
+    'tactile',
+    'tactile_node',
+    'tactile_node:TactileNode',
+    (
+        ('--tactile-topic', 'tactile/raw', '/tactile/raw'),
+        ('--pose-topic', 'object/pose', '/object/pose'),
+    ),
+)
 
 
 def _split_ros_args(argv: List[str]) -> tuple[List[str], List[str]]:
@@ -86,7 +104,9 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
     parser = OneLineParser(
         prog=f'python -m rnn_perception bringup {what}',
         description=f'Start {names} in this process (no ros2 launch needed).',
-        epilog='Arguments from --ros-args on go to rclpy, e.g. --ros-args -p weights:=my.safetensors')
+        epilog='Arguments from --ros-args on go to rclpy, e.g. '
+        '--ros-args -p weights:=my.safetensors',
+    )
     for launch in launches:
         launch.add_options(parser, '--params' if len(launches) == 1 else f'--{launch.name}-params')
     add_device_option(parser, default='auto')
@@ -102,7 +122,9 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
 
     from .nodes.common import StartupError
 
-    rclpy.init(args=[PACKAGE, '--ros-args', *rcl_args, '-p', f'device:={args.device}', *ros_args[1:]])
+    rclpy.init(
+        args=[PACKAGE, '--ros-args', *rcl_args, '-p', f'device:={args.device}', *ros_args[1:]]
+    )
     nodes = []
     try:
         for launch in launches:

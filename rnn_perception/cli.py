@@ -33,7 +33,9 @@ def number(kind: type, zero_allowed: bool = False):
         except ValueError:
             raise argparse.ArgumentTypeError(f'expected {kind.__name__}, got {text!r}') from None
         if value < 0 or (value == 0 and not zero_allowed):
-            raise argparse.ArgumentTypeError(f'must be {">= 0" if zero_allowed else "> 0"}, got {text}')
+            raise argparse.ArgumentTypeError(
+                f'must be {">= 0" if zero_allowed else "> 0"}, got {text}'
+            )
         return value
     return parse
 

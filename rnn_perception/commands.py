@@ -16,22 +16,49 @@ from .cli import report_error, USAGE_ERROR_STATUS, UsageError
 # name -> (module:function, one-line help), or name -> {target: (module:function, help)}
 Command = Tuple[str, str]
 COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {
-    'demo': ('rnn_perception.demo:main', 'the main job: run the package end to end on this machine'),
-    'zoo': ('rnn_perception.training.zoo:main',
-            'train/test a recurrent cell type on sequential (permuted) digits or MNIST'),
-    'train': {'collision': ('rnn_perception.training.collision:main',
-                            'train the ConvLSTM collision predictor on a dodgeball dataset'),
-              'tactile': ('rnn_perception.training.tactile:main',
-                          'train the LSTM tactile pose predictor on a tactile dataset')},
-    'eval': {'collision': ('rnn_perception.evaluation.collision:main',
-                           'evaluate collision weights on a dataset or a rosbag2'),
-             'tactile': ('rnn_perception.evaluation.tactile:main',
-                         'evaluate tactile weights against baselines on a dataset or a rosbag2')},
-    'play': ('rnn_perception.ros.player:main', 'publish a rosbag2 over DDS with its recorded timing'),
-    'bringup': {'dodgeball': ('rnn_perception.bringup:dodgeball',
-                              'start the collision node in this process (no ros2 launch needed)'),
-                'tactile': ('rnn_perception.bringup:tactile', 'start the tactile node in this process'),
-                'all': ('rnn_perception.bringup:both', 'start the collision and the tactile node in this process')},
+    'demo': (
+        'rnn_perception.demo:main',
+        'the main job: run the package end to end on this machine',
+    ),
+    'zoo': (
+        'rnn_perception.training.zoo:main',
+        'train/test a recurrent cell type on sequential (permuted) digits or MNIST',
+    ),
+    'train': {
+        'collision': (
+            'rnn_perception.training.collision:main',
+            'train the ConvLSTM collision predictor on a dodgeball dataset',
+        ),
+        'tactile': (
+            'rnn_perception.training.tactile:main',
+            'train the LSTM tactile pose predictor on a tactile dataset',
+        ),
+    },
+    'eval': {
+        'collision': (
+            'rnn_perception.evaluation.collision:main',
+            'evaluate collision weights on a dataset or a rosbag2',
+        ),
+        'tactile': (
+            'rnn_perception.evaluation.tactile:main',
+            'evaluate tactile weights against baselines on a dataset or a rosbag2',
+        ),
+    },
+    'play': (
+        'rnn_perception.ros.player:main',
+        'publish a rosbag2 over DDS with its recorded timing',
+    ),
+    'bringup': {
+        'dodgeball': (
+            'rnn_perception.bringup:dodgeball',
+            'start the collision node in this process (no ros2 launch needed)',
+        ),
+        'tactile': ('rnn_perception.bringup:tactile', 'start the tactile node in this process'),
+        'all': (
+            'rnn_perception.bringup:both',
+            'start the collision and the tactile node in this process',
+        ),
+    },
 }
 
 USAGE = 'usage: python -m rnn_perception <command> [options]   (<command> --help for its options)'
@@ -60,7 +87,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                          f"{', '.join(COMMANDS)}"))
     if isinstance(entry, dict):
         if not rest or rest[0] not in entry:
-            return report_error(f'rnn_perception {name}', UsageError(f"choose what to {name}: {', '.join(entry)}"))
+            return report_error(
+                f'rnn_perception {name}', UsageError(f"choose what to {name}: {', '.join(entry)}")
+            )
         entry, rest = entry[rest[0]], rest[1:]
     module_name, function = entry[0].split(':')
     return getattr(importlib.import_module(module_name), function)(rest)

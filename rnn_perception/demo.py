@@ -1,4 +1,5 @@
-"""``make demo`` / ``python -m rnn_perception demo``: the dodgeball loop end to end, through real DDS.
+"""``make demo`` / ``python -m rnn_perception demo``: the dodgeball loop end to end, through
+real DDS.
 
 1. the simulator throws a few balls and records the robot's camera as a rosbag2;
 2. ``bringup dodgeball`` starts the collision node with the shipped model, in its own process;
@@ -55,7 +56,9 @@ def isolate_dds() -> str:
 def run_step(title: str, command: List[str], timeout_s: float) -> None:
     print(f'--- {title}', flush=True)
     try:
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+        result = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=timeout_s
+        )
     except subprocess.TimeoutExpired:
         raise DemoError(f'{title}: no result after {timeout_s:.0f} s') from None
     if result.returncode != 0:
@@ -68,7 +71,9 @@ def run_step(title: str, command: List[str], timeout_s: float) -> None:
 @contextmanager
 def background(command: List[str]) -> Iterator[subprocess.Popen]:
     """A child process that is always stopped (SIGINT, then kill) when the block ends."""
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         yield process
     finally:
@@ -83,14 +88,18 @@ def background(command: List[str]) -> Iterator[subprocess.Popen]:
 
 def failure(process: subprocess.Popen, what: str) -> DemoError:
     output = process.stdout.read().strip().splitlines() if process.stdout else []
-    return DemoError(f'{what} (exit {process.returncode}): {output[-1] if output else "no output"}')
+    return DemoError(
+        f'{what} (exit {process.returncode}): {output[-1] if output else "no output"}'
+    )
 
 
 Arrivals = Dict[int, float]          # image stamp (ns) -> time.monotonic() of arrival here
 Answers = Dict[int, Tuple[float, float]]     # image stamp (ns) -> (probability, arrival time)
 
 
-def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: float) -> Tuple[Answers, Arrivals]:
+def listen_to_replay(
+    bag: Path, node: subprocess.Popen, rate: float, timeout_s: float
+) -> Tuple[Answers, Arrivals]:
     """Start the player once the node subscribes; collect the node's answers and, to measure
     latency, when each frame reached this process."""
     import rclpy
@@ -109,10 +118,17 @@ def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: 
     arrivals: Arrivals = {}
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     subscription = listener.create_subscription(
-        PointStamped, ANSWER_TOPIC,
-        lambda m: answers.__setitem__(stamp_to_ns(m.header.stamp), (m.point.x, time.monotonic())), reliable)
+        PointStamped,
+        ANSWER_TOPIC,
+        lambda m: answers.__setitem__(stamp_to_ns(m.header.stamp), (m.point.x, time.monotonic())),
+        reliable,
+    )
     listener.create_subscription(
-        Image, IMAGE_TOPIC, lambda m: arrivals.__setitem__(stamp_to_ns(m.header.stamp), time.monotonic()), reliable)
+        Image,
+        IMAGE_TOPIC,
+        lambda m: arrivals.__setitem__(stamp_to_ns(m.header.stamp), time.monotonic()),
+        reliable,
+    )
 
     def spin_until(done, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
@@ -126,14 +142,33 @@ def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: 
         # Answers are only heard once this subscription matched the node's publisher; the player
         # waits for both image subscriptions, the node's and this listener's (waiting for one, the
         # listener's could release it before the node's matched, and the node lose a throw).
-        node_ready = spin_until(lambda: node.poll() is not None or subscription.get_publisher_count() > 0, 60)
+        node_ready = spin_until(
+            lambda: node.poll() is not None or subscription.get_publisher_count() > 0, 60
+        )
         if node.poll() is not None:
             raise failure(node, 'the collision node stopped')
         if not node_ready:
             raise DemoError(f'the collision node did not publish {ANSWER_TOPIC} within 60 s')
-        print('--- replaying the bag through DDS: play -> /camera/image_raw -> collision_node', flush=True)
-        with background([sys.executable, '-m', 'rnn_perception', 'play', '--bag', str(bag), '--rate', str(rate),
-                         '--wait-for-subscriber', f'{IMAGE_TOPIC}=2', '--start-delay', '1']) as player:
+        print(
+            '--- replaying the bag through DDS: play -> /camera/image_raw -> collision_node',
+            flush=True,
+        )
+        with background(
+            [
+                sys.executable,
+                '-m',
+                'rnn_perception',
+                'play',
+                '--bag',
+                str(bag),
+                '--rate',
+                str(rate),
+                '--wait-for-subscriber',
+                f'{IMAGE_TOPIC}=2',
+                '--start-delay',
+                '1',
+            ]
+        ) as player:
             if not spin_until(lambda: player.poll() is not None, timeout_s):
                 raise DemoError(f'the bag replay did not finish within {timeout_s:.0f} s')
             if player.returncode != 0:
@@ -147,13 +182,18 @@ def listen_to_replay(bag: Path, node: subprocess.Popen, rate: float, timeout_s: 
 
 
 def metrics_line(metrics: Dict[str, object]) -> str:
-    number = lambda value, form: 'n/a' if value is None else format(value, form)   # noqa: E731
-    return (f"accuracy {number(metrics['accuracy'], '.0%')}, AUROC {number(metrics['auroc'], '.3f')}, "
-            f"median lead time {number(metrics['lead_time_median_s'], '.2f')} s, "
-            f"false alarms {number(metrics['false_alarm_rate'], '.0%')} (threshold {metrics['threshold']:.2f})")
+    number = lambda value, form: 'n/a' if value is None else format(value, form)  # noqa: E731
+    return (
+        f"accuracy {number(metrics['accuracy'], '.0%')}, AUROC {number(metrics['auroc'], '.3f')}, "
+        f"median lead time {number(metrics['lead_time_median_s'], '.2f')} s, "
+        f"false alarms {number(metrics['false_alarm_rate'], '.0%')} "
+        f"(threshold {metrics['threshold']:.2f})"
+    )
 
 
-def report(bag: Path, weights: Path, answers: Answers, arrivals: Arrivals, threshold: float, plot: Path) -> None:
+def report(
+    bag: Path, weights: Path, answers: Answers, arrivals: Arrivals, threshold: float, plot: Path
+) -> None:
     """Per-throw prediction vs truth, the metrics, latency, the offline evaluation of the same
     bag, and the probability-trace plot."""
     import numpy as np
@@ -164,8 +204,10 @@ def report(bag: Path, weights: Path, answers: Answers, arrivals: Arrivals, thres
     from .evaluation.collision_plots import plot_traces
 
     traces, frames, answered = [], 0, 0
-    print(f"\n{'throw':>5} {'truth':>6} {'contact':>8} {'predicted':>9} {'max P':>6} {'alert at':>9} "
-          f"{'lead':>6} {'frames':>7}  ok")
+    print(
+        f"\n{'throw':>5} {'truth':>6} {'contact':>8} {'predicted':>9} {'max P':>6} "
+        f"{'alert at':>9} {'lead':>6} {'frames':>7}  ok"
+    )
     for episode in episodes_from_bag(bag):
         seen = np.array([stamp in answers for stamp in episode.header_stamps_ns])
         frames += len(seen)
@@ -176,29 +218,42 @@ def report(bag: Path, weights: Path, answers: Answers, arrivals: Arrivals, thres
         traces.append(trace)
         alert, lead = trace.first_alarm_s(threshold), trace.lead_time_s(threshold)
         predicted = trace.score() >= threshold
-        print(f"{episode.episode:>5} {'HIT' if episode.hit else 'miss':>6} "
-              f"{f'{episode.contact_time_s:.2f} s' if episode.hit else '-':>8} "
-              f"{'HIT' if predicted else 'miss':>9} {trace.score():>6.2f} "
-              f"{f'{alert:.2f} s' if alert is not None else '-':>9} "
-              f"{f'{lead:.2f}s' if lead is not None else '-':>6} {int(seen.sum()):>3}/{len(seen):<3}  "
-              f"{'yes' if predicted == episode.hit else 'NO'}")
+        print(
+            f"{episode.episode:>5} {'HIT' if episode.hit else 'miss':>6} "
+            f"{f'{episode.contact_time_s:.2f} s' if episode.hit else '-':>8} "
+            f"{'HIT' if predicted else 'miss':>9} {trace.score():>6.2f} "
+            f"{f'{alert:.2f} s' if alert is not None else '-':>9} "
+            f"{f'{lead:.2f}s' if lead is not None else '-':>6} "
+            f"{int(seen.sum()):>3}/{len(seen):<3}  "
+            f"{'yes' if predicted == episode.hit else 'NO'}"
+        )
     if answered == 0:
         raise DemoError('the node answered no frame of the replay')
     metrics = collision_metrics(traces, threshold)
-    print(f"\nthrows {metrics['episodes']} ({metrics['hits']} hits), frames answered {answered}/{frames}")
+    print(
+        f"\nthrows {metrics['episodes']} ({metrics['hits']} hits), "
+        f"frames answered {answered}/{frames}"
+    )
     print(f'node over DDS:          {metrics_line(metrics)}')
     offline_traces, offline = evaluate_bag(weights, bag, threshold=threshold)
     print(f'offline eval --bag:     {metrics_line(offline)}')
-    offline_probability = {stamp: p for episode, trace in zip(episodes_from_bag(bag), offline_traces)
-                           for stamp, p in zip(episode.header_stamps_ns, trace.probabilities)}
+    offline_probability = {
+        stamp: p
+        for episode, trace in zip(episodes_from_bag(bag), offline_traces)
+        for stamp, p in zip(episode.header_stamps_ns, trace.probabilities)
+    }
     difference = max(abs(p - offline_probability[stamp]) for stamp, (p, _) in answers.items()
                      if stamp in offline_probability)
-    latency_ms = 1e3 * np.array([arrived - arrivals[stamp] for stamp, (_, arrived) in answers.items()
-                                 if stamp in arrivals])
+    latency_ms = 1e3 * np.array(
+        [arrived - arrivals[stamp] for stamp, (_, arrived) in answers.items() if stamp in arrivals]
+    )
     print(f'largest |P node - P offline| on the answered frames: {difference:.1e}')
     if latency_ms.size:
-        print(f'end-to-end latency per frame (frame arrival -> answer arrival, {latency_ms.size} frames): '
-              f'p50 {np.percentile(latency_ms, 50):.1f} ms, p99 {np.percentile(latency_ms, 99):.1f} ms')
+        print(
+            'end-to-end latency per frame (frame arrival -> answer arrival, '
+            f'{latency_ms.size} frames): p50 {np.percentile(latency_ms, 50):.1f} ms, '
+            f'p99 {np.percentile(latency_ms, 99):.1f} ms'
+        )
     plot_traces(traces, plot, threshold)
     print(f'plot: {plot}')
 
@@ -208,13 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog='python -m rnn_perception demo', description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--episodes', type=int, default=10, help='throws to simulate (default 10)')
-    parser.add_argument('--seed', type=int, default=DEMO_SEED, help='simulator seed (default: one never '
-                        'used for training)')
-    parser.add_argument('--out', type=Path, default=REPO / 'runs' / 'demo',
-                        help='directory for the bag, dataset and plot (default runs/demo; replaced)')
-    parser.add_argument('--weights', default='', help='collision weights (default: the shipped model)')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=DEMO_SEED,
+        help='simulator seed (default: one never used for training)',
+    )
+    parser.add_argument(
+        '--out',
+        type=Path,
+        default=REPO / 'runs' / 'demo',
+        help='directory for the bag, dataset and plot (default runs/demo; replaced)',
+    )
+    parser.add_argument(
+        '--weights', default='', help='collision weights (default: the shipped model)'
+    )
     add_device_option(parser, default='auto')
-    parser.add_argument('--rate', type=float, default=1.0, help='replay speed (1 = recorded timing)')
+    parser.add_argument(
+        '--rate', type=float, default=1.0, help='replay speed (1 = recorded timing)'
+    )
     return parser
 
 
@@ -224,7 +291,10 @@ def run(args: argparse.Namespace) -> None:
     if args.episodes < 1 or args.rate <= 0:
         raise DemoError('--episodes must be >= 1 and --rate > 0')
     if not (REPO / 'sim' / '__main__.py').is_file():
-        raise DemoError(f'the simulator is not here ({REPO / "sim"}): run the demo from a clone of the repository')
+        raise DemoError(
+            f'the simulator is not here ({REPO / "sim"}): '
+            'run the demo from a clone of the repository'
+        )
     weights = Path(args.weights) if args.weights else default_weights_path()
     _, metadata = load_collision_model(weights)
     print(f'DDS domain {isolate_dds()} (localhost only); weights {weights}', flush=True)
@@ -237,16 +307,33 @@ def run(args: argparse.Namespace) -> None:
              [sys.executable, '-m', 'sim', 'dodgeball', '--episodes', str(args.episodes), '--seed',
               str(args.seed), '--out', str(out / 'data'), '--bag', str(bag)], timeout_s=300)
     print(f'--- starting the collision node (bringup dodgeball) with {weights.name}', flush=True)
-    # image_qos reliable, as the player offers: with auto the node would resubscribe when the player
-    # appears, and the first frames could fall into that gap. A queue, not keep-last 1: a player
-    # that stalls publishes the frames it owes back to back, and every frame must be stepped for
-    # the node to answer what the offline evaluation does.
-    node_command = [sys.executable, '-m', 'rnn_perception', 'bringup', 'dodgeball', '--device', args.device,
-                    '--ros-args', '-p', f'weights:={weights}', '-p', 'image_qos:=reliable',
-                    '-p', f'image_queue_depth:={DEMO_QUEUE_DEPTH}']
+    # image_qos reliable, as the player offers: with auto the node would resubscribe when the
+    # player appears, and the first frames could fall into that gap. A queue, not keep-last 1: a
+    # player that stalls publishes the frames it owes back to back, and every frame must be
+    # stepped for the node to answer what the offline evaluation does.
+    node_command = [
+        sys.executable,
+        '-m',
+        'rnn_perception',
+        'bringup',
+        'dodgeball',
+        '--device',
+        args.device,
+        '--ros-args',
+        '-p',
+        f'weights:={weights}',
+        '-p',
+        'image_qos:=reliable',
+        '-p',
+        f'image_queue_depth:={DEMO_QUEUE_DEPTH}',
+    ]
     with background(node_command) as node:
-        answers, arrivals = listen_to_replay(bag, node, args.rate, timeout_s=60 + 4 * args.episodes / args.rate)
-    report(bag, weights, answers, arrivals, model_threshold(metadata), out / 'collision_traces.png')
+        answers, arrivals = listen_to_replay(
+            bag, node, args.rate, timeout_s=60 + 4 * args.episodes / args.rate
+        )
+    report(
+        bag, weights, answers, arrivals, model_threshold(metadata), out / 'collision_traces.png'
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> int:

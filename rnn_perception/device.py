@@ -41,8 +41,8 @@ def add_device_option(parser: argparse.ArgumentParser, default: str) -> None:
 
 @contextmanager
 def cpu_threads(count: Optional[int]) -> Iterator[None]:
-    """Run the block with torch on ``count`` CPU threads (``None`` or 0: as it is), then restore the
-    previous count, so that a trainer called in-process leaves no global setting behind."""
+    """Run the block with torch on ``count`` CPU threads (``None`` or 0: as it is), then restore
+    the previous count, so that a trainer called in-process leaves no global setting behind."""
     previous = torch.get_num_threads()
     if count:
         torch.set_num_threads(count)

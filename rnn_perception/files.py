@@ -57,7 +57,8 @@ def save_checkpoint(path: PathLike, tensors: Dict[str, Tensor], metadata: Dict[s
 
 
 def load_checkpoint(path: PathLike, device: Union[str, torch.device] = 'cpu') -> Checkpoint:
-    """Read a checkpoint written by ``save_checkpoint``: tensors on ``device``, decoded metadata."""
+    """Read a checkpoint written by ``save_checkpoint``: tensors on ``device``, decoded
+    metadata."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint {path} not found')

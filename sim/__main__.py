@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         return report_error('sim', error)
     # Ctrl-C and SIGTERM stop the generation between episodes (see pipeline.request_stop),
     # which unwinds like Ctrl-C so staged outputs get removed.
-    previous = {number: signal.signal(number, request_stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        number: signal.signal(number, request_stop) for number in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         args.run(args)
     except KeyboardInterrupt:

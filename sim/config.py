@@ -108,8 +108,15 @@ class ConfigOption:
         return self.flag.lstrip('-').replace('-', '_')
 
 
-def add_simulator(subcommands, name: str, help_: str, description: str, defaults_path: Path,
-                  options: Sequence[ConfigOption], run: typing.Callable[[argparse.Namespace], None]) -> None:
+def add_simulator(
+    subcommands,
+    name: str,
+    help_: str,
+    description: str,
+    defaults_path: Path,
+    options: Sequence[ConfigOption],
+    run: typing.Callable[[argparse.Namespace], None],
+) -> None:
     """Add simulator ``name`` to ``python -m sim``: ``--config YAML`` and ``options`` (each
     help text ends with its default from ``defaults_path``); ``run(args)`` generates."""
     parser = subcommands.add_parser(name, help=help_, description=description,

@@ -130,8 +130,13 @@ def spun_node(ros_context, ros_executor):
     nodes = []
 
     def start(node_class, **parameters):
-        node = node_class(context=ros_context, namespace=f'/n{next(_node_namespaces)}',
-                          parameter_overrides=[Parameter(name, value=value) for name, value in parameters.items()])
+        node = node_class(
+            context=ros_context,
+            namespace=f'/n{next(_node_namespaces)}',
+            parameter_overrides=[
+                Parameter(name, value=value) for name, value in parameters.items()
+            ],
+        )
         ros_executor.add_node(node)
         nodes.append(node)
         return node

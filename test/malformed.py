@@ -16,7 +16,11 @@ import numpy as np
 from hypothesis import strategies as st
 
 from rnn_perception.data.tactile_dataset import angle_quaternion
-from rnn_perception.data.image_conversion import MAX_IMAGE_PIXELS, SUPPORTED_ENCODINGS, WIDE_ENCODINGS
+from rnn_perception.data.image_conversion import (
+    MAX_IMAGE_PIXELS,
+    SUPPORTED_ENCODINGS,
+    WIDE_ENCODINGS,
+)
 from rnn_perception.runtime.tactile_input import NUM_TACTILE, POSE_LIMIT_M, TACTILE_LIMIT
 
 FPS = 30.0                          # the shipped collision model's rate: good frames are all kept
@@ -27,8 +31,19 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 # ------------------------------------------------------------------------------------ images
 # Real encodings this node does not read, near misses of the ones it does, and junk.
-UNSUPPORTED_ENCODINGS = sorted(WIDE_ENCODINGS) + ['yuv422', 'yuv422_yuy2', 'nv21', 'bayer_rggb8', 'bayer_bggr16',
-                                                  'RGB8', 'rgb8 ', ' mono8', 'jpeg', '8UC3', '']
+UNSUPPORTED_ENCODINGS = sorted(WIDE_ENCODINGS) + [
+    'yuv422',
+    'yuv422_yuy2',
+    'nv21',
+    'bayer_rggb8',
+    'bayer_bggr16',
+    'RGB8',
+    'rgb8 ',
+    ' mono8',
+    'jpeg',
+    '8UC3',
+    '',
+]
 encodings = st.sampled_from(sorted(SUPPORTED_ENCODINGS))
 bad_encodings = st.one_of(st.sampled_from(UNSUPPORTED_ENCODINGS), st.text(max_size=12)).filter(
     lambda text: text not in SUPPORTED_ENCODINGS)
@@ -39,7 +54,14 @@ def image(height: int, width: int, encoding: str, step: int, data: bytes, is_big
           stamp: Tuple[int, int] = (0, 0)):
     from sensor_msgs.msg import Image
 
-    message = Image(height=height, width=width, encoding=encoding, is_bigendian=is_bigendian, step=step, data=data)
+    message = Image(
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=is_bigendian,
+        step=step,
+        data=data,
+    )
     message.header.stamp.sec, message.header.stamp.nanosec = stamp
     return message
 
@@ -51,11 +73,12 @@ def channels(encoding: str) -> int:
 @st.composite
 def good_images(draw):
     """A readable ``GOOD_SIZE`` square frame: any supported encoding, row padding, either
-    endianness flag (meaningless for 8-bit data), random pixels. Unstamped: the caller stamps it."""
+    endianness flag (meaningless for 8-bit data), random pixels. Unstamped: the caller
+    stamps it."""
     encoding = draw(encodings)
     step = GOOD_SIZE * channels(encoding) + draw(st.integers(0, 5))
     return image(GOOD_SIZE, GOOD_SIZE, encoding, step, draw(st.binary(min_size=GOOD_SIZE * step,
-                                                                     max_size=GOOD_SIZE * step)),
+                                                                      max_size=GOOD_SIZE * step)),
                  draw(st.sampled_from([0, 1])))
 
 
@@ -66,7 +89,9 @@ def bad_images(draw):
     encoding = draw(bad_encodings) if defect == 'encoding' else draw(encodings)
     height, width = draw(st.integers(1, 16)), draw(st.integers(1, 16))
     if defect == 'empty':
-        height, width = draw(st.sampled_from([(0, width), (height, 0), (0, 0), (0, UINT32), (UINT32, 0)]))
+        height, width = draw(
+            st.sampled_from([(0, width), (height, 0), (0, 0), (0, UINT32), (UINT32, 0)])
+        )
     elif defect == 'huge':     # claims gigabytes: refused before anything is allocated
         height = draw(st.integers(MAX_IMAGE_PIXELS // 16 + 1, UINT32))
         width = draw(st.integers(max(16, -(-(MAX_IMAGE_PIXELS + 1) // height)), UINT32))
@@ -88,12 +113,16 @@ def bad_images(draw):
 
 def stamp_image(message, index: int):
     """Stamp good frame ``index`` of a stream at ``1 s + index / FPS``."""
-    message.header.stamp.sec, message.header.stamp.nanosec = divmod(round((1.0 + index / FPS) * 1e9), 10**9)
+    message.header.stamp.sec, message.header.stamp.nanosec = divmod(
+        round((1.0 + index / FPS) * 1e9), 10**9
+    )
     return message
 
 
 # Runs of garbage between good frames; the stream ends on a good frame.
-image_streams = st.lists(st.tuples(st.lists(bad_images(), max_size=4), good_images()), min_size=1, max_size=5)
+image_streams = st.lists(
+    st.tuples(st.lists(bad_images(), max_size=4), good_images()), min_size=1, max_size=5
+)
 
 
 # ----------------------------------------------------------------------------------- tactile
@@ -103,7 +132,9 @@ def tactile(values: Sequence[float]):
     return Float32MultiArray(data=[float(value) for value in values])
 
 
-good_tactile_values = st.lists(st.floats(0.0, 4095.0, width=32), min_size=NUM_TACTILE, max_size=NUM_TACTILE)
+good_tactile_values = st.lists(
+    st.floats(0.0, 4095.0, width=32), min_size=NUM_TACTILE, max_size=NUM_TACTILE
+)
 huge = st.floats(TACTILE_LIMIT, FLOAT32_MAX, exclude_min=True, width=32).flatmap(
     lambda value: st.sampled_from([value, -value]))
 poison = st.one_of(st.just(math.nan), st.just(math.inf), st.just(-math.inf), huge)
@@ -115,7 +146,9 @@ def bad_tactile(draw):
     value beyond ``TACTILE_LIMIT`` somewhere."""
     if draw(st.booleans()):
         length = draw(st.integers(0, 3 * NUM_TACTILE).filter(lambda n: n != NUM_TACTILE))
-        values = draw(st.lists(st.one_of(st.floats(width=32), poison), min_size=length, max_size=length))
+        values = draw(
+            st.lists(st.one_of(st.floats(width=32), poison), min_size=length, max_size=length)
+        )
     else:
         values = draw(good_tactile_values)
         for index in draw(st.lists(st.integers(0, NUM_TACTILE - 1), min_size=1, max_size=5)):
@@ -134,7 +167,9 @@ def pose(stamp_ns: int, position: Sequence[float], quaternion: Sequence[float]):
     return message
 
 
-good_poses = st.tuples(st.lists(st.floats(-0.2, 0.2), min_size=3, max_size=3), st.floats(-math.pi, math.pi))
+good_poses = st.tuples(
+    st.lists(st.floats(-0.2, 0.2), min_size=3, max_size=3), st.floats(-math.pi, math.pi)
+)
 
 
 @st.composite
@@ -173,11 +208,18 @@ class TactileSample:
         """(``'tactile'``, array, False), (``'pose'``, pose, False): the sample, stamped
         ``1 s + index`` sample periods."""
         position, angle = self.pose
-        return [('tactile', tactile(self.tactile), False),
-                ('pose', pose(1_000_000_000 + index * SAMPLE_PERIOD_NS, position, angle_quaternion(angle)), False)]
+        return [
+            ('tactile', tactile(self.tactile), False),
+            (
+                'pose',
+                pose(1_000_000_000 + index * SAMPLE_PERIOD_NS, position, angle_quaternion(angle)),
+                False,
+            ),
+        ]
 
     def messages(self, index: int) -> List[Tuple[str, object, bool]]:
-        """(kind, message, is bad) of all the sample's messages, garbage included, in arrival order."""
+        """(kind, message, is bad) of all the sample's messages, garbage included, in arrival
+        order."""
         good = self.good(index)
         return [*map(bad_item, self.before), good[0], *map(bad_item, self.between), good[1]]
 
@@ -190,9 +232,17 @@ def bad_item(message) -> Tuple[str, object, bool]:
     return ('tactile' if hasattr(message, 'data') else 'pose'), message, True
 
 
-tactile_streams = st.lists(st.builds(TactileSample, good_tactile_values, good_poses,
-                                     st.lists(bad_tactile_messages, max_size=3),
-                                     st.lists(bad_tactile_messages, max_size=1)), min_size=1, max_size=6)
+tactile_streams = st.lists(
+    st.builds(
+        TactileSample,
+        good_tactile_values,
+        good_poses,
+        st.lists(bad_tactile_messages, max_size=3),
+        st.lists(bad_tactile_messages, max_size=1),
+    ),
+    min_size=1,
+    max_size=6,
+)
 
 
 def stream_messages(samples: Sequence[TactileSample]) -> List[Tuple[str, object, bool]]:
@@ -205,8 +255,12 @@ def bad_count(samples: Sequence[TactileSample]) -> int:
 
 def intact_messages(samples: Sequence[TactileSample]) -> List[Tuple[str, object, bool]]:
     """The good history: the messages of the intact samples, in order."""
-    return [item for index, sample in enumerate(samples) if sample.intact for item in sample.good(index)]
-
+    return [
+        item
+        for index, sample in enumerate(samples)
+        if sample.intact
+        for item in sample.good(index)
+    ]
 
 
 # ------------------------------------------------------------------------------------ oracles
@@ -220,7 +274,9 @@ def shipped_model(kind: str) -> tuple:
     import torch
 
     torch.set_num_threads(1)
-    model, metadata, _, device = import_module(f'rnn_perception.runtime.{kind}').load_predictor('', 'cpu')
+    model, metadata, _, device = import_module(f'rnn_perception.runtime.{kind}').load_predictor(
+        '', 'cpu'
+    )
     return model, metadata, device
 
 
@@ -248,7 +304,9 @@ def tactile_reference(samples: Sequence[TactileSample]) -> Dict[int, np.ndarray]
     from rnn_perception.runtime.tactile import Outcome
 
     reference = tactile_runtime()
-    results = [feed_tactile(reference, kind, message) for kind, message, _ in intact_messages(samples)]
+    results = [
+        feed_tactile(reference, kind, message) for kind, message, _ in intact_messages(samples)
+    ]
     return {r.stamp_ns: r.poses for r in results if r.outcome is Outcome.PROCESSED}
 
 

@@ -47,7 +47,9 @@ def spin_until(executor, predicate: Callable[[], bool], timeout_sec: float = 20.
         executor.spin_once(timeout_sec=period_sec)
 
 
-def wait_until(predicate: Callable[[], bool], timeout_sec: float, period_sec: float = 0.05) -> bool:
+def wait_until(
+    predicate: Callable[[], bool], timeout_sec: float, period_sec: float = 0.05
+) -> bool:
     """Poll ``predicate`` until it holds or ``timeout_sec`` passes (nothing spun meanwhile);
     whether it held."""
     deadline = time.monotonic() + timeout_sec
@@ -61,7 +63,9 @@ def wait_until(predicate: Callable[[], bool], timeout_sec: float, period_sec: fl
 def wait_for_exit(executor, process: subprocess.Popen, timeout_sec: float) -> int:
     """Spin ``executor`` until ``process`` exits (asserting it does within ``timeout_sec``); its
     exit status."""
-    assert spin_until(executor, lambda: process.poll() is not None, timeout_sec), process_output(process)
+    assert spin_until(executor, lambda: process.poll() is not None, timeout_sec), process_output(
+        process
+    )
     return process.returncode
 
 
@@ -113,7 +117,8 @@ def process_output(proc: subprocess.Popen, limit: int = 4000) -> str:
 
 def record_calls(owner, name: str) -> list:
     """The argument of every call of ``owner.name(argument)`` from now on, in order; the calls
-    still go through (a spy on a method, e.g. a runtime's ``reset`` or a publisher's ``publish``)."""
+    still go through (a spy on a method, e.g. a runtime's ``reset`` or a publisher's
+    ``publish``)."""
     calls, method = [], getattr(owner, name)
 
     def recording(argument):

@@ -3,9 +3,9 @@ non-zero with ONE line naming the bag and the problem, never a traceback.
 
 The bags are real rosbag2 directories (mcap and sqlite3) written with ``rosbags`` through the
 package's own writer, then broken the way disks and people break them. Every case runs through
-``rnn_perception.commands.main`` in-process (what ``python -m rnn_perception`` runs); each command also
-runs as a real ``python -m rnn_perception`` process on two of the cases, for what only a process
-shows (warnings or log spew at start-up, the exit status).
+``rnn_perception.commands.main`` in-process (what ``python -m rnn_perception`` runs); each command
+also runs as a real ``python -m rnn_perception`` process on two of the cases, for what only a
+process shows (warnings or log spew at start-up, the exit status).
 """
 from __future__ import annotations
 
@@ -26,7 +26,11 @@ from rnn_perception.commands import main
 from rnn_perception.data.bags import (IMAGE_MSGTYPE, LABELLED_ARRAY_MSGTYPE, POSE_STAMPED_MSGTYPE,
                                       labelled_array_message, pose_stamped_message,
                                       rgb_image_message, storage_plugin, typestore)
-from rnn_perception.data.dodgeball_dataset import GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, IMAGE_TOPIC
+from rnn_perception.data.dodgeball_dataset import (
+    GROUND_TRUTH_FIELDS,
+    GROUND_TRUTH_TOPIC,
+    IMAGE_TOPIC,
+)
 from rnn_perception.data.tactile_dataset import POSE_TOPIC, TACTILE_FIELDS, TACTILE_TOPIC
 
 pytestmark = pytest.mark.dds
@@ -46,24 +50,35 @@ def string_message():
 
 # --------------------------------------------------------------------------------- good bags
 def write_bag(path: Path, storage: str, records) -> Path:
-    """A rosbag2 of ``(topic, msgtype, stamp_ns, message)`` records, one connection per topic and type."""
-    with Writer(path, version=Writer.VERSION_LATEST, storage_plugin=storage_plugin(storage)) as writer:
+    """A rosbag2 of ``(topic, msgtype, stamp_ns, message)`` records, one connection per topic
+    and type."""
+    with Writer(
+        path, version=Writer.VERSION_LATEST, storage_plugin=storage_plugin(storage)
+    ) as writer:
         connections = {}
         for topic, msgtype, stamp_ns, message in records:
             if (topic, msgtype) not in connections:
-                connections[topic, msgtype] = writer.add_connection(topic, msgtype, typestore=typestore())
-            writer.write(connections[topic, msgtype], stamp_ns, typestore().serialize_cdr(message, msgtype))
+                connections[topic, msgtype] = writer.add_connection(
+                    topic, msgtype, typestore=typestore()
+                )
+            writer.write(
+                connections[topic, msgtype], stamp_ns, typestore().serialize_cdr(message, msgtype)
+            )
     return path
 
 
-def dodgeball_bag(path: Path, storage: str, image_type: str = IMAGE_MSGTYPE, extra_string: bool = False) -> Path:
+def dodgeball_bag(
+    path: Path, storage: str, image_type: str = IMAGE_MSGTYPE, extra_string: bool = False
+) -> Path:
     """``FRAMES`` labelled frames; with another ``image_type`` the "images" are strings; with
     ``extra_string`` the image topic is also recorded once as a string (two types, one topic)."""
     records = []
     for i in range(FRAMES):
         image = (rgb_image_message(np.full((16, 16, 3), 40 * i, np.uint8), stamp(i), 'camera')
                  if image_type == IMAGE_MSGTYPE else string_message())
-        truth = labelled_array_message([0, i, i / 30, 1, 1.0, 0, 0, 0, 0, 0, 0], GROUND_TRUTH_FIELDS)
+        truth = labelled_array_message(
+            [0, i, i / 30, 1, 1.0, 0, 0, 0, 0, 0, 0], GROUND_TRUTH_FIELDS
+        )
         records += [(IMAGE_TOPIC, image_type, stamp(i), image),
                     (GROUND_TRUTH_TOPIC, LABELLED_ARRAY_MSGTYPE, stamp(i), truth)]
     if extra_string:
@@ -93,11 +108,38 @@ class Command(NamedTuple):
 
 
 COMMANDS = {
-    'play': Command(lambda bag, weights: ['play', '--bag', str(bag), '--start-delay', '0'], 'play', 1, dodgeball_bag),
-    'eval collision': Command(lambda bag, weights: ['eval', 'collision', '--weights', str(weights['collision']),
-                                                    '--bag', str(bag)], 'eval collision', 1, dodgeball_bag),
-    'eval tactile': Command(lambda bag, weights: ['eval', 'tactile', '--weights', str(weights['tactile']),
-                                                  '--bag', str(bag)], 'eval tactile', 1, tactile_bag),
+    'play': Command(
+        lambda bag, weights: ['play', '--bag', str(bag), '--start-delay', '0'],
+        'play',
+        1,
+        dodgeball_bag,
+    ),
+    'eval collision': Command(
+        lambda bag, weights: [
+            'eval',
+            'collision',
+            '--weights',
+            str(weights['collision']),
+            '--bag',
+            str(bag),
+        ],
+        'eval collision',
+        1,
+        dodgeball_bag,
+    ),
+    'eval tactile': Command(
+        lambda bag, weights: [
+            'eval',
+            'tactile',
+            '--weights',
+            str(weights['tactile']),
+            '--bag',
+            str(bag),
+        ],
+        'eval tactile',
+        1,
+        tactile_bag,
+    ),
 }
 
 
@@ -165,9 +207,12 @@ CASES = {
     empty_directory: r'^{path} is not a rosbag2 directory \(no metadata.yaml\)$',
     metadata_missing: r'^{path} is not a rosbag2 directory \(no metadata.yaml\)$',
     truncated_mcap: r'^{path}: cannot read the bag \(File end magic is invalid.\)$',
-    truncated_sqlite3: r'^{path}: cannot read the bag \(Cannot open database .*: database disk image is malformed\)$',
-    sqlite3_missing_table: r'^{path}: cannot read the bag \(Cannot open database .* or database missing tables.\)$',
-    two_types_on_one_topic: r'^{path}: {topic} (is recorded with 2 message types|carries std_msgs/msg/String, not)',
+    truncated_sqlite3: (r'^{path}: cannot read the bag '
+                        r'\(Cannot open database .*: database disk image is malformed\)$'),
+    sqlite3_missing_table: (r'^{path}: cannot read the bag '
+                            r'\(Cannot open database .* or database missing tables.\)$'),
+    two_types_on_one_topic: (r'^{path}: {topic} (is recorded with 2 message types'
+                             r'|carries std_msgs/msg/String, not)'),
     corrupt_message: r'^{path}: corrupt {topic} message at bag time 1.000 s \(',
 }
 
@@ -206,22 +251,41 @@ def test_the_real_commands_print_one_line_and_exit_non_zero(tmp_path, weights, c
     for case in cases:
         (tmp_path / case.__name__).mkdir()
         bags.append(case(tmp_path / case.__name__, COMMANDS[command].make_bag))
-    processes = [subprocess.Popen([PYTHON, '-m', 'rnn_perception', *COMMANDS[command].argv(bag, weights)], cwd=REPO,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for bag in bags]
+    processes = [
+        subprocess.Popen(
+            [PYTHON, '-m', 'rnn_perception', *COMMANDS[command].argv(bag, weights)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for bag in bags
+    ]
     for case, bag, process in zip(cases, bags, processes):
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == COMMANDS[command].status, stderr
         assert_one_line_error(stderr, command, bag, case)
 
 
-@pytest.mark.parametrize('make_bag,topic,expected', [
-    (dodgeball_bag, IMAGE_TOPIC, IMAGE_MSGTYPE), (tactile_bag, TACTILE_TOPIC, LABELLED_ARRAY_MSGTYPE)])
-def test_eval_refuses_the_wrong_message_type_on_its_topic(tmp_path, capfd, weights, make_bag, topic, expected):
+@pytest.mark.parametrize(
+    'make_bag,topic,expected',
+    [
+        (dodgeball_bag, IMAGE_TOPIC, IMAGE_MSGTYPE),
+        (tactile_bag, TACTILE_TOPIC, LABELLED_ARRAY_MSGTYPE),
+    ],
+)
+def test_eval_refuses_the_wrong_message_type_on_its_topic(
+    tmp_path, capfd, weights, make_bag, topic, expected
+):
     command = 'eval tactile' if make_bag is tactile_bag else 'eval collision'
     bag = make_bag(tmp_path / 'bag', 'mcap', STRING_MSGTYPE)
     assert main(COMMANDS[command].argv(bag, weights)) == 1
     line = capfd.readouterr().err.strip()
-    assert line == f'{command}: error: {bag}: {topic} carries {STRING_MSGTYPE}, not the {expected} expected there'
+    assert (
+        line
+        == f'{command}: error: {bag}: {topic} carries {STRING_MSGTYPE}, '
+        f'not the {expected} expected there'
+    )
 
 
 def test_play_plays_any_type_on_any_topic_like_ros2_bag_play(tmp_path, capfd):
@@ -234,6 +298,11 @@ def test_play_plays_any_type_on_any_topic_like_ros2_bag_play(tmp_path, capfd):
 
 def test_a_good_bag_of_each_storage_still_evaluates(tmp_path, capfd, weights):
     for storage in ('mcap', 'sqlite3'):
-        for command, make_bag in (('eval collision', dodgeball_bag), ('eval tactile', tactile_bag)):
+        for command, make_bag in (
+            ('eval collision', dodgeball_bag),
+            ('eval tactile', tactile_bag),
+        ):
             bag = make_bag(tmp_path / f'{command.split()[1]}_{storage}', storage)
-            assert main([*COMMANDS[command].argv(bag, weights), '--json']) == 0, capfd.readouterr().err
+            assert main([*COMMANDS[command].argv(bag, weights), '--json']) == 0, (
+                capfd.readouterr().err
+            )

@@ -19,13 +19,29 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from ros_helpers import record_calls
 
-from malformed import (assert_pose_array_close, bad_count, collision_runtime, feed_tactile, image, image_streams, pose,
-                       stamp_image, stamp_ns, stream_messages, tactile, tactile_reference, tactile_runtime,
-                       tactile_streams)
+from malformed import (
+    assert_pose_array_close,
+    bad_count,
+    collision_runtime,
+    feed_tactile,
+    image,
+    image_streams,
+    pose,
+    stamp_image,
+    stamp_ns,
+    stream_messages,
+    tactile,
+    tactile_reference,
+    tactile_runtime,
+    tactile_streams,
+)
 
 # The node fixture is per test, the nodes per example (cheap: the weights are small).
-PROPERTIES = settings(max_examples=60, deadline=None,
-                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+PROPERTIES = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 _namespaces = itertools.count()
 
 
@@ -38,8 +54,14 @@ def start_node(ros_context):
 
     @contextlib.contextmanager
     def start(node_class, **parameters):
-        overrides = [Parameter(name, value=value) for name, value in {'device': 'cpu', **parameters}.items()]
-        node = node_class(context=ros_context, namespace=f'/bad{next(_namespaces)}', parameter_overrides=overrides)
+        overrides = [
+            Parameter(name, value=value) for name, value in {'device': 'cpu', **parameters}.items()
+        ]
+        node = node_class(
+            context=ros_context,
+            namespace=f'/bad{next(_namespaces)}',
+            parameter_overrides=overrides,
+        )
         try:
             yield node
         finally:
@@ -103,7 +125,9 @@ def check_collision_node(node, stream) -> None:
         assert len(answers) == index + 1, 'a good frame went unanswered, or garbage was answered'
         assert stamp_ns(answers[-1].header) == stamp_ns(good.header)
         assert math.isfinite(answers[-1].point.x)
-        assert answers[-1].point.x == pytest.approx(reference.process(good, 1.0).probability, abs=1e-6)
+        assert answers[-1].point.x == pytest.approx(
+            reference.process(good, 1.0).probability, abs=1e-6
+        )
     bad = sum(len(garbage) for garbage, _ in stream)
     level, message, values = diagnostic_values(node)
     assert values['frames_rejected'] == str(bad) and values['internal_errors'] == '0'
@@ -175,8 +199,14 @@ def test_an_unexpected_error_in_a_callback_is_caught_counted_and_reported(start_
         raise RuntimeError('injected failure')
 
     frame = stamp_image(image(4, 4, 'mono8', 4, bytes(16)), 0)
-    with start_node(CollisionNode, max_frame_age_s=0.0) as collision, start_node(TactileNode) as tactile_node:
-        answers = record_calls(collision._stamped_pub, 'publish'), record_calls(tactile_node._poses_pub, 'publish')
+    with (
+        start_node(CollisionNode, max_frame_age_s=0.0) as collision,
+        start_node(TactileNode) as tactile_node,
+    ):
+        answers = (
+            record_calls(collision._stamped_pub, 'publish'),
+            record_calls(tactile_node._poses_pub, 'publish'),
+        )
         monkeypatch.setattr(collision.runtime, 'process', injected)
         monkeypatch.setattr(tactile_node.runtime, 'on_pose', injected)
         collision._on_image(frame)                                            # nothing escapes
@@ -185,8 +215,11 @@ def test_an_unexpected_error_in_a_callback_is_caught_counted_and_reported(start_
         for node in (collision, tactile_node):
             level, message, values = diagnostic_values(node)
             assert level == 1 and '1 internal error(s) since the last report' in message
-            assert (values['internal_errors'], values['last_internal_error']) == ('1', 'RuntimeError: injected failure')
-            _, message, values = diagnostic_values(node)                      # warned once, counted for good
+            assert (values['internal_errors'], values['last_internal_error']) == (
+                '1',
+                'RuntimeError: injected failure',
+            )
+            _, message, values = diagnostic_values(node)  # warned once, counted for good
             assert 'internal error' not in message and values['internal_errors'] == '1'
         monkeypatch.undo()                                                    # the nodes carry on
         collision._on_image(stamp_image(frame, 1))

@@ -15,9 +15,21 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from malformed import (TactileSample, assert_pose_array_close, bad_count, bad_images, bad_tactile_messages,
-                       collision_runtime, good_images, good_poses, good_tactile_values, stamp_image, stamp_ns,
-                       stream_messages, tactile_reference)
+from malformed import (
+    TactileSample,
+    assert_pose_array_close,
+    bad_count,
+    bad_images,
+    bad_tactile_messages,
+    collision_runtime,
+    good_images,
+    good_poses,
+    good_tactile_values,
+    stamp_image,
+    stamp_ns,
+    stream_messages,
+    tactile_reference,
+)
 from ros_helpers import spin_until
 
 pytestmark = pytest.mark.dds
@@ -25,14 +37,26 @@ pytestmark = pytest.mark.dds
 TIMEOUT_SEC = 20.0
 # Each example starts a node and its probe: a few long streams, not shrunk (each try costs DDS
 # discovery; a failure prints its stream).
-OVER_DDS = settings(max_examples=3, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+OVER_DDS = settings(
+    max_examples=3,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 image_bursts = st.lists(st.tuples(st.lists(bad_images(), min_size=1, max_size=6), good_images()),
                         min_size=3, max_size=5)
-tactile_bursts = st.lists(st.builds(TactileSample, good_tactile_values, good_poses,
-                                    st.lists(bad_tactile_messages, min_size=1, max_size=5),
-                                    st.lists(bad_tactile_messages, max_size=1)), min_size=3, max_size=6)
+tactile_bursts = st.lists(
+    st.builds(
+        TactileSample,
+        good_tactile_values,
+        good_poses,
+        st.lists(bad_tactile_messages, min_size=1, max_size=5),
+        st.lists(bad_tactile_messages, max_size=1),
+    ),
+    min_size=3,
+    max_size=6,
+)
 
 
 def reliable(depth: int):
@@ -56,23 +80,32 @@ class Probe:
                                       self._on_diagnostics, 10)
 
     def publisher(self, message_type, topic: str):
-        publisher = self.node.create_publisher(message_type, f'{self.target.get_namespace()}/{topic}', reliable(10))
-        assert spin_until(self.executor, lambda: publisher.get_subscription_count() > 0, TIMEOUT_SEC)
+        publisher = self.node.create_publisher(
+            message_type, f'{self.target.get_namespace()}/{topic}', reliable(10)
+        )
+        assert spin_until(
+            self.executor, lambda: publisher.get_subscription_count() > 0, TIMEOUT_SEC
+        )
         return publisher
 
     def send(self, publisher, message, received) -> None:
         """Publish ``message`` and spin until the node has taken it (``received()`` grows)."""
         before = received()
         publisher.publish(message)
-        assert spin_until(self.executor, lambda: received() > before, TIMEOUT_SEC), 'the node never got it'
+        assert spin_until(self.executor, lambda: received() > before, TIMEOUT_SEC), (
+            'the node never got it'
+        )
 
     def _on_diagnostics(self, array) -> None:
         name = self.target.get_fully_qualified_name() + ':'
-        self.diagnostics += [{kv.key: kv.value for kv in s.values} for s in array.status if s.name.startswith(name)]
+        self.diagnostics += [
+            {kv.key: kv.value for kv in s.values} for s in array.status if s.name.startswith(name)
+        ]
 
     def wait_for_diagnostics(self, predicate) -> dict:
-        assert spin_until(self.executor, lambda: any(map(predicate, self.diagnostics)), TIMEOUT_SEC), \
-            f'no matching diagnostics; last: {self.diagnostics[-1:]}'
+        assert spin_until(
+            self.executor, lambda: any(map(predicate, self.diagnostics)), TIMEOUT_SEC
+        ), f'no matching diagnostics; last: {self.diagnostics[-1:]}'
         return next(values for values in self.diagnostics if predicate(values))
 
     def settle(self, seconds: float = 0.3) -> None:
@@ -90,8 +123,9 @@ def start_node(spun_node):
 
 @OVER_DDS
 @given(stream=image_bursts)
-def test_collision_node_answers_every_good_frame_and_no_garbage(start_node, make_node, ros_executor,
-                                                               stream):
+def test_collision_node_answers_every_good_frame_and_no_garbage(
+    start_node, make_node, ros_executor, stream
+):
     from geometry_msgs.msg import PointStamped
     from sensor_msgs.msg import Image
 
@@ -99,8 +133,13 @@ def test_collision_node_answers_every_good_frame_and_no_garbage(start_node, make
 
     # reliable like the probe; no age check: garbage stamps are random
     node = start_node(CollisionNode, image_qos='reliable', max_frame_age_s=0.0)
-    probe = Probe(make_node, ros_executor, node, PointStamped, f'{node.get_fully_qualified_name()}/'
-                  'collision_probability_stamped')
+    probe = Probe(
+        make_node,
+        ros_executor,
+        node,
+        PointStamped,
+        f'{node.get_fully_qualified_name()}/collision_probability_stamped',
+    )
     images = probe.publisher(Image, 'camera/image_raw')
     received = lambda: node.runtime.counters.received  # noqa: E731
     reference, expected = collision_runtime(), []
@@ -111,8 +150,12 @@ def test_collision_node_answers_every_good_frame_and_no_garbage(start_node, make
         expected.append((stamp_ns(good.header), reference.process(good, 1.0).probability))
     assert spin_until(ros_executor, lambda: len(probe.answers) >= len(expected), TIMEOUT_SEC)
     probe.settle()
-    assert [stamp_ns(answer.header) for answer in probe.answers] == [stamp for stamp, _ in expected]
-    assert [answer.point.x for answer in probe.answers] == pytest.approx([p for _, p in expected], abs=1e-6)
+    assert [stamp_ns(answer.header) for answer in probe.answers] == [
+        stamp for stamp, _ in expected
+    ]
+    assert [answer.point.x for answer in probe.answers] == pytest.approx(
+        [p for _, p in expected], abs=1e-6
+    )
     bad = sum(len(garbage) for garbage, _ in stream)
     values = probe.wait_for_diagnostics(lambda v: v['frames_received'] == str(bad + len(stream)))
     assert (values['frames_rejected'], values['frames_processed']) == (str(bad), str(len(stream)))
@@ -121,15 +164,18 @@ def test_collision_node_answers_every_good_frame_and_no_garbage(start_node, make
 
 @OVER_DDS
 @given(samples=tactile_bursts)
-def test_tactile_node_answers_every_intact_sample_and_no_garbage(start_node, make_node, ros_executor,
-                                                                samples):
+def test_tactile_node_answers_every_intact_sample_and_no_garbage(
+    start_node, make_node, ros_executor, samples
+):
     from geometry_msgs.msg import PoseArray, PoseStamped
     from std_msgs.msg import Float32MultiArray
 
     from rnn_perception.nodes.tactile_node import TactileNode
 
     node = start_node(TactileNode)
-    probe = Probe(make_node, ros_executor, node, PoseArray, f'{node.get_namespace()}/predicted_poses')
+    probe = Probe(
+        make_node, ros_executor, node, PoseArray, f'{node.get_namespace()}/predicted_poses'
+    )
     publishers = {'tactile': probe.publisher(Float32MultiArray, 'tactile/raw'),
                   'pose': probe.publisher(PoseStamped, 'object/pose')}
     counters = node.runtime.counters

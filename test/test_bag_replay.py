@@ -27,15 +27,36 @@ IMAGE_TOPIC = '/camera/image_raw'
 def make_bag(root: Path, episodes: int, storage: str) -> Path:
     """A dodgeball bag from the simulator (``python -m sim`` runs from the repository root)."""
     bag = root / f'bag_{storage}'
-    subprocess.run([PYTHON, '-m', 'sim', 'dodgeball', '--episodes', str(episodes), '--seed', '1',
-                    '--out', str(root / f'data_{storage}'), '--bag', str(bag), '--storage', storage],
-                   cwd=REPO, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            PYTHON,
+            '-m',
+            'sim',
+            'dodgeball',
+            '--episodes',
+            str(episodes),
+            '--seed',
+            '1',
+            '--out',
+            str(root / f'data_{storage}'),
+            '--bag',
+            str(bag),
+            '--storage',
+            storage,
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return bag
 
 
 def run_cli(*argv: str) -> str:
     """Python code for :func:`python_subprocess` that runs ``python -m rnn_perception argv``."""
-    return f'import sys\nfrom rnn_perception.commands import main\nsys.exit(main({list(argv)!r}))\n'
+    return (
+        f'import sys\nfrom rnn_perception.commands import main\nsys.exit(main({list(argv)!r}))\n'
+    )
 
 
 def reliable_qos(depth: int):
@@ -80,7 +101,9 @@ def test_player_publishes_a_sqlite3_bag_as_recorded(tmp_path, make_node, ros_exe
 
     with python_subprocess(run_cli('play', '--bag', str(bag), '--rate', '4', '--clock', '--loop',
                                    '--start-delay', '0')) as player:
-        assert spin_until(ros_executor, lambda: one_whole_pass() or player.poll() is not None, TIMEOUT_SEC)
+        assert spin_until(
+            ros_executor, lambda: one_whole_pass() or player.poll() is not None, TIMEOUT_SEC
+        )
         assert player.poll() is None, process_output(player)
     assert one_whole_pass()
     assert clocks and set(clocks) <= bag_times
@@ -88,7 +111,8 @@ def test_player_publishes_a_sqlite3_bag_as_recorded(tmp_path, make_node, ros_exe
 
 def make_large_frame_bag(root: Path, frames: int) -> Path:
     """A bag of ``frames`` 640x480 rgb8 frames at 30 Hz: each is ~0.9 MB, sent as hundreds of UDP
-    fragments, so a reader that falls behind or a player that exits early shows up as lost frames."""
+    fragments, so a reader that falls behind or a player that exits early shows up as lost
+    frames."""
     from rnn_perception.data.bags import BAG_CLOCK_START_NS, open_bag_writer, rgb_image_message
 
     bag = root / 'large_frames'
@@ -97,7 +121,11 @@ def make_large_frame_bag(root: Path, frames: int) -> Path:
         writer.add_topic(IMAGE_TOPIC, 'sensor_msgs/msg/Image')
         for frame in range(frames):
             stamp_ns = BAG_CLOCK_START_NS + round(frame * 1e9 / 30)
-            writer.write(IMAGE_TOPIC, stamp_ns, rgb_image_message(np.roll(noise, frame, axis=1), stamp_ns, 'camera'))
+            writer.write(
+                IMAGE_TOPIC,
+                stamp_ns,
+                rgb_image_message(np.roll(noise, frame, axis=1), stamp_ns, 'camera'),
+            )
     return bag
 
 
@@ -110,8 +138,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 rclpy.init()
 node = rclpy.create_node('stamp_listener')
-node.create_subscription(Image, {topic!r}, lambda m: print(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec,
-                         flush=True), QoSProfile(depth={depth}, reliability=ReliabilityPolicy.RELIABLE))
+node.create_subscription(
+    Image, {topic!r},
+    lambda m: print(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec, flush=True),
+    QoSProfile(depth={depth}, reliability=ReliabilityPolicy.RELIABLE))
 print('subscribed', flush=True)
 rclpy.spin(node)
 """
@@ -142,11 +172,15 @@ def test_player_waits_for_late_subscribers_and_loses_nothing(tmp_path, subscribe
                     '--wait-for-subscriber', f'{IMAGE_TOPIC}={subscribers}'), env=env))
         listeners = []
         for _ in range(subscribers):
-            listeners.append(stack.enter_context(python_subprocess(stamp_listener(IMAGE_TOPIC, len(recorded)),
-                                                                   env=env)))
-            assert wait_until(lambda: 'subscribed' in process_output(listeners[-1]), TIMEOUT_SEC), \
-                process_output(listeners[-1])
-            if len(listeners) < subscribers:   # the player is up and waiting: it must not start yet
+            listeners.append(
+                stack.enter_context(
+                    python_subprocess(stamp_listener(IMAGE_TOPIC, len(recorded)), env=env)
+                )
+            )
+            assert wait_until(
+                lambda: 'subscribed' in process_output(listeners[-1]), TIMEOUT_SEC
+            ), process_output(listeners[-1])
+            if len(listeners) < subscribers:  # the player is up and waiting: it must not start yet
                 time.sleep(2.0)
                 assert player.poll() is None, process_output(player)
                 assert not any(printed_stamps(listener) for listener in listeners), \
@@ -154,8 +188,10 @@ def test_player_waits_for_late_subscribers_and_loses_nothing(tmp_path, subscribe
         assert wait_until(lambda: player.poll() is not None, TIMEOUT_SEC), process_output(player)
         assert player.returncode == 0, process_output(player)
         # the player has exited: what it published was acknowledged, so it is here or on its way
-        wait_until(lambda: all(len(printed_stamps(listener)) >= len(recorded) for listener in listeners),
-                   TIMEOUT_SEC)
+        wait_until(
+            lambda: all(len(printed_stamps(listener)) >= len(recorded) for listener in listeners),
+            TIMEOUT_SEC,
+        )
         assert [printed_stamps(listener) for listener in listeners] == [recorded] * subscribers
 
 
@@ -165,7 +201,9 @@ def test_player_refuses_a_bad_subscriber_count_in_one_line(tmp_path, capsys, val
 
     assert main(['--bag', str(tmp_path), '--wait-for-subscriber', value]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("play: error: argument --wait-for-subscriber: expected TOPIC or TOPIC=N with N >= 1")
+    assert error.startswith(
+        "play: error: argument --wait-for-subscriber: expected TOPIC or TOPIC=N with N >= 1"
+    )
     assert error.count('\n') == 1, error
 
 
@@ -174,16 +212,23 @@ def test_player_refuses_a_queue_depth_below_one_in_one_line(tmp_path, capsys):
 
     assert main(['--bag', str(tmp_path), '--queue-depth', '0']) == 2
     error = capsys.readouterr().err
-    assert error.startswith('play: error: --queue-depth must be >= 1, got 0') and error.count('\n') == 1, error
+    assert (
+        error.startswith('play: error: --queue-depth must be >= 1, got 0')
+        and error.count('\n') == 1
+    ), error
 
 
 def test_player_refuses_to_wait_for_a_topic_it_does_not_play(tmp_path, capsys):
     from rnn_perception.ros.player import main
 
     bag = make_bag(tmp_path, episodes=1, storage='mcap')
-    assert main(['--bag', str(bag), '--start-delay', '0', '--wait-for-subscriber', '/nowhere']) == 1
+    assert (
+        main(['--bag', str(bag), '--start-delay', '0', '--wait-for-subscriber', '/nowhere']) == 1
+    )
     error = capsys.readouterr().err
-    assert error.startswith('play: error: cannot wait for a subscriber of /nowhere: the bag has no such topic')
+    assert error.startswith(
+        'play: error: cannot wait for a subscriber of /nowhere: the bag has no such topic'
+    )
     assert error.count('\n') == 1, error
 
 
@@ -208,7 +253,9 @@ def _corrupt_message(tmp: Path) -> Path:
 
     path = tmp / 'corrupt'
     with Writer(path, version=Writer.VERSION_LATEST) as writer:
-        connection = writer.add_connection('/chatter', 'std_msgs/msg/String', typestore=typestore())
+        connection = writer.add_connection(
+            '/chatter', 'std_msgs/msg/String', typestore=typestore()
+        )
         writer.write(connection, 1_000_000_000, b'\x00\x01\x00\x00\xff\xff\xff\xff')
     return path
 
@@ -260,6 +307,7 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
     # (stamp, arrival time) of every frame; (stamp, probability, arrival time) of every answer.
     probe = make_node('replay_probe')
     images, answers = [], []
+
     def on_image(message):
         images.append((stamp_to_ns(message.header.stamp), time.monotonic()))
 
@@ -267,8 +315,9 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
         answers.append((stamp_to_ns(message.header.stamp), message.point.x, time.monotonic()))
 
     probe.create_subscription(Image, IMAGE_TOPIC, on_image, reliable_qos(10))
-    probe.create_subscription(PointStamped, '/collision_node/collision_probability_stamped', on_answer,
-                              reliable_qos(10))
+    probe.create_subscription(
+        PointStamped, '/collision_node/collision_probability_stamped', on_answer, reliable_qos(10)
+    )
 
     def answered_pass():
         """The answers to the first pass over the bag seen from its start to its end. The player
@@ -286,7 +335,9 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
             subscribers = probe.get_subscriptions_info_by_topic(IMAGE_TOPIC)
             return 'collision_node' in [info.node_name for info in subscribers]
 
-        assert spin_until(ros_executor, lambda: node_subscribed() or node.poll() is not None, TIMEOUT_SEC)
+        assert spin_until(
+            ros_executor, lambda: node_subscribed() or node.poll() is not None, TIMEOUT_SEC
+        )
         assert node.poll() is None, process_output(node)
         play = run_cli('play', '--bag', str(bag), '--loop', '--start-delay', '2')
         with python_subprocess(play) as player:
@@ -304,8 +355,10 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
         probabilities = [answered[stamp][0] for stamp in episode.header_stamps_ns[mask]]
         node_traces.append(EpisodeTrace(episode.episode, episode.stamps_s[mask], probabilities,
                                         episode.hit, episode.contact_time_s))
-        complete = len(mask) if mask.all() else int(np.argmin(mask))   # frames before any skip
-        np.testing.assert_allclose(probabilities[:complete], offline.probabilities[:complete], atol=1e-4)
+        complete = len(mask) if mask.all() else int(np.argmin(mask))  # frames before any skip
+        np.testing.assert_allclose(
+            probabilities[:complete], offline.probabilities[:complete], atol=1e-4
+        )
     node_metrics = collision_metrics(node_traces, offline_metrics['threshold'])
     for key in METRIC_KEYS:
         assert node_metrics[key] == pytest.approx(offline_metrics[key], abs=1e-3), key
@@ -322,5 +375,8 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
     record_property('end_to_end_latency_ms_p50', round(float(p50), 2))
     record_property('end_to_end_latency_ms_p99', round(float(p99), 2))
     with capsys.disabled():
-        print(f'\nbag replay over DDS: {len(answered)}/{len(stamps)} frames answered; frame -> '
-              f'probability latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latency_ms.max():.1f} ms')
+        print(
+            f'\nbag replay over DDS: {len(answered)}/{len(stamps)} frames answered; frame -> '
+            f'probability latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, '
+            f'max {latency_ms.max():.1f} ms'
+        )

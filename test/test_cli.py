@@ -6,9 +6,11 @@ from rnn_perception.commands import COMMANDS, main
 from sim.__main__ import main as sim_main
 
 # every command, as typed after ``python -m rnn_perception``, and the name its errors carry
-EVERY_COMMAND = [([name], name) if not isinstance(entry, dict) else ([name, target], f'{name} {target}')
-                 for name, entry in COMMANDS.items()
-                 for target in (entry if isinstance(entry, dict) else [None])]
+EVERY_COMMAND = [
+    ([name], name) if not isinstance(entry, dict) else ([name, target], f'{name} {target}')
+    for name, entry in COMMANDS.items()
+    for target in (entry if isinstance(entry, dict) else [None])
+]
 
 
 def one_error_line(capsys) -> str:
@@ -25,11 +27,21 @@ def test_a_bad_option_is_one_line_and_exit_status_2(capsys, words, name):
     assert '--no-such-option' in line or 'arguments are required' in line, line
 
 
-@pytest.mark.parametrize('argv,line', [
-    (['fly'], "rnn_perception: error: unknown command 'fly'; choose from demo, zoo, train, eval, play, bringup"),
-    (['train'], 'rnn_perception train: error: choose what to train: collision, tactile'),
-    (['eval', 'weather'], 'rnn_perception eval: error: choose what to eval: collision, tactile'),
-])
+@pytest.mark.parametrize(
+    'argv,line',
+    [
+        (
+            ['fly'],
+            "rnn_perception: error: unknown command 'fly'; "
+            'choose from demo, zoo, train, eval, play, bringup',
+        ),
+        (['train'], 'rnn_perception train: error: choose what to train: collision, tactile'),
+        (
+            ['eval', 'weather'],
+            'rnn_perception eval: error: choose what to eval: collision, tactile',
+        ),
+    ],
+)
 def test_unknown_commands_are_one_line_and_exit_status_2(capsys, argv, line):
     assert main(argv) == 2
     assert one_error_line(capsys) == line

@@ -67,7 +67,9 @@ def _colcon() -> str:
     if exe.is_file():
         return str(exe)
     found = shutil.which('colcon')
-    assert found, f'no colcon next to {sys.executable} nor on PATH (pip install colcon-common-extensions)'
+    assert found, (
+        f'no colcon next to {sys.executable} nor on PATH (pip install colcon-common-extensions)'
+    )
     return found
 
 

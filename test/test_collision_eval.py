@@ -10,32 +10,50 @@ import numpy as np
 import pytest
 import torch
 
-from rnn_perception.data.bags import LABELLED_ARRAY_MSGTYPE, labelled_array_message, open_bag_writer
-from rnn_perception.data.dodgeball_dataset import GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, load_dodgeball_dataset
+from rnn_perception.data.bags import (
+    LABELLED_ARRAY_MSGTYPE,
+    labelled_array_message,
+    open_bag_writer,
+)
+from rnn_perception.data.dodgeball_dataset import (
+    GROUND_TRUTH_FIELDS,
+    GROUND_TRUTH_TOPIC,
+    load_dodgeball_dataset,
+)
 from rnn_perception.data.dodgeball_bag import episodes_from_bag
 from rnn_perception.evaluation.collision import evaluate_bag, evaluate_dataset, main, METRIC_KEYS
 from rnn_perception.evaluation.collision_metrics import (calibrate_threshold, collision_metrics,
                                                          EpisodeTrace)
-from rnn_perception.models.collision import CollisionConfig, CollisionPredictor, save_collision_model
+from rnn_perception.models.collision import (
+    CollisionConfig,
+    CollisionPredictor,
+    save_collision_model,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / 'rnn_perception' / 'models' / 'default' / 'collision.safetensors'
-FRESH_SEED = 3          # never used to train the default model (benchmarks/train_default_collision.sh: 1, test 2)
+FRESH_SEED = (
+    3  # never used to train the default model (benchmarks/train_default_collision.sh: 1, test 2)
+)
 FRESH_EPISODES = 30
 
 
 # ------------------------------------------------------------------------------------- metrics
 def trace(episode, probabilities, hit, contact=math.inf, period=0.1):
-    return EpisodeTrace(episode, np.arange(len(probabilities)) * period, np.array(probabilities), hit, contact)
+    return EpisodeTrace(
+        episode, np.arange(len(probabilities)) * period, np.array(probabilities), hit, contact
+    )
 
 
 HAND_MADE = [
-    trace(0, [0.1, 0.6, 0.7, 0.9, 0.95], True, contact=0.35),   # score 0.9 (0.95 is after contact), alarm 0.1
-    trace(1, [0.1, 0.2, 0.3, 0.9], True, contact=0.25),          # score 0.3: crosses only after contact
-    trace(2, [0.2, 0.55, 0.4], True, contact=0.5),               # score 0.55, alarm 0.1
-    trace(3, [0.1, 0.2, 0.6, 0.1], False),                       # score 0.6: a false alarm
-    trace(4, [0.1, 0.2, 0.3], False),                            # score 0.3
-    trace(5, [0.05, 0.4], False),                                # score 0.4
+    trace(
+        0, [0.1, 0.6, 0.7, 0.9, 0.95], True, contact=0.35
+    ),  # score 0.9 (0.95 is after contact), alarm 0.1
+    trace(1, [0.1, 0.2, 0.3, 0.9], True, contact=0.25),  # score 0.3: crosses only after contact
+    trace(2, [0.2, 0.55, 0.4], True, contact=0.5),  # score 0.55, alarm 0.1
+    trace(3, [0.1, 0.2, 0.6, 0.1], False),  # score 0.6: a false alarm
+    trace(4, [0.1, 0.2, 0.3], False),  # score 0.3
+    trace(5, [0.05, 0.4], False),  # score 0.4
 ]
 
 
@@ -53,7 +71,7 @@ def test_metrics_on_hand_made_traces():
 
 def test_metrics_follow_the_threshold():
     metrics = collision_metrics(HAND_MADE, 0.65)
-    assert metrics['accuracy'] == pytest.approx(4 / 6)           # only hit 0 detected; no false alarm
+    assert metrics['accuracy'] == pytest.approx(4 / 6)  # only hit 0 detected; no false alarm
     assert metrics['lead_time_median_s'] == pytest.approx(0.35 - 0.2)
     assert metrics['false_alarm_rate'] == 0.0
     assert metrics['auroc'] == pytest.approx(5.5 / 9)            # threshold-free
@@ -73,7 +91,12 @@ def test_undefined_metrics_are_none_not_nan():
 def test_calibrated_threshold_is_the_middle_of_the_lowest_best_range():
     # accuracy 4/6 for thresholds in (0.4, 0.55] and in (0.6, 0.9]: the lower range, at its middle
     assert calibrate_threshold(HAND_MADE) == pytest.approx((0.4 + 0.55) / 2)
-    separable = [trace(0, [0.8], True, 1.0), trace(1, [0.9], True, 1.0), trace(2, [0.1], False), trace(3, [0.2], False)]
+    separable = [
+        trace(0, [0.8], True, 1.0),
+        trace(1, [0.9], True, 1.0),
+        trace(2, [0.1], False),
+        trace(3, [0.2], False),
+    ]
     assert calibrate_threshold(separable) == pytest.approx(0.5)
     assert collision_metrics(separable, calibrate_threshold(separable))['accuracy'] == 1.0
 
@@ -97,9 +120,27 @@ def fresh(tmp_path_factory):
     """A small dodgeball set with its bag, from a seed the default model never saw."""
     root = tmp_path_factory.mktemp('fresh')
     result = subprocess.run(
-        [sys.executable, '-m', 'sim', 'dodgeball', '--episodes', str(FRESH_EPISODES), '--seed', str(FRESH_SEED),
-         '--workers', '2', '--out', str(root / 'data'), '--bag', str(root / 'bag')],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            '-m',
+            'sim',
+            'dodgeball',
+            '--episodes',
+            str(FRESH_EPISODES),
+            '--seed',
+            str(FRESH_SEED),
+            '--workers',
+            '2',
+            '--out',
+            str(root / 'data'),
+            '--bag',
+            str(root / 'bag'),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     return root
 
@@ -124,7 +165,9 @@ def test_episodes_from_bag_split_and_label_like_the_dataset(fresh):
         assert bag_episode.contact_time_s == pytest.approx(episode.contact_time_s, abs=1e-5)
         np.testing.assert_allclose(bag_episode.stamps_s, episode.stamp_s, atol=1e-6)
         np.testing.assert_array_equal(np.stack(bag_episode.frames), episode.frames)
-        np.testing.assert_allclose(np.diff(bag_episode.header_stamps_ns), 1e9 / 30, atol=1)   # 30 fps
+        np.testing.assert_allclose(
+            np.diff(bag_episode.header_stamps_ns), 1e9 / 30, atol=1
+        )  # 30 fps
 
 
 def test_bag_stepped_frame_by_frame_matches_the_dataset_run_whole(fresh, small_weights):
@@ -155,7 +198,9 @@ def run_cli(capsys, *argv):
 
 
 def test_cli_json_on_a_bag_is_one_object_with_the_metrics(fresh, small_weights, capsys):
-    code, out, err = run_cli(capsys, '--weights', str(small_weights), '--bag', str(fresh / 'bag'), '--json')
+    code, out, err = run_cli(
+        capsys, '--weights', str(small_weights), '--bag', str(fresh / 'bag'), '--json'
+    )
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 1
@@ -165,9 +210,19 @@ def test_cli_json_on_a_bag_is_one_object_with_the_metrics(fresh, small_weights, 
 
 
 def test_cli_table_and_plots(fresh, small_weights, tmp_path, capsys):
-    code, out, err = run_cli(capsys, '--weights', str(small_weights), '--data', str(fresh / 'data'),
-                             '--traces', str(tmp_path / 'traces.png'), '--roc', str(tmp_path / 'roc.png'),
-                             '--threshold', '0.3')
+    code, out, err = run_cli(
+        capsys,
+        '--weights',
+        str(small_weights),
+        '--data',
+        str(fresh / 'data'),
+        '--traces',
+        str(tmp_path / 'traces.png'),
+        '--roc',
+        str(tmp_path / 'roc.png'),
+        '--threshold',
+        '0.3',
+    )
     assert code == 0, err
     assert 'AUROC' in out and 'false alarm rate' in out and 'threshold 0.300' in out
     for name in ('traces.png', 'roc.png'):
@@ -185,16 +240,22 @@ def assert_one_line_error(code, out, err, *fragments):
 
 def test_cli_missing_weights(fresh, tmp_path, capsys):
     missing = tmp_path / 'none.safetensors'
-    assert_one_line_error(*run_cli(capsys, '--weights', str(missing), '--data', str(fresh / 'data')), str(missing))
+    assert_one_line_error(
+        *run_cli(capsys, '--weights', str(missing), '--data', str(fresh / 'data')), str(missing)
+    )
 
 
 def test_cli_missing_and_incomplete_data(small_weights, tmp_path, capsys):
-    assert_one_line_error(*run_cli(capsys, '--weights', str(small_weights), '--data', str(tmp_path / 'nope')),
-                          'manifest.json')
+    assert_one_line_error(
+        *run_cli(capsys, '--weights', str(small_weights), '--data', str(tmp_path / 'nope')),
+        'manifest.json',
+    )
     (tmp_path / 'partial').mkdir()
     (tmp_path / 'partial' / 'shard_00000.npz').write_bytes(b'interrupted')
-    assert_one_line_error(*run_cli(capsys, '--weights', str(small_weights), '--data', str(tmp_path / 'partial')),
-                          'incomplete')
+    assert_one_line_error(
+        *run_cli(capsys, '--weights', str(small_weights), '--data', str(tmp_path / 'partial')),
+        'incomplete',
+    )
 
 
 def test_cli_bag_without_images(small_weights, tmp_path, capsys):
@@ -205,11 +266,14 @@ def test_cli_bag_without_images(small_weights, tmp_path, capsys):
                      labelled_array_message([0.0] * len(GROUND_TRUTH_FIELDS), GROUND_TRUTH_FIELDS))
     assert_one_line_error(*run_cli(capsys, '--weights', str(small_weights), '--bag', str(bag)),
                           '/camera/image_raw')
-    assert_one_line_error(*run_cli(capsys, '--weights', str(small_weights), '--bag', str(tmp_path)),
-                          'not a rosbag2')
+    assert_one_line_error(
+        *run_cli(capsys, '--weights', str(small_weights), '--bag', str(tmp_path)), 'not a rosbag2'
+    )
 
 
 def test_cli_usage_errors(small_weights, capsys):
     assert_one_line_error(*run_cli(capsys, '--weights', str(small_weights)), '--data')
-    assert_one_line_error(*run_cli(capsys, '--weights', str(small_weights), '--data', 'x', '--threshold', '2'),
-                          'threshold')
+    assert_one_line_error(
+        *run_cli(capsys, '--weights', str(small_weights), '--data', 'x', '--threshold', '2'),
+        'threshold',
+    )

@@ -15,8 +15,13 @@ from rnn_perception.files import save_checkpoint
 
 TINY = CollisionConfig(image_size=(20, 24), encoder_channels=[4, 6], recurrent_channels=[5, 7],
                        recurrent_strides=[1, 2], head_channels=3)
-METADATA = {'fps': 30.0, 'threshold': 0.5, 'training_command': 'test', 'dataset_manifest_sha256': '0' * 64,
-            'validation_metrics': {'auroc': 1.0}}
+METADATA = {
+    'fps': 30.0,
+    'threshold': 0.5,
+    'training_command': 'test',
+    'dataset_manifest_sha256': '0' * 64,
+    'validation_metrics': {'auroc': 1.0},
+}
 
 
 def make_model(config=TINY, peephole=False, seed=0):
@@ -28,7 +33,9 @@ def make_model(config=TINY, peephole=False, seed=0):
 
 
 def frames(batch, steps, config=TINY, seed=1):
-    return torch.rand(batch, steps, 3, *config.image_size, generator=torch.Generator().manual_seed(seed))
+    return torch.rand(
+        batch, steps, 3, *config.image_size, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 # ----------------------------------------------------------------------------------- running
@@ -85,7 +92,7 @@ def test_coordinate_maps_feed_the_first_convlstm():
     config = CollisionConfig.from_dict({**TINY.to_dict(), 'coordinates': True})
     model = make_model(config)
     assert model.recurrent[0].input_size == config.encoder_channels[-1] + 2
-    assert 'coordinate_maps' not in model.state_dict()              # rebuilt from the config on load
+    assert 'coordinate_maps' not in model.state_dict()  # rebuilt from the config on load
     encoded = torch.zeros(2, config.encoder_channels[-1], *model.encoded_size())
     inputs = model.recurrent_input(encoded)
     assert inputs.shape[1] == config.encoder_channels[-1] + 2
@@ -133,7 +140,15 @@ def test_save_load_round_trip_rebuilds_an_identical_model(tmp_path):
     clip = frames(2, 6)
     with torch.no_grad():
         torch.testing.assert_close(loaded(clip), model(clip), rtol=0, atol=0)
-    for key in ('kind', 'schema_version', 'config', 'normalisation', 'channel_order', 'input_range', *METADATA):
+    for key in (
+        'kind',
+        'schema_version',
+        'config',
+        'normalisation',
+        'channel_order',
+        'input_range',
+        *METADATA,
+    ):
         assert key in metadata, key
     assert metadata['channel_order'] == 'rgb' and metadata['input_range'] == [0.0, 1.0]
     assert metadata['normalisation']['mean'] == pytest.approx([0.4, 0.5, 0.6])
@@ -175,7 +190,7 @@ def test_loading_refuses_a_model_of_another_kind(tmp_path):
     path = tmp_path / 'model.safetensors'
     save_checkpoint(path, make_model().state_dict(), {'kind': 'tactile_pose', 'schema_version': 1})
     assert_refused(path, "'tactile_pose' model")
-    save_file({'x': torch.zeros(1)}, str(path))               # plain safetensors, no metadata at all
+    save_file({'x': torch.zeros(1)}, str(path))  # plain safetensors, no metadata at all
     assert_refused(path, 'unknown')
 
 

@@ -38,8 +38,15 @@ def start_node(spun_node, weights):
     publisher, and a frame sent during the switch may be lost: the QoS tests cover ``auto``)."""
     from rnn_perception.nodes.collision_node import CollisionNode
 
-    return lambda **parameters: spun_node(CollisionNode, **{
-        'weights': str(weights), 'diagnostics_period_s': 0.2, 'image_qos': 'reliable', **parameters})
+    return lambda **parameters: spun_node(
+        CollisionNode,
+        **{
+            'weights': str(weights),
+            'diagnostics_period_s': 0.2,
+            'image_qos': 'reliable',
+            **parameters,
+        },
+    )
 
 
 class Probe:
@@ -56,8 +63,12 @@ class Probe:
         self.probabilities, self.stamped, self.alerts, self.diagnostics = [], [], [], []
         self.node.create_subscription(Float32, f'{self.namespace}/collision_probability',
                                       lambda m: self.probabilities.append(m.data), 10)
-        self.node.create_subscription(PointStamped, f'{self.fqn}/collision_probability_stamped',
-                                      lambda m: self.stamped.append((_stamp_s(m.header), m.point.x)), 10)
+        self.node.create_subscription(
+            PointStamped,
+            f'{self.fqn}/collision_probability_stamped',
+            lambda m: self.stamped.append((_stamp_s(m.header), m.point.x)),
+            10,
+        )
         self.node.create_subscription(Bool, f'{self.namespace}/collision_alert',
                                       lambda m: self.alerts.append(m.data), 10)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
@@ -70,7 +81,9 @@ class Probe:
         from sensor_msgs.msg import Image
 
         if self._images is None:
-            self._images = self.node.create_publisher(Image, f'{self.namespace}/camera/image_raw', 10)
+            self._images = self.node.create_publisher(
+                Image, f'{self.namespace}/camera/image_raw', 10
+            )
         return self._images
 
     def _on_diagnostics(self, array):
@@ -106,13 +119,19 @@ def image_message(rgb: np.ndarray, stamp_s: float, encoding: str = 'rgb8'):
 
     message = Image(**array_to_image_fields(rgb))
     message.encoding = encoding
-    message.header.stamp.sec, message.header.stamp.nanosec = divmod(round(stamp_s * 1e9), 1_000_000_000)
+    message.header.stamp.sec, message.header.stamp.nanosec = divmod(
+        round(stamp_s * 1e9), 1_000_000_000
+    )
     return message
 
 
 def fresh_probability(weights, rgb: np.ndarray) -> float:
     """The model's answer for ``rgb`` as the first frame after a reset, computed offline."""
-    from rnn_perception.models.collision import frames_to_tensor, load_collision_model, resize_frames
+    from rnn_perception.models.collision import (
+        frames_to_tensor,
+        load_collision_model,
+        resize_frames,
+    )
 
     model, _ = load_collision_model(weights)
     with torch.inference_mode():
@@ -147,7 +166,8 @@ message = Image(height=height, width=width, encoding='rgb8', step=width * 3,
                 data=os.urandom(width * height * 3))
 parent, start, sequence = os.getppid(), time.monotonic(), 0
 while context.ok() and os.getppid() == parent and time.monotonic() - start < 60.0:
-    message.header.stamp.sec, message.header.stamp.nanosec = divmod(10**12 + sequence * 10**9 // 30, 10**9)
+    message.header.stamp.sec, message.header.stamp.nanosec = divmod(
+        10**12 + sequence * 10**9 // 30, 10**9)
     publisher.publish(message)
     sequence += 1
     time.sleep(max(0.0, start + sequence / 30.0 - time.monotonic()))
@@ -197,7 +217,9 @@ def test_best_effort_camera_in_another_process(start_node, make_node, ros_execut
 
 
 # ------------------------------------------------------------------------------ this process
-def test_garbage_frames_are_counted_and_good_ones_answered(start_node, make_node, ros_executor, frames):
+def test_garbage_frames_are_counted_and_good_ones_answered(
+    start_node, make_node, ros_executor, frames
+):
     node = start_node()
     probe = Probe(make_node, node)
     depth = image_message(frames[0], 1.0, encoding='32FC1')
@@ -210,21 +232,31 @@ def test_garbage_frames_are_counted_and_good_ones_answered(start_node, make_node
         probe.send(ros_executor, node, image_message(frames[index], 1.0 + index / FPS))
         probe.send(ros_executor, node, bad)
     assert spin_until(ros_executor, lambda: len(probe.stamped) == len(garbage), TIMEOUT_SEC)
-    assert [stamp for stamp, _ in probe.stamped] == pytest.approx([1.0 + i / FPS for i in range(4)])
-    level, message, values = probe.latest_diagnostics(ros_executor, lambda v: v['frames_rejected'] == '4')
+    assert [stamp for stamp, _ in probe.stamped] == pytest.approx(
+        [1.0 + i / FPS for i in range(4)]
+    )
+    level, message, values = probe.latest_diagnostics(
+        ros_executor, lambda v: v['frames_rejected'] == '4'
+    )
     assert level == 1 and 'rejected since the last report' in message
     assert (values['frames_received'], values['frames_processed']) == ('8', '4')
     assert 'unsupported encoding' in values['last_rejection']
     # The node keeps answering good frames after garbage.
     probe.send(ros_executor, node, image_message(frames[4], 1.0 + 4 / FPS))
-    assert spin_until(ros_executor, lambda: len(probe.probabilities) == len(probe.alerts) == 5, TIMEOUT_SEC)
+    assert spin_until(
+        ros_executor, lambda: len(probe.probabilities) == len(probe.alerts) == 5, TIMEOUT_SEC
+    )
 
 
-def test_diagnostics_report_rate_latency_counters_and_device(start_node, make_node, ros_executor, frames):
+def test_diagnostics_report_rate_latency_counters_and_device(
+    start_node, make_node, ros_executor, frames
+):
     node = start_node()
     probe = Probe(make_node, node)
     probe.send(ros_executor, node, image_message(frames[0], 1.0))
-    level, message, values = probe.latest_diagnostics(ros_executor, lambda v: v['frames_processed'] == '1')
+    level, message, values = probe.latest_diagnostics(
+        ros_executor, lambda v: v['frames_processed'] == '1'
+    )
     assert level == 0 and message.endswith('frames/s')
     for key in ('rate_hz', 'latency_p50_ms', 'latency_p99_ms', 'frames_stale', 'frames_subsampled',
                 'state_resets', 'matched_publishers'):
@@ -248,7 +280,9 @@ def test_reset_service(start_node, make_node, ros_executor, frames, weights):
     assert probe.stamped[1][1] == pytest.approx(fresh_probability(weights, frames[1]), abs=1e-5)
 
 
-def test_stamps_going_backwards_reset_the_state(start_node, make_node, ros_executor, frames, weights):
+def test_stamps_going_backwards_reset_the_state(
+    start_node, make_node, ros_executor, frames, weights
+):
     node = start_node()
     probe = Probe(make_node, node)
     for index, stamp in enumerate([10.0, 10.0 + 1 / FPS, 10.0 + 2 / FPS, 5.0]):
@@ -260,7 +294,9 @@ def test_stamps_going_backwards_reset_the_state(start_node, make_node, ros_execu
     assert node.runtime.last_reset_reason == 'stamps went backwards by 5.067 s'
 
 
-def test_stale_frames_are_dropped_against_the_sim_clock(start_node, make_node, ros_executor, frames):
+def test_stale_frames_are_dropped_against_the_sim_clock(
+    start_node, make_node, ros_executor, frames
+):
     from rclpy.qos import QoSProfile
     from rosgraph_msgs.msg import Clock
 
@@ -286,8 +322,12 @@ def test_stale_frames_are_dropped_against_the_sim_clock(start_node, make_node, r
 def test_silent_matched_publisher_is_reported_with_the_remedy(start_node, make_node, ros_executor):
     node = start_node(no_frame_warning_s=0.3)
     probe = Probe(make_node, node)
-    assert probe.images.topic_name == node.images.topic   # a publisher that matches, never publishes
-    assert spin_until(ros_executor, lambda: probe.diagnostics and probe.diagnostics[-1][0] == 1, TIMEOUT_SEC)
+    assert (
+        probe.images.topic_name == node.images.topic
+    )  # a publisher that matches, never publishes
+    assert spin_until(
+        ros_executor, lambda: probe.diagnostics and probe.diagnostics[-1][0] == 1, TIMEOUT_SEC
+    )
     _, message, values = probe.diagnostics[-1]
     assert (values['matched_publishers'], values['frames_received']) == ('1', '0')
     assert 'no frame arrived' in message and 'FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA' in message
@@ -301,7 +341,9 @@ def test_activation_maps_only_for_subscribers(start_node, make_node, ros_executo
     assert node._activations_pub.get_subscription_count() == 0
     pictures = []
     probe.node.create_subscription(Image, f'{probe.fqn}/activations', pictures.append, 1)
-    assert spin_until(ros_executor, lambda: node._activations_pub.get_subscription_count() == 1, TIMEOUT_SEC)
+    assert spin_until(
+        ros_executor, lambda: node._activations_pub.get_subscription_count() == 1, TIMEOUT_SEC
+    )
     probe.send(ros_executor, node, image_message(frames[0], 1.0))
     assert spin_until(ros_executor, lambda: pictures, TIMEOUT_SEC)
     picture = pictures[0]
@@ -328,7 +370,9 @@ def test_bad_parameter_value_is_refused_with_a_reason_and_the_old_value_kept(sta
     refused = set_remotely('reset_gap_s', -1.0)
     assert not refused.successful
     assert refused.reason == 'reset_gap_s=-1.0 refused: must be a finite number > 0'
-    assert node.get_parameter('reset_gap_s').value == 0.7 and node.runtime.settings.reset_gap_s == 0.7
+    assert (
+        node.get_parameter('reset_gap_s').value == 0.7 and node.runtime.settings.reset_gap_s == 0.7
+    )
     assert 'read-only' in set_remotely('device', 'cpu').reason
     assert 'auto, reliable, best_effort' in set_remotely('image_qos', 'fastest').reason
     assert set_remotely('reset_gap_s', 2.0).successful
@@ -346,11 +390,17 @@ def test_every_parameter_has_a_description(start_node):
     assert [d.read_only for d in descriptors] == [spec.read_only for spec in PARAMETERS]
 
 
-@pytest.mark.parametrize('overrides,match', [
-    ({'reset_gap_s': 0.0}, r'^reset_gap_s=0\.0 refused: must be a finite number > 0$'),
-    ({'device': 'tpu'}, r"^device='tpu' refused: must be one of: auto, cpu, cuda$"),
-    ({'weights': '/nonexistent/collision.safetensors'}, r'/nonexistent/collision\.safetensors not found'),
-])
+@pytest.mark.parametrize(
+    'overrides,match',
+    [
+        ({'reset_gap_s': 0.0}, r'^reset_gap_s=0\.0 refused: must be a finite number > 0$'),
+        ({'device': 'tpu'}, r"^device='tpu' refused: must be one of: auto, cpu, cuda$"),
+        (
+            {'weights': '/nonexistent/collision.safetensors'},
+            r'/nonexistent/collision\.safetensors not found',
+        ),
+    ],
+)
 def test_node_refuses_to_start_on_a_bad_value(start_node, overrides, match):
     from rnn_perception.nodes.common import StartupError
 
@@ -364,7 +414,9 @@ def test_node_refuses_weights_of_another_model(start_node, tmp_path):
 
     path = tmp_path / 'tactile.safetensors'
     save_checkpoint(path, {'w': torch.zeros(1)}, {'kind': 'tactile'})
-    with pytest.raises(StartupError, match=rf"^{path}: holds a 'tactile' model, not a 'collision' one$"):
+    with pytest.raises(
+        StartupError, match=rf"^{path}: holds a 'tactile' model, not a 'collision' one$"
+    ):
         start_node(weights=str(path))
 
 
@@ -372,8 +424,18 @@ def test_corrupt_weights_stop_the_executable_with_one_clear_line(tmp_path):
     corrupt = tmp_path / 'corrupt.safetensors'
     corrupt.write_bytes(b'\x00' * 64)
     result = subprocess.run(
-        [PYTHON, '-m', 'rnn_perception.nodes.collision_node', '--ros-args', '-p', f'weights:={corrupt}'],
-        capture_output=True, text=True, timeout=60)
+        [
+            PYTHON,
+            '-m',
+            'rnn_perception.nodes.collision_node',
+            '--ros-args',
+            '-p',
+            f'weights:={corrupt}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

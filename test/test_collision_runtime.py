@@ -175,8 +175,12 @@ def model():
     return CollisionPredictor(TWO_LAYERS).eval()
 
 
-TWO_LAYERS = CollisionConfig(image_size=(64, 64), encoder_channels=[16, 32], recurrent_channels=[32, 32],
-                             recurrent_strides=[1, 2])
+TWO_LAYERS = CollisionConfig(
+    image_size=(64, 64),
+    encoder_channels=[16, 32],
+    recurrent_channels=[32, 32],
+    recurrent_strides=[1, 2],
+)
 
 
 def make_runtime(model, **settings):
@@ -186,9 +190,15 @@ def make_runtime(model, **settings):
 
 def image(rgb: np.ndarray, stamp_s: float, encoding='rgb8') -> SimpleNamespace:
     sec, nanosec = divmod(round(stamp_s * 1e9), 1_000_000_000)
-    return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=nanosec)),
-                           height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=0,
-                           step=rgb.shape[1] * 3, data=rgb.tobytes())
+    return SimpleNamespace(
+        header=SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=nanosec)),
+        height=rgb.shape[0],
+        width=rgb.shape[1],
+        encoding=encoding,
+        is_bigendian=0,
+        step=rgb.shape[1] * 3,
+        data=rgb.tobytes(),
+    )
 
 
 def offline_probabilities(model, frames) -> np.ndarray:
@@ -205,8 +215,9 @@ def test_one_step_per_frame_equals_the_whole_sequence(model, frames):
     runtime = make_runtime(model)
     results = [runtime.process(image(f, 1.0 + i / FPS), 0.0) for i, f in enumerate(frames)]
     assert all(r.outcome is Outcome.PROCESSED for r in results)
-    np.testing.assert_allclose([r.probability for r in results], offline_probabilities(model, frames),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        [r.probability for r in results], offline_probabilities(model, frames), atol=1e-5
+    )
     assert runtime.counters.processed == 12 and runtime.latency.percentile_ms(99) > 0
 
 
@@ -214,7 +225,15 @@ def test_gap_and_backwards_stamps_restart_from_zeros(model, frames):
     runtime = make_runtime(model, reset_gap_s=0.5)
     stamps = [1.0, 1.033, 1.066, 3.0, 3.033, 0.5, 0.533]
     results = [runtime.process(image(f, s), 0.0) for f, s in zip(frames, stamps)]
-    assert [r.reset_reason is not None for r in results] == [False, False, False, True, False, True, False]
+    assert [r.reset_reason is not None for r in results] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
     for start, stop in ((0, 3), (3, 5), (5, 7)):
         np.testing.assert_allclose([r.probability for r in results[start:stop]],
                                    offline_probabilities(model, frames[start:stop]), atol=1e-5)
@@ -249,7 +268,11 @@ def test_stale_and_subsampled_frames_are_counted(model, frames):
     assert runtime.process(image(frames[0], 98.0), now_s=100.0).outcome is Outcome.STALE
     results = [runtime.process(image(frames[i], 100.0 + i / 60.0), now_s=100.2) for i in range(6)]
     assert [r.outcome for r in results] == [Outcome.PROCESSED, Outcome.SUBSAMPLED] * 3
-    assert (runtime.counters.stale, runtime.counters.subsampled, runtime.counters.received) == (1, 3, 7)
+    assert (runtime.counters.stale, runtime.counters.subsampled, runtime.counters.received) == (
+        1,
+        3,
+        7,
+    )
 
 
 def test_unstamped_frames_use_the_clock(model, frames):
@@ -261,7 +284,9 @@ def test_unstamped_frames_use_the_clock(model, frames):
 def test_alert_follows_the_configured_threshold(model, frames):
     runtime = make_runtime(model, alert_on_threshold=0.0)
     assert runtime.process(image(frames[0], 1.0), 0.0).alert is True
-    runtime.configure(runtime.settings.updated({'alert_on_threshold': 1.0, 'alert_hysteresis': 0.0}))
+    runtime.configure(
+        runtime.settings.updated({'alert_on_threshold': 1.0, 'alert_hysteresis': 0.0})
+    )
     assert runtime.process(image(frames[1], 1.033), 0.0).alert is False
     assert runtime.state is not None                                  # configure kept the state
     runtime.reset('test')
@@ -276,11 +301,17 @@ def test_diagnostics_summary(model, frames):
     for i in range(4):
         runtime.process(image(frames[i], 1.0 + i / FPS), 0.0)
     runtime.process(image(frames[0], 2.0, encoding='yuv422'), 0.0)
-    report = summary.report(12.0, warnings=['camera silent'], extra_values=[('image_qos', 'reliable')])
+    report = summary.report(
+        12.0, warnings=['camera silent'], extra_values=[('image_qos', 'reliable')]
+    )
     values = dict(report.values)
     assert report.level == DIAGNOSTIC_WARN
     assert report.message.startswith('camera silent; 1 frame(s) rejected since the last report')
-    assert (values['rate_hz'], values['frames_processed'], values['frames_rejected']) == ('2.00', '4', '1')
+    assert (values['rate_hz'], values['frames_processed'], values['frames_rejected']) == (
+        '2.00',
+        '4',
+        '1',
+    )
     assert float(values['latency_p99_ms']) > 0 and values['device'] == 'cpu'
     assert values['image_qos'] == 'reliable'
     assert summary.report(13.0).level == DIAGNOSTIC_OK                # nothing new went wrong
@@ -326,7 +357,9 @@ def test_tile_maps_layout_and_grey_levels():
     maps = np.stack([np.full((2, 2), -1.0), np.zeros((2, 2)), np.full((2, 2), 1.0)])
     grid = tile_maps(maps, columns=2, cell=4)
     assert grid.shape == (2 * 5 - 1, 2 * 5 - 1) and grid.dtype == np.uint8
-    assert (grid[:4, :4] == 0).all() and (grid[:4, 5:] == 127).all() and (grid[5:, :4] == 255).all()
+    assert (
+        (grid[:4, :4] == 0).all() and (grid[:4, 5:] == 127).all() and (grid[5:, :4] == 255).all()
+    )
     assert (grid[4, :] == 0).all() and (grid[:, 4] == 0).all()        # 1 px gaps
     assert (grid[5:, 5:] == 0).all()                                  # unused cell stays black
 

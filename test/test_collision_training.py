@@ -18,8 +18,11 @@ from rnn_perception.training.episode_split import split_by_episode
 FPS = 30.0
 
 
-def synthetic_episode(index: int, hit: bool, frames: int, rng: np.random.Generator) -> DodgeballEpisode:
-    """A throw in a 16x16 world: a bright square drifting to the centre (hit) or off the side (miss)."""
+def synthetic_episode(
+    index: int, hit: bool, frames: int, rng: np.random.Generator
+) -> DodgeballEpisode:
+    """A throw in a 16x16 world: a bright square drifting to the centre (hit) or off the side
+    (miss)."""
     stamps = np.arange(frames) / FPS
     contact = (frames - 2) / FPS + 0.01 if hit else math.inf
     images = np.full((frames, 16, 16, 3), rng.integers(20, 80, 3), dtype=np.uint8)
@@ -29,29 +32,66 @@ def synthetic_episode(index: int, hit: bool, frames: int, rng: np.random.Generat
     position = np.zeros((frames, 3), np.float32)
     position[:, 0] = 6.0 - 6.0 * stamps
     return DodgeballEpisode(
-        index=index, frames=images, depth=None, stamp_s=stamps, time_to_contact_s=contact - stamps,
-        ball_position=position, ball_velocity=np.tile([[-6.0, 0.0, 0.0]], (frames, 1)).astype(np.float32),
-        hit=hit, contact_time_s=contact, ball_radius_m=0.1, launch_speed_mps=6.0, aim_offset_m=0.0 if hit else 0.6,
-        aimed_at_robot=hit, has_distractor=False)
+        index=index,
+        frames=images,
+        depth=None,
+        stamp_s=stamps,
+        time_to_contact_s=contact - stamps,
+        ball_position=position,
+        ball_velocity=np.tile([[-6.0, 0.0, 0.0]], (frames, 1)).astype(np.float32),
+        hit=hit,
+        contact_time_s=contact,
+        ball_radius_m=0.1,
+        launch_speed_mps=6.0,
+        aim_offset_m=0.0 if hit else 0.6,
+        aimed_at_robot=hit,
+        has_distractor=False,
+    )
 
 
 def write_dataset(root: Path, episodes: int = 16, seed: int = 0) -> Path:
-    """A complete dataset of ``episodes`` synthetic throws (alternating hit, miss) in two shards."""
+    """A complete dataset of ``episodes`` synthetic throws (alternating hit, miss) in two
+    shards."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True)
-    throws = [synthetic_episode(i, i % 2 == 0, int(rng.integers(8, 14)), rng) for i in range(episodes)]
+    throws = [
+        synthetic_episode(i, i % 2 == 0, int(rng.integers(8, 14)), rng) for i in range(episodes)
+    ]
     half = episodes // 2
-    shards = [write_shard(root / shard_file_name(n), part) for n, part in enumerate((throws[:half], throws[half:]))]
+    shards = [
+        write_shard(root / shard_file_name(n), part)
+        for n, part in enumerate((throws[:half], throws[half:]))
+    ]
     camera = {'width': 16, 'height': 16, 'k': np.eye(3).tolist(), 'frame_id': 'camera',
               'position_m': [0.0, 0.0, 1.0], 'world_from_optical': np.eye(3).tolist()}
-    write_manifest(root, build_manifest(shards, seed=seed, fps=FPS, has_depth=False, camera_info=camera,
-                                        parameters={'synthetic': True}))
+    write_manifest(
+        root,
+        build_manifest(
+            shards,
+            seed=seed,
+            fps=FPS,
+            has_depth=False,
+            camera_info=camera,
+            parameters={'synthetic': True},
+        ),
+    )
     return root
 
 
-TINY_ARCHITECTURE = ['--image-size', '16', '--encoder-channels', '4', '4', '--recurrent-channels', '6', '6',
-                     '--recurrent-strides', '1', '2']
-GRID = (2, 2)           # the tiny architecture's feature grid: 16 px halved by 2 convs and 1 stride
+TINY_ARCHITECTURE = [
+    '--image-size',
+    '16',
+    '--encoder-channels',
+    '4',
+    '4',
+    '--recurrent-channels',
+    '6',
+    '6',
+    '--recurrent-strides',
+    '1',
+    '2',
+]
+GRID = (2, 2)  # the tiny architecture's feature grid: 16 px halved by 2 convs and 1 stride
 
 
 @pytest.fixture(scope='module')
@@ -63,8 +103,20 @@ def dataset(tmp_path_factory):
 def trained(dataset, tmp_path_factory):
     """One epoch of real training through the CLI entry point."""
     weights = tmp_path_factory.mktemp('run') / 'tiny.safetensors'
-    code = training.main(['--data', str(dataset), '--out', str(weights), '--epochs', '1', '--batch-size', '4',
-                          *TINY_ARCHITECTURE, '--quiet'])
+    code = training.main(
+        [
+            '--data',
+            str(dataset),
+            '--out',
+            str(weights),
+            '--epochs',
+            '1',
+            '--batch-size',
+            '4',
+            *TINY_ARCHITECTURE,
+            '--quiet',
+        ]
+    )
     assert code == 0
     return weights
 
@@ -72,14 +124,31 @@ def trained(dataset, tmp_path_factory):
 # ------------------------------------------------------------------------------------------ data
 def test_frame_weights_ramp_in_and_stop_at_contact():
     stamps = np.arange(6) / 10
-    hit = training.Episode(0, np.zeros((6, 2, 2, 3), np.uint8), stamps, True, 0.35, np.zeros((6, 7)),
-                           np.zeros((6, 1, 1)))
+    hit = training.Episode(
+        0,
+        np.zeros((6, 2, 2, 3), np.uint8),
+        stamps,
+        True,
+        0.35,
+        np.zeros((6, 7)),
+        np.zeros((6, 1, 1)),
+    )
     np.testing.assert_allclose(hit.weights(ramp_s=0.2), [0, 0.5, 1, 1, 0, 0], atol=1e-6)
     miss = training.Episode(1, hit.frames, stamps, False, math.inf, hit.ball_state, hit.ball_mask)
     np.testing.assert_allclose(miss.weights(ramp_s=0.0), np.ones(6))
-    assert len(training.trained_part(hit).frames) == 4 and len(training.trained_part(miss).frames) == 6
+    assert (
+        len(training.trained_part(hit).frames) == 4
+        and len(training.trained_part(miss).frames) == 6
+    )
     assert hit.warning_frames(0.1).tolist() == [True, True, True, False, False, False]
-    assert hit.warning_frames(1.0).tolist() == [True, True, True, True, False, False]   # none that early
+    assert hit.warning_frames(1.0).tolist() == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]  # none that early
     assert miss.warning_frames(0.1).all()
 
 
@@ -90,7 +159,9 @@ def test_ball_mask_marks_the_cells_the_ball_crosses():
     mask = training.ball_mask(frames, (4, 4))
     assert mask.shape == (8, 4, 4)
     for t in range(8):
-        assert mask[t, 0, t // 2] == pytest.approx(1 / 16) and mask[t].sum() == pytest.approx(1 / 16)
+        assert mask[t, 0, t // 2] == pytest.approx(1 / 16) and mask[t].sum() == pytest.approx(
+            1 / 16
+        )
 
 
 def test_split_is_by_episode_disjoint_and_keeps_both_labels(dataset):
@@ -106,7 +177,9 @@ def test_batches_cover_every_episode_once_and_padding_weighs_nothing(dataset):
     batches = training.length_bucketed_batches(episodes, 3, np.random.default_rng(0))
     assert sorted(e.index for batch in batches for e in batch) == sorted(e.index for e in episodes)
     batch = training.make_batch(batches[0], ramp_s=0.0, warning_s=0.1, device=torch.device('cpu'))
-    lengths = [len(training.trained_part(e).frames) if e.hit else len(e.frames) for e in batches[0]]
+    lengths = [
+        len(training.trained_part(e).frames) if e.hit else len(e.frames) for e in batches[0]
+    ]
     for row, episode in enumerate(batches[0]):
         assert batch.frame_mask[row].sum() == len(episode.frames)
         assert batch.weights[row, len(episode.frames):].eq(0).all()
@@ -129,21 +202,37 @@ def test_augmentation_mirrors_frames_and_the_ball_together(dataset):
 # -------------------------------------------------------------------------------------- training
 def test_a_one_epoch_run_writes_weights_metrics_and_plots(trained, dataset):
     run_dir = trained.parent
-    for suffix in ('metrics.json', 'epochs.csv', 'epochs.json', 'curves.png', 'roc.png', 'traces.png'):
+    for suffix in (
+        'metrics.json',
+        'epochs.csv',
+        'epochs.json',
+        'curves.png',
+        'roc.png',
+        'traces.png',
+    ):
         assert (run_dir / f'tiny_{suffix}').is_file(), suffix
     for plot in run_dir.glob('*.png'):
         assert plot.read_bytes().startswith(b'\x89PNG')
     model, metadata = load_collision_model(trained)
     assert model.config.image_size == (16, 16)
     assert metadata['fps'] == FPS and 0 < metadata['threshold'] < 1
-    assert metadata['threshold'] == metadata['validation_metrics']['threshold']     # calibrated on validation
-    assert metadata['dataset_manifest_sha256'] == hashlib.sha256((dataset / 'manifest.json').read_bytes()).hexdigest()
-    assert metadata['training_command'].startswith('python -m rnn_perception train collision --data ')
+    assert (
+        metadata['threshold'] == metadata['validation_metrics']['threshold']
+    )  # calibrated on validation
+    assert (
+        metadata['dataset_manifest_sha256']
+        == hashlib.sha256((dataset / 'manifest.json').read_bytes()).hexdigest()
+    )
+    assert metadata['training_command'].startswith(
+        'python -m rnn_perception train collision --data '
+    )
     assert set(evaluation.METRIC_KEYS) <= set(metadata['validation_metrics'])
     summary = json.loads((run_dir / 'tiny_metrics.json').read_text())
     assert summary['validation'] == metadata['validation_metrics'] and summary['train_seconds'] > 0
     assert len(json.loads((run_dir / 'tiny_epochs.json').read_text())) == 1
-    assert not torch.allclose(model.mean, torch.full_like(model.mean, 0.5))   # normalised to the data
+    assert not torch.allclose(
+        model.mean, torch.full_like(model.mean, 0.5)
+    )  # normalised to the data
 
 
 def test_eval_json_on_the_trained_model(trained, dataset, capsys):
@@ -156,16 +245,51 @@ def test_eval_json_on_the_trained_model(trained, dataset, capsys):
 
 def test_run_dir_takes_the_reports(dataset, tmp_path):
     weights, reports = tmp_path / 'model.safetensors', tmp_path / 'reports'
-    assert training.main(['--data', str(dataset), '--out', str(weights), '--run-dir', str(reports),
-                          '--epochs', '1', '--batch-size', '8', *TINY_ARCHITECTURE, '--quiet']) == 0
-    assert weights.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ['model.safetensors', 'reports']
+    assert (
+        training.main(
+            [
+                '--data',
+                str(dataset),
+                '--out',
+                str(weights),
+                '--run-dir',
+                str(reports),
+                '--epochs',
+                '1',
+                '--batch-size',
+                '8',
+                *TINY_ARCHITECTURE,
+                '--quiet',
+            ]
+        )
+        == 0
+    )
+    assert weights.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [
+        'model.safetensors',
+        'reports',
+    ]
     assert (reports / 'model_metrics.json').is_file() and (reports / 'model_curves.png').is_file()
 
 
 def test_a_given_threshold_is_kept(dataset, tmp_path):
     weights = tmp_path / 'model.safetensors'
-    assert training.main(['--data', str(dataset), '--out', str(weights), '--threshold', '0.4', '--epochs', '1',
-                          *TINY_ARCHITECTURE, '--quiet']) == 0
+    assert (
+        training.main(
+            [
+                '--data',
+                str(dataset),
+                '--out',
+                str(weights),
+                '--threshold',
+                '0.4',
+                '--epochs',
+                '1',
+                *TINY_ARCHITECTURE,
+                '--quiet',
+            ]
+        )
+        == 0
+    )
     _, metadata = load_collision_model(weights)
     assert metadata['threshold'] == 0.4 and metadata['validation_metrics']['threshold'] == 0.4
 
@@ -181,8 +305,12 @@ def assert_one_line_error(capsys, argv, *fragments):
 
 
 def test_missing_data_dir(tmp_path, capsys):
-    assert_one_line_error(capsys, ['--data', str(tmp_path / 'absent'), '--out', str(tmp_path / 'm.safetensors')],
-                          'absent', 'manifest.json')
+    assert_one_line_error(
+        capsys,
+        ['--data', str(tmp_path / 'absent'), '--out', str(tmp_path / 'm.safetensors')],
+        'absent',
+        'manifest.json',
+    )
     assert not (tmp_path / 'm.safetensors').exists()
 
 
@@ -190,16 +318,27 @@ def test_incomplete_dataset(dataset, tmp_path, capsys):
     partial = tmp_path / 'partial'
     partial.mkdir()
     (partial / 'shard_00000.npz').write_bytes((dataset / 'shard_00000.npz').read_bytes())
-    assert_one_line_error(capsys, ['--data', str(partial), '--out', str(tmp_path / 'm.safetensors')], 'incomplete')
+    assert_one_line_error(
+        capsys, ['--data', str(partial), '--out', str(tmp_path / 'm.safetensors')], 'incomplete'
+    )
 
 
 def test_dataset_with_one_label_only(tmp_path, capsys):
     rng = np.random.default_rng(0)
     root = tmp_path / 'hits'
     root.mkdir()
-    shards = [write_shard(root / shard_file_name(0), [synthetic_episode(i, True, 8, rng) for i in range(4)])]
-    write_manifest(root, build_manifest(shards, seed=0, fps=FPS, has_depth=False, camera_info={}, parameters={}))
-    assert_one_line_error(capsys, ['--data', str(root), '--out', str(tmp_path / 'm.safetensors')], 'hits and misses')
+    shards = [
+        write_shard(
+            root / shard_file_name(0), [synthetic_episode(i, True, 8, rng) for i in range(4)]
+        )
+    ]
+    write_manifest(
+        root,
+        build_manifest(shards, seed=0, fps=FPS, has_depth=False, camera_info={}, parameters={}),
+    )
+    assert_one_line_error(
+        capsys, ['--data', str(root), '--out', str(tmp_path / 'm.safetensors')], 'hits and misses'
+    )
 
 
 @pytest.mark.parametrize('argv, fragment', [
@@ -213,5 +352,17 @@ def test_usage_errors(argv, fragment, capsys):
 
 
 def test_mismatched_architecture_lists(dataset, tmp_path, capsys):
-    assert_one_line_error(capsys, ['--data', str(dataset), '--out', str(tmp_path / 'm.safetensors'),
-                                   '--recurrent-channels', '4', '4', '4'], 'recurrent_strides')
+    assert_one_line_error(
+        capsys,
+        [
+            '--data',
+            str(dataset),
+            '--out',
+            str(tmp_path / 'm.safetensors'),
+            '--recurrent-channels',
+            '4',
+            '4',
+            '4',
+        ],
+        'recurrent_strides',
+    )

@@ -1,4 +1,6 @@
-"""The README's main command, `python -m rnn_perception demo`: the dodgeball loop through real DDS."""
+"""The README's main command, `python -m rnn_perception demo`: the dodgeball loop through
+real DDS."""
+
 import os
 import re
 import subprocess
@@ -28,16 +30,27 @@ def test_demo_replays_a_bag_through_the_node_and_reports_every_throw(tmp_path):
                       '--out', str(tmp_path / 'demo'))
     assert result.returncode == 0, result.stderr + result.stdout
     # a domain of its own, not the test run's, where earlier tests' killed nodes still linger
-    assert re.search(r'^DDS domain (\d+) ', result.stdout, re.MULTILINE)[1] != os.environ['ROS_DOMAIN_ID']
-    rows = re.findall(r'^\s+(\d)\s+(HIT|miss)\s.*\s(\d+)/(\d+)\s+(yes|NO)$', result.stdout, re.MULTILINE)
+    assert (
+        re.search(r'^DDS domain (\d+) ', result.stdout, re.MULTILINE)[1]
+        != os.environ['ROS_DOMAIN_ID']
+    )
+    rows = re.findall(
+        r'^\s+(\d)\s+(HIT|miss)\s.*\s(\d+)/(\d+)\s+(yes|NO)$', result.stdout, re.MULTILINE
+    )
     assert [row[0] for row in rows] == ['0', '1', '2'], result.stdout
     for *_, answered, frames, _ in rows:
         assert int(answered) >= 0.8 * int(frames) > 0, result.stdout
     assert 'throws 3' in result.stdout and 'offline eval --bag:' in result.stdout
     # the node, fed over DDS, answers what the offline evaluation of the same bag computes
-    difference = float(re.search(r'largest \|P node - P offline\| on the answered frames: (\S+)', result.stdout)[1])
+    difference = float(
+        re.search(r'largest \|P node - P offline\| on the answered frames: (\S+)', result.stdout)[
+            1
+        ]
+    )
     assert difference < 1e-3, result.stdout
-    latency = re.search(r'end-to-end latency per frame .*: p50 ([\d.]+) ms, p99 ([\d.]+) ms', result.stdout)
+    latency = re.search(
+        r'end-to-end latency per frame .*: p50 ([\d.]+) ms, p99 ([\d.]+) ms', result.stdout
+    )
     assert latency and 0 < float(latency[1]) <= float(latency[2]), result.stdout
     assert (tmp_path / 'demo' / 'collision_traces.png').stat().st_size > 10_000
 
@@ -45,6 +58,8 @@ def test_demo_replays_a_bag_through_the_node_and_reports_every_throw(tmp_path):
 def test_demo_refuses_bad_arguments_with_one_line(tmp_path):
     result = run_demo('--episodes', '0', '--out', str(tmp_path / 'demo'), timeout=60)
     assert result.returncode == 1
-    assert result.stderr.strip().count('\n') == 0 and result.stderr.startswith('demo: error:'), result.stderr
+    assert result.stderr.strip().count('\n') == 0 and result.stderr.startswith('demo: error:'), (
+        result.stderr
+    )
     result = run_demo('--weights', str(tmp_path / 'missing.safetensors'), timeout=60)
     assert result.returncode == 1 and 'missing.safetensors' in result.stderr, result.stderr

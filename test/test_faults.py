@@ -36,7 +36,9 @@ FPS = 30.0
 SMALL = CollisionConfig(image_size=(32, 32), encoder_channels=[8, 8], recurrent_channels=[8],
                         recurrent_strides=[1], head_channels=8)
 MAX_STEPS = 16
-PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def small_collision_model(seed: int = 0) -> CollisionPredictor:
@@ -45,7 +47,9 @@ def small_collision_model(seed: int = 0) -> CollisionPredictor:
 
 
 def collision_runtime(model, device=torch.device('cpu'), **settings) -> CollisionRuntime:
-    return CollisionRuntime(model, {'fps': FPS, 'threshold': 0.5}, device, CollisionSettings(**settings))
+    return CollisionRuntime(
+        model, {'fps': FPS, 'threshold': 0.5}, device, CollisionSettings(**settings)
+    )
 
 
 def tactile_runtime(model, device=torch.device('cpu')) -> TactileRuntime:
@@ -59,7 +63,8 @@ def offline_probabilities(model, frames) -> np.ndarray:
 
 
 def segments(resets):
-    """``[start, stop)`` of the runs of inputs between resets (``resets[i]``: reset before input i)."""
+    """``[start, stop)`` of the runs of inputs between resets (``resets[i]``: reset before
+    input i)."""
     starts = [0] + [i for i, reset in enumerate(resets) if reset and i > 0]
     return list(zip(starts, starts[1:] + [len(resets)]))
 
@@ -72,7 +77,9 @@ def stamp_steps(period: float, gap: float):
     carried = st.integers(0, int(gap / period) - 2).map(lambda k: (None, k * period))
     over_gap = st.floats(1.05 * gap, 3600.0).map(lambda s: ('stamp gap', s))
     backwards = st.floats(1e-3, 3600.0).map(lambda s: ('stamps went backwards', -s))
-    return st.lists(st.one_of(carried, carried, over_gap, backwards), min_size=1, max_size=MAX_STEPS - 1)
+    return st.lists(
+        st.one_of(carried, carried, over_gap, backwards), min_size=1, max_size=MAX_STEPS - 1
+    )
 
 
 @pytest.fixture(scope='module')
@@ -86,10 +93,14 @@ def pool():
 
 
 def reset_kind(reason):
-    """A reset reason without its numbers (an unknown reason stays whole, for the assert message)."""
+    """A reset reason without its numbers (an unknown reason stays whole, for the assert
+    message)."""
     if reason is None:
         return None
-    return next((kind for kind in ('stamp gap', 'stamps went backwards') if reason.startswith(kind)), reason)
+    return next(
+        (kind for kind in ('stamp gap', 'stamps went backwards') if reason.startswith(kind)),
+        reason,
+    )
 
 
 @PROPERTY_SETTINGS
@@ -106,8 +117,11 @@ def test_collision_state_resets_exactly_on_stamp_jumps(collision_model, pool, st
     probabilities = np.array([r.probability for r in results])
     assert np.isfinite(probabilities).all()
     for start, stop in segments([reason is not None for reason in expected]):
-        np.testing.assert_allclose(probabilities[start:stop],
-                                   offline_probabilities(collision_model, pool[start:stop]), atol=1e-5)
+        np.testing.assert_allclose(
+            probabilities[start:stop],
+            offline_probabilities(collision_model, pool[start:stop]),
+            atol=1e-5,
+        )
 
 
 @pytest.fixture(scope='module')
@@ -116,8 +130,12 @@ def tactile_model():
 
 
 @PROPERTY_SETTINGS
-@given(steps=stamp_steps(PERIOD_NS * 1e-9, gap=0.1),
-       lost=st.lists(st.sampled_from(['both', 'tactile', 'pose']), min_size=MAX_STEPS, max_size=MAX_STEPS))
+@given(
+    steps=stamp_steps(PERIOD_NS * 1e-9, gap=0.1),
+    lost=st.lists(
+        st.sampled_from(['both', 'tactile', 'pose']), min_size=MAX_STEPS, max_size=MAX_STEPS
+    ),
+)
 def test_tactile_state_resets_exactly_on_stamp_jumps(tactile_model, steps, lost):
     """Samples lost between two (their tactile array, their pose or both) cost only themselves:
     the stray half is counted as unpaired and the state carries on within ``reset_gap_s``."""
@@ -142,24 +160,31 @@ def test_tactile_state_resets_exactly_on_stamp_jumps(tactile_model, steps, lost)
     predicted = np.stack([r.poses for r in results])
     assert np.isfinite(predicted).all()
     for start, stop in segments([reason is not None for reason in expected]):
-        fresh = stepped_predictions(tactile_model, tactile[start:stop], poses[start:stop], torch.device('cpu'))
+        fresh = stepped_predictions(
+            tactile_model, tactile[start:stop], poses[start:stop], torch.device('cpu')
+        )
         np.testing.assert_allclose(predicted[start:stop], fresh, atol=1e-5)
 
 
 def test_a_camera_that_drops_frames_restarts_and_rewinds(collision_model, pool):
     """The node's defaults (reset_gap_s 0.5 s, subsampling to 30 Hz on)."""
     runtime = collision_runtime(collision_model)
-    stamps = ([10 + i / FPS for i in (0, 1, 2, 12, 13)]      # 9 frames lost (0.33 s): state carried
-              + [13 + i / FPS for i in (0, 1)]               # the driver restarted, 2.6 s later
-              + [1 + i / FPS for i in (0, 1, 2)])            # a sim camera restarted from its start
+    stamps = (
+        [10 + i / FPS for i in (0, 1, 2, 12, 13)]  # 9 frames lost (0.33 s): state carried
+        + [13 + i / FPS for i in (0, 1)]  # the driver restarted, 2.6 s later
+        + [1 + i / FPS for i in (0, 1, 2)]
+    )  # a sim camera restarted from its start
     results = [runtime.process(image(pool[i], stamp), 0.0) for i, stamp in enumerate(stamps)]
     assert [r.outcome for r in results] == [Outcome.PROCESSED] * len(stamps)
     assert [reset_kind(r.reset_reason) for r in results] == \
         [None] * 5 + ['stamp gap', None, 'stamps went backwards', None, None]
     assert runtime.counters.resets == 2
     for start, stop in ((0, 5), (5, 7), (7, 10)):
-        np.testing.assert_allclose([r.probability for r in results[start:stop]],
-                                   offline_probabilities(collision_model, pool[start:stop]), atol=1e-5)
+        np.testing.assert_allclose(
+            [r.probability for r in results[start:stop]],
+            offline_probabilities(collision_model, pool[start:stop]),
+            atol=1e-5,
+        )
 
 
 # ------------------------------------------------------------------------------- GPU fallback
@@ -170,7 +195,11 @@ def fake_cuda(monkeypatch):
     real_to = torch.Tensor.to
 
     def to(tensor, *args, **kwargs):
-        if args and isinstance(args[0], (str, torch.device)) and torch.device(args[0]).type == 'cuda':
+        if (
+            args
+            and isinstance(args[0], (str, torch.device))
+            and torch.device(args[0]).type == 'cuda'
+        ):
             args = ('cpu', *args[1:])
         return real_to(tensor, *args, **kwargs)
 
@@ -185,7 +214,12 @@ class FailingSteps:
     as device memory after a fatal CUDA error."""
 
     def __init__(self, model, method: str, failures, error: Exception, wipe: bool = False):
-        self._step, self.failures, self.error, self.wipe = getattr(model, method), set(failures), error, wipe
+        self._step, self.failures, self.error, self.wipe = (
+            getattr(model, method),
+            set(failures),
+            error,
+            wipe,
+        )
         self.calls = 0
         self._model = model
         setattr(model, method, self)
@@ -201,16 +235,22 @@ class FailingSteps:
         return self._step(*args, **kwargs)
 
 
-OUT_OF_MEMORY = torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 7.79 GiB total)')
-ILLEGAL_ADDRESS = RuntimeError('CUDA error: an illegal memory access was encountered\nCUDA kernel errors might '
-                               'be asynchronously reported at some other API call')
+OUT_OF_MEMORY = torch.OutOfMemoryError(
+    'CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 7.79 GiB total)'
+)
+ILLEGAL_ADDRESS = RuntimeError(
+    'CUDA error: an illegal memory access was encountered\nCUDA kernel errors might '
+    'be asynchronously reported at some other API call'
+)
 
 
 @pytest.mark.parametrize('error,wipe', [(OUT_OF_MEMORY, False), (ILLEGAL_ADDRESS, True)])
 def test_collision_runtime_falls_back_to_the_cpu(fake_cuda, pool, monkeypatch, error, wipe):
     freezes = []
     real_frozen = CollisionPredictor.frozen
-    monkeypatch.setattr(CollisionPredictor, 'frozen', lambda model: freezes.append(model) or real_frozen(model))
+    monkeypatch.setattr(
+        CollisionPredictor, 'frozen', lambda model: freezes.append(model) or real_frozen(model)
+    )
     model = small_collision_model()
     reference = small_collision_model()
     runtime = collision_runtime(model, device=fake_cuda)
@@ -226,12 +266,18 @@ def test_collision_runtime_falls_back_to_the_cpu(fake_cuda, pool, monkeypatch, e
     assert [r.device_failure for r in results] == [None, None, failure, None, None]
     assert results[2].reset_reason == failure and runtime.last_reset_reason == failure
     assert runtime.counters.resets == 1
-    assert runtime.device == torch.device('cpu') and all(p.device.type == 'cpu' for p in model.parameters())
+    assert runtime.device == torch.device('cpu') and all(
+        p.device.type == 'cpu' for p in model.parameters()
+    )
     # the failed frame is answered from a fresh state on the CPU, the next ones carry it on; the
     # weights come from the copy taken at start, not from the (garbled) device memory
     probabilities = [r.probability for r in results]
-    np.testing.assert_allclose(probabilities[:2], offline_probabilities(reference, pool[:2]), atol=1e-5)
-    np.testing.assert_allclose(probabilities[2:], offline_probabilities(reference, pool[2:5]), atol=1e-5)
+    np.testing.assert_allclose(
+        probabilities[:2], offline_probabilities(reference, pool[:2]), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        probabilities[2:], offline_probabilities(reference, pool[2:5]), atol=1e-5
+    )
     report = diagnostics.report(1.0)
     values = dict(report.values)
     assert report.level == DIAGNOSTIC_WARN and f'degraded: {failure}' in report.message
@@ -257,24 +303,36 @@ def test_tactile_runtime_falls_back_to_the_cpu(fake_cuda, error, wipe):
     assert runtime.counters.resets == 1 and runtime.device == torch.device('cpu')
     predicted = np.stack([r.poses for r in results])
     cpu = torch.device('cpu')
-    np.testing.assert_allclose(predicted[:1], stepped_predictions(reference, tactile[:1], poses[:1], cpu), atol=1e-5)
-    np.testing.assert_allclose(predicted[1:], stepped_predictions(reference, tactile[1:], poses[1:], cpu), atol=1e-5)
+    np.testing.assert_allclose(
+        predicted[:1], stepped_predictions(reference, tactile[:1], poses[:1], cpu), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        predicted[1:], stepped_predictions(reference, tactile[1:], poses[1:], cpu), atol=1e-5
+    )
     report = diagnostics.report(1.0)
     assert report.level == DIAGNOSTIC_WARN and f'degraded: {failure}' in report.message
     assert dict(report.values)['device'] == 'cpu'
 
 
-@pytest.mark.parametrize('device,error', [
-    ('cuda', RuntimeError('mat1 and mat2 shapes cannot be multiplied (1x3 and 4x5)')),   # a bug, not the GPU
-    ('cpu', OUT_OF_MEMORY),                                                             # no CPU to fall back to
-])
+@pytest.mark.parametrize(
+    'device,error',
+    [
+        (
+            'cuda',
+            RuntimeError('mat1 and mat2 shapes cannot be multiplied (1x3 and 4x5)'),
+        ),  # a bug, not the GPU
+        ('cpu', OUT_OF_MEMORY),  # no CPU to fall back to
+    ],
+)
 def test_other_failures_propagate(fake_cuda, pool, device, error):
     model = small_collision_model()
     runtime = collision_runtime(model, device=torch.device(device))
     FailingSteps(model, 'step_from', failures={1}, error=error)
     with pytest.raises(RuntimeError) as raised:
         runtime.process(image(pool[0], 1.0), 0.0)
-    assert raised.value is error and runtime.compute.failure is None and runtime.counters.resets == 0
+    assert (
+        raised.value is error and runtime.compute.failure is None and runtime.counters.resets == 0
+    )
 
 
 @pytest.mark.parametrize('error,failure', [

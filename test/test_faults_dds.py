@@ -14,12 +14,19 @@ import torch
 
 from ros_helpers import process_output, python_subprocess, record_calls, spin_until, wait_for_exit
 from test_bag_replay import IMAGE_TOPIC, make_bag, run_cli
-from test_collision_node import FPS, Probe, image_message, start_node, weights  # noqa: F401 (fixtures)
+import test_collision_node
+from test_collision_node import FPS, Probe, image_message
 from test_faults import reset_kind, segments
+import test_tactile_node
 from test_tactile_node import reliable_qos
-from test_tactile_node import weights as tactile_weights_file  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.dds
+
+# Fixtures of other test modules: pytest finds them as attributes of this module. Assigned, not
+# imported by name, so that the tests' parameters of the same names do not redefine imports.
+start_node = test_collision_node.start_node
+weights = test_collision_node.weights
+tactile_weights_file = test_tactile_node.weights
 
 TIMEOUT_SEC = 30.0
 
@@ -46,16 +53,26 @@ def test_collision_node_through_camera_restarts(start_node, make_node, ros_execu
     frames = np.random.default_rng(4).integers(0, 256, (len(stamps), 64, 64, 3), dtype=np.uint8)
     sent = 0
     for life in CAMERA_LIVES:
-        camera = probe.node.create_publisher(Image, node.images.topic,
-                                             QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        camera = probe.node.create_publisher(
+            Image, node.images.topic, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        )
         # the node re-subscribes to follow the camera's QoS: send once that has settled
-        assert spin_until(ros_executor, lambda: camera.get_subscription_count() > 0 and node.images.reliability
-                          == 'reliable' and node.images.matched_publishers > 0, TIMEOUT_SEC)
+        assert spin_until(
+            ros_executor,
+            lambda: (
+                camera.get_subscription_count() > 0
+                and node.images.reliability == 'reliable'
+                and node.images.matched_publishers > 0
+            ),
+            TIMEOUT_SEC,
+        )
         for stamp in life:
             received = node.runtime.counters.received
             camera.publish(image_message(frames[sent], stamp))
             sent += 1
-            assert spin_until(ros_executor, lambda: node.runtime.counters.received > received, TIMEOUT_SEC)
+            assert spin_until(
+                ros_executor, lambda: node.runtime.counters.received > received, TIMEOUT_SEC
+            )
         probe.node.destroy_publisher(camera)
         assert spin_until(ros_executor, lambda: node.images.matched_publishers == 0, TIMEOUT_SEC)
 
@@ -73,7 +90,9 @@ def test_collision_node_through_camera_restarts(start_node, make_node, ros_execu
         np.testing.assert_allclose(answers[start:stop], fresh, atol=1e-5)
 
 
-def test_tactile_node_through_driver_restarts(ros_context, ros_executor, make_node, tactile_weights_file):
+def test_tactile_node_through_driver_restarts(
+    ros_context, ros_executor, make_node, tactile_weights_file
+):
     from geometry_msgs.msg import PoseArray, PoseStamped
     from rclpy.parameter import Parameter
     from std_msgs.msg import Float32MultiArray
@@ -91,15 +110,24 @@ def test_tactile_node_through_driver_restarts(ros_context, ros_executor, make_no
         reasons = record_calls(node.runtime, 'reset')
         probe = make_node('tactile_restart_probe')
         answers = []
-        probe.create_subscription(PoseArray, '/faults/predicted_poses', answers.append, reliable_qos(50))
-        # 100 Hz stamps (ns): carried on over a quick restart, then 1 s later (reset), then from 0.5 s (reset)
-        lives = ([10**9 + k * 10**7 for k in range(3)], [10**9 + k * 10**7 for k in range(3, 5)],
-                 [2 * 10**9 + k * 10**7 for k in range(2)], [5 * 10**8 + k * 10**7 for k in range(2)])
+        probe.create_subscription(
+            PoseArray, '/faults/predicted_poses', answers.append, reliable_qos(50)
+        )
+        # 100 Hz stamps (ns): carried on over a quick restart, then 1 s later (reset), then from
+        # 0.5 s (reset)
+        lives = (
+            [10**9 + k * 10**7 for k in range(3)],
+            [10**9 + k * 10**7 for k in range(3, 5)],
+            [2 * 10**9 + k * 10**7 for k in range(2)],
+            [5 * 10**8 + k * 10**7 for k in range(2)],
+        )
         stamps = [stamp for life in lives for stamp in life]
         tactile, poses = samples(len(stamps), seed=4)
         sent = 0
         for life in lives:
-            tactile_pub = probe.create_publisher(Float32MultiArray, '/faults/tactile/raw', reliable_qos(20))
+            tactile_pub = probe.create_publisher(
+                Float32MultiArray, '/faults/tactile/raw', reliable_qos(20)
+            )
             pose_pub = probe.create_publisher(PoseStamped, '/faults/object/pose', reliable_qos(20))
             assert spin_until(ros_executor, lambda: tactile_pub.get_subscription_count() > 0
                               and pose_pub.get_subscription_count() > 0, TIMEOUT_SEC)
@@ -108,7 +136,9 @@ def test_tactile_node_through_driver_restarts(ros_context, ros_executor, make_no
                 tactile_pub.publish(Float32MultiArray(data=[float(v) for v in tactile[sent]]))
                 pose_pub.publish(_pose_stamped(stamp, poses[sent]))
                 sent += 1
-                assert spin_until(ros_executor, lambda: node.runtime.counters.processed > processed, TIMEOUT_SEC)
+                assert spin_until(
+                    ros_executor, lambda: node.runtime.counters.processed > processed, TIMEOUT_SEC
+                )
             probe.destroy_publisher(tactile_pub)
             probe.destroy_publisher(pose_pub)
         assert spin_until(ros_executor, lambda: len(answers) == len(stamps), TIMEOUT_SEC)
@@ -122,7 +152,9 @@ def test_tactile_node_through_driver_restarts(ros_context, ros_executor, make_no
     assert np.isfinite(predicted).all()
     model, _ = load_tactile_model(tactile_weights_file)
     for start, stop in segments([False] * 5 + [True, False, True, False]):
-        fresh = stepped_predictions(model, tactile[start:stop], poses[start:stop], torch.device('cpu'))
+        fresh = stepped_predictions(
+            model, tactile[start:stop], poses[start:stop], torch.device('cpu')
+        )
         np.testing.assert_allclose(predicted[start:stop], fresh, atol=1e-4)
 
 
@@ -174,9 +206,12 @@ def test_use_sim_time_with_the_player_clock(tmp_path, weights):
         listener = rclpy.create_node('sim_time_listener', context=context)
         executor.add_node(listener)
         answers = {}
-        listener.create_subscription(PointStamped, '/collision_node/collision_probability_stamped',
-                                     lambda m: answers.__setitem__(stamp_to_ns(m.header.stamp), m.point.x),
-                                     reliable_qos(50))
+        listener.create_subscription(
+            PointStamped,
+            '/collision_node/collision_probability_stamped',
+            lambda m: answers.__setitem__(stamp_to_ns(m.header.stamp), m.point.x),
+            reliable_qos(50),
+        )
         play = run_cli('play', '--bag', str(bag), '--clock', '--start-delay', '2',
                        '--wait-for-subscriber', IMAGE_TOPIC)
         with python_subprocess(play, env={'ROS_DOMAIN_ID': str(domain)}) as player:
@@ -189,12 +224,16 @@ def test_use_sim_time_with_the_player_clock(tmp_path, weights):
         rclpy.try_shutdown(context=context)
 
     last_stamp = max(int(stamp) for episode in episodes for stamp in episode.header_stamps_ns)
-    assert last_stamp - 10**9 <= now_ns <= last_stamp  # the node's clock is the bag's (best-effort /clock)
+    assert (
+        last_stamp - 10**9 <= now_ns <= last_stamp
+    )  # the node's clock is the bag's (best-effort /clock)
     assert staleness == 'on'                        # stamps judged against it
     # keep-last 1 lets a starved node skip to the newest frame; on a quiet machine none is skipped
     assert len(answers) >= 0.9 * frame_count, f'{len(answers)} of {frame_count} frames answered'
     assert counters.stale <= 0.05 * frame_count, f'{counters.stale} frames stale'
-    assert [reset_kind(reason) for reason in reasons] == ['stamp gap'] * (len(episodes) - 1), reasons
+    assert [reset_kind(reason) for reason in reasons] == ['stamp gap'] * (len(episodes) - 1), (
+        reasons
+    )
     assert all(math.isfinite(probability) for probability in answers.values())
     # episodes answered whole match the offline evaluation: the state is carried within them
     traces, _ = evaluate_bag(weights, bag)

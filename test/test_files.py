@@ -26,8 +26,11 @@ def test_atomic_path_keeps_the_old_file_and_no_temporary_on_error(tmp_path):
 # -------------------------------------------------------------------------------- checkpoints
 def test_checkpoint_round_trips_tensors_and_metadata(tmp_path):
     path = tmp_path / 'model.safetensors'
-    tensors = {'weight': torch.randn(3, 4).t(),                   # non-contiguous view
-               'steps': torch.arange(5, dtype=torch.int64), 'half': torch.ones(2, dtype=torch.float16)}
+    tensors = {
+        'weight': torch.randn(3, 4).t(),  # non-contiguous view
+        'steps': torch.arange(5, dtype=torch.int64),
+        'half': torch.ones(2, dtype=torch.float16),
+    }
     metadata = {'model_type': 'lstm', 'hidden_size': 128, 'val_accuracy': 0.975,
                 'permutation': [2, 0, 1], 'extra': None, 'nested': {'a': [1.5, True]}}
     save_checkpoint(path, tensors, metadata)

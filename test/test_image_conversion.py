@@ -53,7 +53,9 @@ def test_every_encoding_decodes_to_rgb(rgb, encoding, padding):
        encoding=st.sampled_from(sorted(SUPPORTED_ENCODINGS)), seed=st.integers(0, 2**31))
 def test_any_size_and_padding(height, width, padding, encoding, seed):
     rgb = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(image_to_rgb(encode(rgb, encoding, padding)), expected_rgb(rgb, encoding))
+    np.testing.assert_array_equal(
+        image_to_rgb(encode(rgb, encoding, padding)), expected_rgb(rgb, encoding)
+    )
 
 
 def test_extra_trailing_data_is_ignored(rgb):
@@ -115,7 +117,8 @@ def test_array_to_image_fields_round_trip(rgb):
 
 
 class _FakeBridge:
-    """Stands in for cv_bridge.CvBridge: decodes like our converter, or fails like the PyPI wheel."""
+    """Stands in for cv_bridge.CvBridge: decodes like our converter, or fails like the PyPI
+    wheel."""
 
     def __init__(self, broken: bool):
         self.broken = broken

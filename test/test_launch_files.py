@@ -72,7 +72,9 @@ def test_launch_file_compiles_and_defines_the_entry_point():
 
 
 def test_launch_file_names_only_installed_executables():
-    executables = [_literal_strings(keyword(call, 'executable'))[0] for call in launch_calls('Node')]
+    executables = [
+        _literal_strings(keyword(call, 'executable'))[0] for call in launch_calls('Node')
+    ]
     assert executables == ['collision_node']
     assert set(executables) <= console_scripts()
 
@@ -80,7 +82,9 @@ def test_launch_file_names_only_installed_executables():
 def test_launch_arguments_and_node_wiring():
     from rnn_perception.nodes.collision_node import IMAGE_TOPIC, NODE_NAME
 
-    arguments = [_literal_strings(call.args[0])[0] for call in launch_calls('DeclareLaunchArgument')]
+    arguments = [
+        _literal_strings(call.args[0])[0] for call in launch_calls('DeclareLaunchArgument')
+    ]
     assert arguments == ['params_file', 'image_topic', 'device', 'namespace']
     (node,) = launch_calls('Node')
     assert _literal_strings(keyword(node, 'package')) == ['rnn_perception']
@@ -135,7 +139,9 @@ def test_every_yaml_parameter_is_declared_and_accepted(weights):
 def test_yaml_reaches_a_namespaced_node(weights, tmp_path):
     key, parameters = _params_section()
     changed = tmp_path / 'changed.yaml'
-    changed.write_text(yaml.safe_dump({key: {'ros__parameters': {**parameters, 'reset_gap_s': 0.75}}}))
+    changed.write_text(
+        yaml.safe_dump({key: {'ros__parameters': {**parameters, 'reset_gap_s': 0.75}}})
+    )
     context, node = _node_with_params_file(changed, weights, namespace='/robot1')
     try:
         assert node.get_parameter('reset_gap_s').value == 0.75
@@ -153,12 +159,31 @@ def test_bringup_starts_the_node_with_the_yaml_and_launch_arguments(weights, tmp
 
     key, parameters = _params_section()
     params = tmp_path / 'bringup.yaml'
-    params.write_text(yaml.safe_dump({key: {'ros__parameters': {**parameters, 'reset_gap_s': 0.75}}}))
-    command = [PYTHON, '-m', 'rnn_perception', 'bringup', 'dodgeball', '--params', str(params),
-               '--image-topic', '/bringup_test/image', '--namespace', 'bringup_test', '--device', 'cpu',
-               '--ros-args', '-p', f'weights:={weights}']
+    params.write_text(
+        yaml.safe_dump({key: {'ros__parameters': {**parameters, 'reset_gap_s': 0.75}}})
+    )
+    command = [
+        PYTHON,
+        '-m',
+        'rnn_perception',
+        'bringup',
+        'dodgeball',
+        '--params',
+        str(params),
+        '--image-topic',
+        '/bringup_test/image',
+        '--namespace',
+        'bringup_test',
+        '--device',
+        'cpu',
+        '--ros-args',
+        '-p',
+        f'weights:={weights}',
+    ]
     helper = make_node('bringup_probe')
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         client = AsyncParameterClient(helper, '/bringup_test/collision_node')
         assert client.wait_for_services(timeout_sec=TIMEOUT_SEC), 'bringup node never came up'
@@ -167,9 +192,14 @@ def test_bringup_starts_the_node_with_the_yaml_and_launch_arguments(weights, tmp
         assert [parameter_value_to_python(v) for v in future.result().values] == [0.75, 'cpu']
 
         def image_subscribers():
-            return [info.node_name for info in helper.get_subscriptions_info_by_topic('/bringup_test/image')]
+            return [
+                info.node_name
+                for info in helper.get_subscriptions_info_by_topic('/bringup_test/image')
+            ]
 
-        assert spin_until(ros_executor, lambda: image_subscribers() == ['collision_node'], TIMEOUT_SEC)
+        assert spin_until(
+            ros_executor, lambda: image_subscribers() == ['collision_node'], TIMEOUT_SEC
+        )
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=TIMEOUT_SEC)[0]
@@ -206,14 +236,36 @@ def test_tactile_launch_file_compiles_names_installed_executables_and_wires_the_
 
     compile(TACTILE_LAUNCH.read_text(), str(TACTILE_LAUNCH), 'exec')
     (node,) = tactile_calls('Node')
-    assert _literal_strings(keyword(node, 'executable')) == [NODE_NAME] and NODE_NAME in console_scripts()
+    assert (
+        _literal_strings(keyword(node, 'executable')) == [NODE_NAME]
+        and NODE_NAME in console_scripts()
+    )
     assert _literal_strings(keyword(node, 'name')) == [NODE_NAME]
-    assert [_literal_strings(r.elts[0])[0] for r in keyword(node, 'remappings').elts] == [TACTILE_TOPIC, POSE_TOPIC]
-    arguments = [_literal_strings(call.args[0])[0] for call in tactile_calls('DeclareLaunchArgument')]
-    assert arguments == ['params_file', 'tactile_topic', 'pose_topic', 'device', 'namespace', 'with_collision']
-    included = [text for call in tactile_calls('PathJoinSubstitution') for element in call.args[0].elts
-                for text in _literal_strings(element)]
-    assert included == ['config', 'tactile.yaml', 'launch', 'dodgeball.launch.py'] and TACTILE_PARAMS.is_file()
+    assert [_literal_strings(r.elts[0])[0] for r in keyword(node, 'remappings').elts] == [
+        TACTILE_TOPIC,
+        POSE_TOPIC,
+    ]
+    arguments = [
+        _literal_strings(call.args[0])[0] for call in tactile_calls('DeclareLaunchArgument')
+    ]
+    assert arguments == [
+        'params_file',
+        'tactile_topic',
+        'pose_topic',
+        'device',
+        'namespace',
+        'with_collision',
+    ]
+    included = [
+        text
+        for call in tactile_calls('PathJoinSubstitution')
+        for element in call.args[0].elts
+        for text in _literal_strings(element)
+    ]
+    assert (
+        included == ['config', 'tactile.yaml', 'launch', 'dodgeball.launch.py']
+        and TACTILE_PARAMS.is_file()
+    )
 
 
 def test_every_tactile_yaml_parameter_is_declared_and_accepted(tmp_path):
@@ -247,6 +299,8 @@ def test_every_tactile_yaml_parameter_is_declared_and_accepted(tmp_path):
 def test_tactile_bringup_reports_a_missing_params_file(capsys, what, option):
     from rnn_perception import bringup
 
-    assert {'tactile': bringup.tactile, 'all': bringup.both}[what]([option, '/nonexistent/tactile.yaml']) == 1
+    assert {'tactile': bringup.tactile, 'all': bringup.both}[what](
+        [option, '/nonexistent/tactile.yaml']
+    ) == 1
     assert capsys.readouterr().err == \
         f'bringup {what}: error: parameters file /nonexistent/tactile.yaml not found\n'

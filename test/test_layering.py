@@ -51,7 +51,8 @@ def module_name(path: Path) -> str:
 
 
 def imports(path: Path) -> Iterator[Tuple[str, int]]:
-    """``(imported module, line)`` of every import statement in ``path``, relative ones resolved."""
+    """``(imported module, line)`` of every import statement in ``path``, relative ones
+    resolved."""
     name = module_name(path)
     package = name if path.name == '__init__.py' else name.rpartition('.')[0]
     for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
@@ -75,7 +76,11 @@ def package_modules():
 
 
 def test_every_package_part_has_a_floor():
-    parts = {part(module_name(path)) for path in package_modules() if path != PACKAGE_DIR / '__init__.py'}
+    parts = {
+        part(module_name(path))
+        for path in package_modules()
+        if path != PACKAGE_DIR / '__init__.py'
+    }
     assert parts == set(FLOORS), f'parts without a floor: {parts - set(FLOORS)}'
 
 

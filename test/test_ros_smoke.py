@@ -104,6 +104,7 @@ def test_image_from_another_process(make_node, ros_executor):
         out = process_output(proc)
         assert got and received, \
             f'no Image in {TIMEOUT_SEC} s (publisher rc={proc.poll()}); its output:\n{out}'
+
         # The publisher is a node of the other process, seen through DDS discovery.
         # (Node names travel on ros_discovery_info, which may lag the data a bit.)
         def publisher_nodes():

@@ -21,16 +21,36 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SCANNED = ('rnn_perception', 'sim')
 
-BANNED_MODULES = {'pickle', '_pickle', 'cPickle', 'marshal', 'shelve', 'dill', 'joblib', 'cloudpickle'}
-BANNED_CALLS = {
-    'torch.load': 'unpickles', 'torch.jit.load': 'unpickles',
-    'yaml.load': 'use yaml.safe_load', 'yaml.full_load': 'use yaml.safe_load', 'yaml.unsafe_load': 'use yaml.safe_load',
-    'eval': 'runs a string as code', 'exec': 'runs a string as code',
-    'os.system': 'runs a shell', 'os.popen': 'runs a shell',
-    'subprocess.getoutput': 'runs a shell', 'subprocess.getstatusoutput': 'runs a shell',
+BANNED_MODULES = {
+    'pickle',
+    '_pickle',
+    'cPickle',
+    'marshal',
+    'shelve',
+    'dill',
+    'joblib',
+    'cloudpickle',
 }
-SUBPROCESS_CALLS = {'subprocess.run', 'subprocess.Popen', 'subprocess.call', 'subprocess.check_call',
-                    'subprocess.check_output'}
+BANNED_CALLS = {
+    'torch.load': 'unpickles',
+    'torch.jit.load': 'unpickles',
+    'yaml.load': 'use yaml.safe_load',
+    'yaml.full_load': 'use yaml.safe_load',
+    'yaml.unsafe_load': 'use yaml.safe_load',
+    'eval': 'runs a string as code',
+    'exec': 'runs a string as code',
+    'os.system': 'runs a shell',
+    'os.popen': 'runs a shell',
+    'subprocess.getoutput': 'runs a shell',
+    'subprocess.getstatusoutput': 'runs a shell',
+}
+SUBPROCESS_CALLS = {
+    'subprocess.run',
+    'subprocess.Popen',
+    'subprocess.call',
+    'subprocess.check_call',
+    'subprocess.check_output',
+}
 
 
 def _is_false(node: ast.expr) -> bool:
@@ -76,7 +96,9 @@ class _Scanner(ast.NodeVisitor):
         keywords = {keyword.arg: keyword.value for keyword in node.keywords}
         if name in BANNED_CALLS:
             self._report(node, f'calls {name} ({BANNED_CALLS[name]})')
-        elif name == 'numpy.load' and not _is_false(keywords.get('allow_pickle', ast.Constant(True))):
+        elif name == 'numpy.load' and not _is_false(
+            keywords.get('allow_pickle', ast.Constant(True))
+        ):
             self._report(node, 'calls numpy.load without allow_pickle=False')
         elif name in SUBPROCESS_CALLS and 'shell' in keywords and not _is_false(keywords['shell']):
             self._report(node, f'calls {name} with shell={ast.unparse(keywords["shell"])}')
@@ -131,6 +153,8 @@ def test_the_scan_covers_the_package():
             'rnn_perception/data/shards.py'} <= names
 
 
-@pytest.mark.parametrize('path', package_modules(), ids=lambda path: path.relative_to(REPO).as_posix())
+@pytest.mark.parametrize(
+    'path', package_modules(), ids=lambda path: path.relative_to(REPO).as_posix()
+)
 def test_no_pickle_no_shell_no_code_from_strings(path):
     assert scan(path.read_text(encoding='utf-8')) == []

@@ -12,13 +12,28 @@ from ros_helpers import PYTHON
 REPO = Path(__file__).resolve().parent.parent
 FRAMES, DDS_FRAMES = 5000, 3000
 EPISODE_FRAMES = 60
-RSS_GROWTH_BOUND_MIB = 16.0      # after warm-up; leaking one 64x64 frame (12 KiB) per frame exceeds it in either part
+RSS_GROWTH_BOUND_MIB = (
+    16.0  # after warm-up; leaking one 64x64 frame (12 KiB) per frame exceeds it in either part
+)
 P99_DRIFT_BOUND = 5.0            # last 10 % over first 10 %: generous, the machine is shared
 
 
 def run_soak(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, 'benchmarks/soak.py', '--frames', str(FRAMES), '--dds-frames', str(DDS_FRAMES),
-                           *arguments], cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            PYTHON,
+            'benchmarks/soak.py',
+            '--frames',
+            str(FRAMES),
+            '--dds-frames',
+            str(DDS_FRAMES),
+            *arguments,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_soak_at_reduced_counts():
@@ -27,8 +42,10 @@ def test_soak_at_reduced_counts():
     soak = json.loads(result.stdout.strip().splitlines()[-1])
     assert soak['benchmark'] == 'soak'
     figures, ratios = soak['figures'], soak['ratios']
-    assert all(isinstance(value, (int, float)) and math.isfinite(value) for value in [*figures.values(),
-                                                                                     *ratios.values()])
+    assert all(
+        isinstance(value, (int, float)) and math.isfinite(value)
+        for value in [*figures.values(), *ratios.values()]
+    )
     assert (figures['inprocess_frames'], figures['dds_frames']) == (FRAMES, DDS_FRAMES)
     assert figures['inprocess_unanswered'] == figures['dds_unanswered'] == 0
     assert figures['inprocess_resets'] == math.ceil(FRAMES / EPISODE_FRAMES)    # one per episode

@@ -20,7 +20,7 @@ METADATA = {'rate_hz': 100.0, 'training_command': 'test', 'dataset_manifest_sha2
 def make_model(config=TINY, seed=0, zero_head=False):
     torch.manual_seed(seed)
     model = TactilePredictor(config)
-    if not zero_head:                                  # the real init is a zero head: give it weights
+    if not zero_head:  # the real init is a zero head: give it weights
         for parameter in model.head[-1].parameters():
             torch.nn.init.normal_(parameter, std=0.3)
     model.set_normalisation(NORMALISATION)
@@ -32,7 +32,9 @@ def stream(batch, steps, seed=1):
     tactile = 2500 + 50 * torch.randn(batch, steps, 21, generator=generator)
     tactile[..., 20] = 100 * torch.rand(batch, steps, generator=generator)
     angle = torch.cumsum(0.003 * torch.randn(batch, steps, generator=generator), 1)
-    pose = torch.stack([0.04 + 0.01 * angle, torch.zeros_like(angle), -0.01 + 0.01 * angle, angle], -1)
+    pose = torch.stack(
+        [0.04 + 0.01 * angle, torch.zeros_like(angle), -0.01 + 0.01 * angle, angle], -1
+    )
     return tactile, pose
 
 
@@ -108,6 +110,8 @@ def test_load_refuses_other_kinds_missing_files_and_mismatched_weights(tmp_path)
     save_tactile_model(path, make_model(), METADATA)
     from rnn_perception.files import load_checkpoint, save_checkpoint
     tensors, metadata = load_checkpoint(path)
-    save_checkpoint(path, tensors, {**metadata, 'config': {**metadata['config'], 'hidden_size': 9}})
+    save_checkpoint(
+        path, tensors, {**metadata, 'config': {**metadata['config'], 'hidden_size': 9}}
+    )
     with pytest.raises(ModelFileError, match='weights do not match their metadata'):
         load_tactile_model(path)

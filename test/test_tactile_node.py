@@ -58,11 +58,16 @@ def start_node(ros_context, weights, **parameters):
 
     from rnn_perception.nodes.tactile_node import TactileNode
 
-    overrides = [Parameter(name, value=value) for name, value in {'weights': str(weights), **parameters}.items()]
+    overrides = [
+        Parameter(name, value=value)
+        for name, value in {'weights': str(weights), **parameters}.items()
+    ]
     return TactileNode(context=ros_context, parameter_overrides=overrides)
 
 
-def test_node_skips_bad_input_keeps_serving_and_resets_on_request(ros_context, ros_executor, make_node, weights):
+def test_node_skips_bad_input_keeps_serving_and_resets_on_request(
+    ros_context, ros_executor, make_node, weights
+):
     from geometry_msgs.msg import PoseArray, PoseStamped
     from std_msgs.msg import Float32MultiArray
     from std_srvs.srv import Trigger
@@ -75,8 +80,14 @@ def test_node_skips_bad_input_keeps_serving_and_resets_on_request(ros_context, r
         pose_pub = probe.create_publisher(PoseStamped, '/object/pose', reliable_qos(20))
         answers = []
         probe.create_subscription(PoseArray, '/predicted_poses', answers.append, reliable_qos(20))
-        assert spin_until(ros_executor, lambda: tactile_pub.get_subscription_count() == 1
-                          and pose_pub.get_subscription_count() == 1 and probe.count_publishers('/predicted_poses'))
+        assert spin_until(
+            ros_executor,
+            lambda: (
+                tactile_pub.get_subscription_count() == 1
+                and pose_pub.get_subscription_count() == 1
+                and probe.count_publishers('/predicted_poses')
+            ),
+        )
 
         def send(values, k):
             pose = PoseStamped()
@@ -98,27 +109,37 @@ def test_node_skips_bad_input_keeps_serving_and_resets_on_request(ros_context, r
         assert client.wait_for_service(timeout_sec=10.0)
         future = client.call_async(Trigger.Request())
         assert spin_until(ros_executor, future.done, 10.0) and future.result().success
-        assert node.runtime.state is None and node.runtime.last_reset_reason == '~/reset service call'
+        assert (
+            node.runtime.state is None and node.runtime.last_reset_reason == '~/reset service call'
+        )
     finally:
         ros_executor.remove_node(node)
         node.destroy_node()
 
 
-def test_node_refuses_to_start_with_a_bad_weights_file_or_parameter(ros_context, tmp_path, weights):
+def test_node_refuses_to_start_with_a_bad_weights_file_or_parameter(
+    ros_context, tmp_path, weights
+):
     from rnn_perception.nodes.common import StartupError
 
     with pytest.raises(StartupError, match='missing.safetensors not found'):
         start_node(ros_context, tmp_path / 'missing.safetensors')
-    with pytest.raises(StartupError, match='reset_gap_s=-1.0 refused: must be a finite number > 0'):
+    with pytest.raises(
+        StartupError, match='reset_gap_s=-1.0 refused: must be a finite number > 0'
+    ):
         start_node(ros_context, weights, reset_gap_s=-1.0)
 
 
 # ------------------------------------------------------------------------------ the whole loop
 def run_cli(*argv: str) -> str:
-    return f'import sys\nfrom rnn_perception.commands import main\nsys.exit(main({list(argv)!r}))\n'
+    return (
+        f'import sys\nfrom rnn_perception.commands import main\nsys.exit(main({list(argv)!r}))\n'
+    )
 
 
-def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_node, ros_executor, capsys):
+def test_replay_through_dds_matches_offline_evaluation(
+    tmp_path, weights, make_node, ros_executor, capsys
+):
     from geometry_msgs.msg import PoseArray
 
     from rnn_perception.data.tactile_bag import episodes_from_bag
@@ -126,19 +147,45 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
     from rnn_perception.evaluation.tactile_metrics import bag_prediction, tactile_metrics
 
     bag = tmp_path / 'bag'
-    subprocess.run([PYTHON, '-m', 'sim', 'tactile', '--episodes', '3', '--seed', '7', '--duration', '1.0',
-                    '--out', str(tmp_path / 'data'), '--bag', str(bag)], cwd=REPO, check=True, capture_output=True,
-                   timeout=120)
+    subprocess.run(
+        [
+            PYTHON,
+            '-m',
+            'sim',
+            'tactile',
+            '--episodes',
+            '3',
+            '--seed',
+            '7',
+            '--duration',
+            '1.0',
+            '--out',
+            str(tmp_path / 'data'),
+            '--bag',
+            str(bag),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     offline_predictions, offline_metrics = evaluate_bag(weights, bag)
     episodes = list(episodes_from_bag(bag))
     probe = make_node('tactile_replay_probe')
     stamps = [int(s) for e in episodes for s in e.stamps_ns]
     received = []
-    probe.create_subscription(PoseArray, '/predicted_poses',
-                              lambda m: received.append((stamp_ns(m), pose_array_vectors(m))), reliable_qos(50))
+    probe.create_subscription(
+        PoseArray,
+        '/predicted_poses',
+        lambda m: received.append((stamp_ns(m), pose_array_vectors(m))),
+        reliable_qos(50),
+    )
 
-    offline_by_stamp = {int(stamp): future for episode, prediction in zip(episodes, offline_predictions)
-                        for stamp, future in zip(episode.stamps_ns, prediction.predicted)}
+    offline_by_stamp = {
+        int(stamp): future
+        for episode, prediction in zip(episodes, offline_predictions)
+        for stamp, future in zip(episode.stamps_ns, prediction.predicted)
+    }
 
     def complete_passes():
         """The node's passes over the bag (the player loops; a new pass starts where the stamps go
@@ -151,7 +198,9 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
         return [dict(run) for run in passes if [stamp for stamp, _ in run] == stamps]
 
     def worst_difference(answers) -> float:
-        return max(float(np.abs(answers[stamp] - offline_by_stamp[stamp]).max()) for stamp in stamps)
+        return max(
+            float(np.abs(answers[stamp] - offline_by_stamp[stamp]).max()) for stamp in stamps
+        )
 
     def matching_pass():
         """A complete pass equal to the offline evaluation. Tactile arrays carry no stamp, so the
@@ -168,20 +217,43 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
         # --loop: a sample lost to discovery at the start only costs a pass (each pass starts with
         # stamps going back, so the node starts it from a fresh state, as evaluate_bag does)
         # recorded rate (200 messages/s): a loaded CI machine keeps up and answers whole passes
-        play = run_cli('play', '--bag', str(bag), '--start-delay', '1', '--loop',
-                       '--wait-for-subscriber', '/tactile/raw', '--wait-for-subscriber', '/object/pose')
+        play = run_cli(
+            'play',
+            '--bag',
+            str(bag),
+            '--start-delay',
+            '1',
+            '--loop',
+            '--wait-for-subscriber',
+            '/tactile/raw',
+            '--wait-for-subscriber',
+            '/object/pose',
+        )
         with python_subprocess(play) as player:
-            assert spin_until(ros_executor, lambda: matching_pass() or player.poll() is not None, 3 * TIMEOUT_SEC)
+            assert spin_until(
+                ros_executor, lambda: matching_pass() or player.poll() is not None, 3 * TIMEOUT_SEC
+            )
             assert player.poll() is None, process_output(player)
         assert node.poll() is None, process_output(node)
     answers = matching_pass()
-    assert answers is not None, (f'{len(complete_passes())} complete passes, none equal to the offline evaluation '
-                                 f'(closest off by {min(map(worst_difference, complete_passes()), default=None)})')
+    assert answers is not None, (
+        f'{len(complete_passes())} complete passes, none equal to the offline evaluation '
+        f'(closest off by {min(map(worst_difference, complete_passes()), default=None)})'
+    )
     node_predictions = [bag_prediction(episode, np.stack([answers[s] for s in episode.stamps_ns]))
                         for episode in episodes]
     node_metrics = tactile_metrics(node_predictions)
-    for key in ('model_mae_deg', 'const_velocity_mae_deg', 'zero_motion_mae_deg', 'model_position_mm', 'episodes'):
+    for key in (
+        'model_mae_deg',
+        'const_velocity_mae_deg',
+        'zero_motion_mae_deg',
+        'model_position_mm',
+        'episodes',
+    ):
         assert node_metrics[key] == pytest.approx(offline_metrics[key], rel=1e-4, abs=1e-6), key
     with capsys.disabled():
-        print(f"\ntactile replay over DDS: {len(answers)}/{len(stamps)} samples answered; angle error "
-              f"{node_metrics['model_mae_deg']:.4f} deg (offline {offline_metrics['model_mae_deg']:.4f})")
+        print(
+            f"\ntactile replay over DDS: {len(answers)}/{len(stamps)} samples answered; "
+            f"angle error {node_metrics['model_mae_deg']:.4f} deg "
+            f"(offline {offline_metrics['model_mae_deg']:.4f})"
+        )

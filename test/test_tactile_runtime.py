@@ -1,4 +1,6 @@
-"""The tactile node's logic without ROS: pairing, bad input, resets, stepping, diagnostics, parameters."""
+"""The tactile node's logic without ROS: pairing, bad input, resets, stepping, diagnostics,
+parameters."""
+
 import math
 from types import SimpleNamespace
 
@@ -29,22 +31,30 @@ def tactile_message(values):
 def pose_message(stamp_ns, pose):
     (x, y, z), (qx, qy, qz, qw) = pose_fields(pose)
     sec, nanosec = divmod(stamp_ns, 1_000_000_000)
-    return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=nanosec)),
-                           pose=SimpleNamespace(position=SimpleNamespace(x=x, y=y, z=z),
-                                                orientation=SimpleNamespace(x=qx, y=qy, z=qz, w=qw)))
+    return SimpleNamespace(
+        header=SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=nanosec)),
+        pose=SimpleNamespace(
+            position=SimpleNamespace(x=x, y=y, z=z),
+            orientation=SimpleNamespace(x=qx, y=qy, z=qz, w=qw),
+        ),
+    )
 
 
 def samples(count, seed=0):
     rng = np.random.default_rng(seed)
     tactile = (2500 + 50 * rng.standard_normal((count, 21))).astype(np.float32)
     angle = np.cumsum(0.003 * rng.standard_normal(count))
-    poses = np.stack([0.04 + 0.01 * angle, 0 * angle, -0.01 + 0.01 * angle, angle], 1).astype(np.float32)
+    poses = np.stack([0.04 + 0.01 * angle, 0 * angle, -0.01 + 0.01 * angle, angle], 1).astype(
+        np.float32
+    )
     return tactile, poses
 
 
 @pytest.fixture
 def runtime():
-    return TactileRuntime(make_model(CONFIG), {'rate_hz': 100.0}, torch.device('cpu'), TactileSettings())
+    return TactileRuntime(
+        make_model(CONFIG), {'rate_hz': 100.0}, torch.device('cpu'), TactileSettings()
+    )
 
 
 def feed(runtime, tactile, poses, start_ns=1_000_000_000):
@@ -74,27 +84,41 @@ def test_paired_samples_step_like_the_offline_evaluation(runtime):
     ([math.inf] + [1.0] * 20, 'non-finite values at [0]'),
     ([1.0] * 3 + [-3e38] + [1.0] * 17, 'values beyond +-1e+06 at [3]'),
 ])
-def test_bad_tactile_arrays_are_counted_and_skipped_with_their_sample_keeping_the_state(runtime, bad, reason):
+def test_bad_tactile_arrays_are_counted_and_skipped_with_their_sample_keeping_the_state(
+    runtime, bad, reason
+):
     tactile, poses = samples(5)
     feed(runtime, tactile[:2], poses[:2])
     state = runtime.state
     result = runtime.on_tactile(tactile_message(bad), 0.0)
     assert result.outcome is Outcome.REJECTED and reason in result.error
-    assert runtime.state is state and runtime.counters.rejected == 1 and runtime.counters.resets == 0
-    assert runtime.on_pose(pose_message(1_020_000_000, poses[2]), 0.0).outcome is Outcome.WAITING   # its sample's
+    assert (
+        runtime.state is state and runtime.counters.rejected == 1 and runtime.counters.resets == 0
+    )
+    assert (
+        runtime.on_pose(pose_message(1_020_000_000, poses[2]), 0.0).outcome is Outcome.WAITING
+    )  # its sample's
     assert runtime.pairer.unpaired == 1
     later = feed(runtime, tactile[3:], poses[3:], start_ns=1_030_000_000)
-    assert [r.outcome for r in later].count(Outcome.PROCESSED) == 2      # it keeps serving good samples
+    assert [r.outcome for r in later].count(
+        Outcome.PROCESSED
+    ) == 2  # it keeps serving good samples
     # ... as if the bad array and its sample had never come
     good = np.concatenate([tactile[:2], tactile[3:]]), np.concatenate([poses[:2], poses[3:]])
     expected = stepped_predictions(runtime.model, *good, torch.device('cpu'))[2:]
-    np.testing.assert_allclose(np.stack([r.poses for r in later if r.poses is not None]), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        np.stack([r.poses for r in later if r.poses is not None]), expected, atol=1e-5
+    )
 
 
 def labelled(values, labels, offset=0):
-    dimension = SimpleNamespace(label=labels, size=len(values) - offset, stride=len(values) - offset)
-    return SimpleNamespace(layout=SimpleNamespace(dim=[dimension] if labels is not None else [], data_offset=offset),
-                           data=np.asarray(values, np.float32))
+    dimension = SimpleNamespace(
+        label=labels, size=len(values) - offset, stride=len(values) - offset
+    )
+    return SimpleNamespace(
+        layout=SimpleNamespace(dim=[dimension] if labels is not None else [], data_offset=offset),
+        data=np.asarray(values, np.float32),
+    )
 
 
 def test_the_tactile_layout_is_honoured():
@@ -104,7 +128,9 @@ def test_the_tactile_layout_is_honoured():
                     labelled(np.concatenate([[9.0, 9.0], values]), fields, offset=2)):
         np.testing.assert_array_equal(tactile_values(message), values)
     swapped = ','.join(TACTILE_FIELDS[:-2] + ('pac', 'pdc'))
-    with pytest.raises(BadInput, match=f'tactile array fields {swapped} are not the expected {fields}'):
+    with pytest.raises(
+        BadInput, match=f'tactile array fields {swapped} are not the expected {fields}'
+    ):
         tactile_values(labelled(values, swapped))
     with pytest.raises(BadInput, match='holds 19 values'):
         tactile_values(labelled(values, None, offset=2))
@@ -124,7 +150,7 @@ def test_bad_poses_are_rejected(runtime):
 
 def test_a_lost_message_costs_one_sample_and_the_next_pair_up(runtime):
     tactile, poses = samples(4)
-    runtime.on_pose(pose_message(1_000_000_000, poses[0]), 0.0)              # its tactile array was lost
+    runtime.on_pose(pose_message(1_000_000_000, poses[0]), 0.0)  # its tactile array was lost
     runtime.on_tactile(tactile_message(tactile[1]), 0.0)                     # its pose was lost
     runtime.on_tactile(tactile_message(tactile[2]), 0.0)
     result = runtime.on_pose(pose_message(1_020_000_000, poses[2]), 0.0)
@@ -141,8 +167,12 @@ def test_stamp_gaps_and_stamps_going_back_reset_the_state(runtime):
     assert gap.reset_reason.startswith('stamp gap') and runtime.counters.resets == 1
     back = feed(runtime, tactile[4:5], poses[4:5], start_ns=1_500_000_000)[-1]
     assert back.reset_reason.startswith('stamps went backwards')
-    fresh = TactileRuntime(runtime.model, {'rate_hz': 100.0}, torch.device('cpu'), TactileSettings())
-    np.testing.assert_allclose(back.poses, feed(fresh, tactile[4:5], poses[4:5])[-1].poses, atol=1e-6)
+    fresh = TactileRuntime(
+        runtime.model, {'rate_hz': 100.0}, torch.device('cpu'), TactileSettings()
+    )
+    np.testing.assert_allclose(
+        back.poses, feed(fresh, tactile[4:5], poses[4:5])[-1].poses, atol=1e-6
+    )
 
 
 def test_unstamped_poses_take_the_node_clock(runtime):
@@ -158,7 +188,11 @@ def test_diagnostics_report_rates_counters_and_problems(runtime):
     feed(runtime, tactile, poses)
     ok = diagnostics.report(2.0)
     values = dict(ok.values)
-    assert ok.level == DIAGNOSTIC_OK and values['rate_hz'] == '5.00' and values['samples_processed'] == '10'
+    assert (
+        ok.level == DIAGNOSTIC_OK
+        and values['rate_hz'] == '5.00'
+        and values['samples_processed'] == '10'
+    )
     runtime.on_tactile(tactile_message([]), 0.0)
     warned = diagnostics.report(3.0)
     assert warned.level == DIAGNOSTIC_WARN and '1 message(s) rejected' in warned.message
@@ -166,7 +200,10 @@ def test_diagnostics_report_rates_counters_and_problems(runtime):
 
 def test_every_parameter_is_described_and_checked():
     assert all(spec.description for spec in PARAMETERS)
-    assert parameter_problem('reset_gap_s', 0.0) == 'reset_gap_s=0.0 refused: must be a finite number > 0'
+    assert (
+        parameter_problem('reset_gap_s', 0.0)
+        == 'reset_gap_s=0.0 refused: must be a finite number > 0'
+    )
     assert parameter_problem('device', 'tpu').startswith("device='tpu' refused: must be one of")
     assert parameter_problem('frame_id', ' ') == "frame_id=' ' refused: must not be empty"
     assert parameter_problem('cpu_threads', 0) == 'cpu_threads=0 refused: must be >= 1'

@@ -15,13 +15,33 @@ from rnn_perception.models.tactile import load_tactile_model
 from rnn_perception.models.tactile import default_weights_path
 
 REPO = Path(__file__).resolve().parents[1]
-JSON_KEYS = {'model_mae_deg', 'const_velocity_mae_deg', 'zero_motion_mae_deg', 'per_step_model_mae_deg',
-             'per_step_const_velocity_mae_deg', 'episodes'}
+JSON_KEYS = {
+    'model_mae_deg',
+    'const_velocity_mae_deg',
+    'zero_motion_mae_deg',
+    'per_step_model_mae_deg',
+    'per_step_const_velocity_mae_deg',
+    'episodes',
+}
 
 
-def simulate(out: Path, episodes: int, seed: int, duration: float = 1.0, bag: bool = False) -> Path:
-    command = [sys.executable, '-m', 'sim', 'tactile', '--episodes', str(episodes), '--seed', str(seed),
-               '--duration', str(duration), '--out', str(out / 'data')]
+def simulate(
+    out: Path, episodes: int, seed: int, duration: float = 1.0, bag: bool = False
+) -> Path:
+    command = [
+        sys.executable,
+        '-m',
+        'sim',
+        'tactile',
+        '--episodes',
+        str(episodes),
+        '--seed',
+        str(seed),
+        '--duration',
+        str(duration),
+        '--out',
+        str(out / 'data'),
+    ]
     subprocess.run(command + (['--bag', str(out / 'bag')] if bag else []), cwd=REPO, check=True,
                    capture_output=True, timeout=120)
     return out
@@ -31,8 +51,28 @@ def simulate(out: Path, episodes: int, seed: int, duration: float = 1.0, bag: bo
 def trained(tmp_path_factory):
     root = simulate(tmp_path_factory.mktemp('tactile'), episodes=8, seed=3, bag=True)
     weights = root / 'run' / 'tiny.safetensors'
-    assert main(['train', 'tactile', '--data', str(root / 'data'), '--out', str(weights), '--epochs', '2',
-                 '--hidden-size', '8', '--head-size', '8', '--batch-size', '4', '--quiet']) == 0
+    assert (
+        main(
+            [
+                'train',
+                'tactile',
+                '--data',
+                str(root / 'data'),
+                '--out',
+                str(weights),
+                '--epochs',
+                '2',
+                '--hidden-size',
+                '8',
+                '--head-size',
+                '8',
+                '--batch-size',
+                '4',
+                '--quiet',
+            ]
+        )
+        == 0
+    )
     return root, weights
 
 
@@ -51,13 +91,34 @@ def test_training_writes_weights_metadata_and_reports(trained):
 
 def test_eval_json_on_a_dataset_and_the_same_bag_agree(trained, capsys, tmp_path):
     root, weights = trained
-    assert main(['eval', 'tactile', '--weights', str(weights), '--data', str(root / 'data'), '--json',
-                 '--plot', str(tmp_path / 'plot.png')]) == 0
+    assert (
+        main(
+            [
+                'eval',
+                'tactile',
+                '--weights',
+                str(weights),
+                '--data',
+                str(root / 'data'),
+                '--json',
+                '--plot',
+                str(tmp_path / 'plot.png'),
+            ]
+        )
+        == 0
+    )
     on_data = json.loads(capsys.readouterr().out)
     assert JSON_KEYS <= set(on_data) and on_data['episodes'] == 8
-    assert len(on_data['per_step_model_mae_deg']) == len(on_data['per_step_const_velocity_mae_deg']) == 20
+    assert (
+        len(on_data['per_step_model_mae_deg'])
+        == len(on_data['per_step_const_velocity_mae_deg'])
+        == 20
+    )
     assert (tmp_path / 'plot.png').is_file()
-    assert main(['eval', 'tactile', '--weights', str(weights), '--bag', str(root / 'bag'), '--json']) == 0
+    assert (
+        main(['eval', 'tactile', '--weights', str(weights), '--bag', str(root / 'bag'), '--json'])
+        == 0
+    )
     on_bag = json.loads(capsys.readouterr().out)
     for key in ('model_mae_deg', 'const_velocity_mae_deg', 'zero_motion_mae_deg', 'episodes'):
         assert on_bag[key] == pytest.approx(on_data[key], rel=1e-3), key
@@ -65,12 +126,31 @@ def test_eval_json_on_a_dataset_and_the_same_bag_agree(trained, capsys, tmp_path
     assert 'model / const velocity' in capsys.readouterr().out
 
 
-@pytest.mark.parametrize('argv,status,message', [
-    (['train', 'tactile', '--data', '/nonexistent', '--out', 'x.safetensors'], 1, 'train tactile: error: /nonexistent'),
-    (['train', 'tactile', '--data', 'd', '--out', 'x', '--epochs', '0'], 2, 'train tactile: error: argument --epochs'),
-    (['eval', 'tactile', '--weights', '/nonexistent.safetensors', '--data', '.'], 1, 'eval tactile: error: '),
-    (['eval', 'tactile', '--weights', 'w'], 2, 'eval tactile: error: one of the arguments --data --bag is required'),
-])
+@pytest.mark.parametrize(
+    'argv,status,message',
+    [
+        (
+            ['train', 'tactile', '--data', '/nonexistent', '--out', 'x.safetensors'],
+            1,
+            'train tactile: error: /nonexistent',
+        ),
+        (
+            ['train', 'tactile', '--data', 'd', '--out', 'x', '--epochs', '0'],
+            2,
+            'train tactile: error: argument --epochs',
+        ),
+        (
+            ['eval', 'tactile', '--weights', '/nonexistent.safetensors', '--data', '.'],
+            1,
+            'eval tactile: error: ',
+        ),
+        (
+            ['eval', 'tactile', '--weights', 'w'],
+            2,
+            'eval tactile: error: one of the arguments --data --bag is required',
+        ),
+    ],
+)
 def test_bad_command_lines_exit_non_zero_with_one_line(capsys, argv, status, message):
     """Exit status 2 for a bad command line, 1 for bad input (rnn_perception.cli)."""
     assert main(argv) == status
@@ -82,10 +162,13 @@ def test_baselines_and_per_step_errors_by_hand():
     poses = np.zeros((5, 4), np.float32)
     poses[:, 3] = np.radians([0.0, 1.0, 2.0, 4.0, 4.0])
     cv = constant_velocity(poses, 2)
-    np.testing.assert_allclose(np.degrees(cv[:, :, 3]), [[0, 0], [2, 3], [3, 4], [6, 8], [4, 4]], atol=1e-5)
+    np.testing.assert_allclose(
+        np.degrees(cv[:, :, 3]), [[0, 0], [2, 3], [3, 4], [6, 8], [4, 4]], atol=1e-5
+    )
     np.testing.assert_allclose(zero_motion(poses, 2)[:, 1], poses)
     metrics = tactile_metrics([EpisodePrediction(0, np.arange(5) / 100, poses, cv)])
-    # step 1 (t = 0..3): |0-1| + |2-2| + |3-4| + |6-4| = 4 over 4; step 2 (t = 0..2): |0-2| + |3-4| + |4-4| = 3 over 3
+    # step 1 (t = 0..3): |0-1| + |2-2| + |3-4| + |6-4| = 4 over 4;
+    # step 2 (t = 0..2): |0-2| + |3-4| + |4-4| = 3 over 3
     assert metrics['per_step_model_mae_deg'] == pytest.approx([1.0, 1.0])
     assert metrics['per_step_zero_motion_mae_deg'] == pytest.approx([4 / 4, 7 / 3])
     assert metrics['model_mae_deg'] == metrics['const_velocity_mae_deg'] == pytest.approx(1.0)

@@ -22,8 +22,17 @@ from ros_helpers import PYTHON
 
 from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor,
                                              load_collision_model, save_collision_model)
-from rnn_perception.models.tactile import TactileConfig, TactilePredictor, load_tactile_model, save_tactile_model
-from rnn_perception.models.weights_file import MAX_WEIGHTS_BYTES, ModelFileError, checked_weights_path
+from rnn_perception.models.tactile import (
+    TactileConfig,
+    TactilePredictor,
+    load_tactile_model,
+    save_tactile_model,
+)
+from rnn_perception.models.weights_file import (
+    MAX_WEIGHTS_BYTES,
+    ModelFileError,
+    checked_weights_path,
+)
 from rnn_perception.files import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,18 +47,35 @@ class Kind(NamedTuple):
 
 
 def _save_collision(path: Path) -> None:
-    config = CollisionConfig(image_size=(16, 16), encoder_channels=[4], recurrent_channels=[4], recurrent_strides=[1])
+    config = CollisionConfig(
+        image_size=(16, 16), encoder_channels=[4], recurrent_channels=[4], recurrent_strides=[1]
+    )
     save_collision_model(path, CollisionPredictor(config), {'fps': 30.0, 'threshold': 0.5})
 
 
 def _save_tactile(path: Path) -> None:
-    save_tactile_model(path, TactilePredictor(TactileConfig(hidden_size=4, head_size=4, horizon=3)), {'rate_hz': 100.0})
+    save_tactile_model(
+        path,
+        TactilePredictor(TactileConfig(hidden_size=4, head_size=4, horizon=3)),
+        {'rate_hz': 100.0},
+    )
 
 
 KINDS = {
-    'collision': Kind('collision', 'tactile', _save_collision, load_collision_model,
-                      'rnn_perception.nodes.collision_node'),
-    'tactile': Kind('tactile', 'collision', _save_tactile, load_tactile_model, 'rnn_perception.nodes.tactile_node'),
+    'collision': Kind(
+        'collision',
+        'tactile',
+        _save_collision,
+        load_collision_model,
+        'rnn_perception.nodes.collision_node',
+    ),
+    'tactile': Kind(
+        'tactile',
+        'collision',
+        _save_tactile,
+        load_tactile_model,
+        'rnn_perception.nodes.tactile_node',
+    ),
 }
 
 
@@ -104,7 +130,9 @@ def other_models_metadata(path, kind):
 
 def huge_config(path, kind):
     """A config asking for a model of billions of parameters: refused without allocating it."""
-    big = {'collision': {'encoder_channels': [10 ** 9]}, 'tactile': {'hidden_size': 10 ** 6}}[kind.name]
+    big = {'collision': {'encoder_channels': [10**9]}, 'tactile': {'hidden_size': 10**6}}[
+        kind.name
+    ]
     _rewritten(path, kind, lambda t, m: (t, {**m, 'config': {**m['config'], **big}}))
 
 
@@ -131,7 +159,7 @@ def nonexistent(path, kind):
 def absurd_header_length(path, kind):
     kind.save_good(path)
     data = path.read_bytes()
-    path.write_bytes(struct.pack('<Q', 2 ** 62) + data[8:])   # the first 8 bytes: the header's length
+    path.write_bytes(struct.pack('<Q', 2**62) + data[8:])  # the first 8 bytes: the header's length
 
 
 def over_the_size_limit(path, kind):
@@ -143,8 +171,10 @@ CASES = {
     truncated: 'not a readable checkpoint',
     missing_tensor: r'weights do not match their metadata \(missing ',
     extra_tensor: r'weights do not match their metadata \(unexpected smuggled\)',
-    wrong_shape: r'weights do not match their metadata \(.* has shape \(\d+,\), the model needs \(',
-    wrong_dtype: r'weights do not match their metadata \(.* is torch.float64, the model needs torch.float32',
+    wrong_shape: (r'weights do not match their metadata '
+                  r'\(.* has shape \(\d+,\), the model needs \('),
+    wrong_dtype: (r'weights do not match their metadata '
+                  r'\(.* is torch.float64, the model needs torch.float32'),
     other_models_metadata: "holds a '{other}' model, not a '{kind}' one",
     huge_config: r'weights do not match their metadata \(.*the model needs \(.*000000[,)]',
     pickle_payload: r'not a readable checkpoint \(Error while deserializing header',
@@ -152,8 +182,10 @@ CASES = {
     empty: r'not a readable checkpoint \(Error while deserializing header: header too small\)',
     directory: r'not a regular file',
     nonexistent: r'not found',
-    absurd_header_length: r'not a readable checkpoint \(Error while deserializing header: header too large\)',
-    over_the_size_limit: rf'{MAX_WEIGHTS_BYTES + 1} bytes, over the {MAX_WEIGHTS_BYTES} bytes a weights file may have',
+    absurd_header_length: (r'not a readable checkpoint '
+                           r'\(Error while deserializing header: header too large\)'),
+    over_the_size_limit: (rf'{MAX_WEIGHTS_BYTES + 1} bytes, '
+                          rf'over the {MAX_WEIGHTS_BYTES} bytes a weights file may have'),
 }
 
 
@@ -196,7 +228,9 @@ def test_the_loader_refuses_with_the_file_and_the_problem(tmp_path, kind, make):
 
 @parametrize_kinds
 @parametrize_cases
-def test_the_node_refuses_to_start_and_its_executable_exits_1_with_one_line(tmp_path, capsys, kind, make):
+def test_the_node_refuses_to_start_and_its_executable_exits_1_with_one_line(
+    tmp_path, capsys, kind, make
+):
     import importlib
 
     path = bad_file(tmp_path, kind, make)
@@ -213,7 +247,10 @@ def test_eval_refuses_the_weights_with_one_line(tmp_path, capsys, kind, make):
     from rnn_perception.commands import main
 
     path = bad_file(tmp_path, kind, make)
-    assert main(['eval', kind.name, '--weights', str(path), '--data', str(tmp_path / 'never_read')]) == 1
+    assert (
+        main(['eval', kind.name, '--weights', str(path), '--data', str(tmp_path / 'never_read')])
+        == 1
+    )
     line = assert_one_line(capsys.readouterr().err, path, expected(make, kind))
     assert line.startswith(f'eval {kind.name}: error: ')
     assert not marker_of(path).exists()

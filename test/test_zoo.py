@@ -23,7 +23,9 @@ IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.flo
 
 def idx_bytes(array: np.ndarray) -> bytes:
     """The IDX encoding of ``array``, written independently of the reader under test."""
-    header = bytes([0, 0, IDX_CODES[array.dtype], array.ndim]) + struct.pack(f'>{array.ndim}I', *array.shape)
+    header = bytes([0, 0, IDX_CODES[array.dtype], array.ndim]) + struct.pack(
+        f'>{array.ndim}I', *array.shape
+    )
     return header + array.astype(array.dtype.newbyteorder('>')).tobytes()
 
 
@@ -32,14 +34,19 @@ def write_idx(path, array: np.ndarray) -> None:
     path.write_bytes(gzip.compress(data) if path.name.endswith('.gz') else data)
 
 
-def write_fake_mnist(directory, side: int = 4, train: int = 200, test: int = 50, gz: bool = False) -> None:
+def write_fake_mnist(
+    directory, side: int = 4, train: int = 200, test: int = 50, gz: bool = False
+) -> None:
     """A tiny MNIST look-alike: ``side x side`` uint8 images, every class present."""
     rng = np.random.default_rng(0)
     suffix = '.gz' if gz else ''
     for prefix, count in (('train', train), ('t10k', test)):
         write_idx(directory / f'{prefix}-images-idx3-ubyte{suffix}',
                   rng.integers(0, 256, (count, side, side), dtype=np.uint8))
-        write_idx(directory / f'{prefix}-labels-idx1-ubyte{suffix}', np.arange(count, dtype=np.uint8) % 10)
+        write_idx(
+            directory / f'{prefix}-labels-idx1-ubyte{suffix}',
+            np.arange(count, dtype=np.uint8) % 10,
+        )
 
 
 def run_zoo(capsys, *argv):
@@ -98,17 +105,23 @@ def test_mnist_task_from_idx_files(tmp_path, gz):
     images = read_idx(str(tmp_path / ('t10k-images-idx3-ubyte' + ('.gz' if gz else ''))))
     np.testing.assert_allclose(task.test.inputs[..., 0], images.reshape(50, 16) / 255.0, rtol=1e-6)
     permuted = load_task('pseqmnist', seed=0, mnist_dir=str(tmp_path))
-    np.testing.assert_array_equal(permuted.test.inputs, task.test.inputs[:, make_permutation(16, 0)])
+    np.testing.assert_array_equal(
+        permuted.test.inputs, task.test.inputs[:, make_permutation(16, 0)]
+    )
 
 
 # -------------------------------------------------------------------------------------- digits
 def test_digits_splits_partition_the_dataset():
     task = load_task('digits', seed=0)
     sizes = (len(task.train), len(task.val), len(task.test))
-    assert sum(sizes) == 1797 and all(abs(n / 1797 - share) < 0.01 for n, share in zip(sizes, (0.7, 0.15, 0.15)))
+    assert sum(sizes) == 1797 and all(
+        abs(n / 1797 - share) < 0.01 for n, share in zip(sizes, (0.7, 0.15, 0.15))
+    )
     assert task.train.inputs.shape[1:] == (64, 1) and task.permutation is None
     images, labels = load_digits(return_X_y=True)
-    split_rows = np.concatenate([split.inputs[..., 0] for split in (task.train, task.val, task.test)])
+    split_rows = np.concatenate(
+        [split.inputs[..., 0] for split in (task.train, task.val, task.test)]
+    )
     split_labels = np.concatenate([task.train.labels, task.val.labels, task.test.labels])
     # every image exactly once (the 1797 images are distinct), scaled to [0, 1], with its label
     order, reference = np.lexsort(split_rows.T), np.lexsort(images.T)
@@ -117,7 +130,11 @@ def test_digits_splits_partition_the_dataset():
 
 
 def test_digits_splits_are_deterministic_per_seed():
-    first, again, other = load_task('digits', seed=5), load_task('digits', seed=5), load_task('digits', seed=6)
+    first, again, other = (
+        load_task('digits', seed=5),
+        load_task('digits', seed=5),
+        load_task('digits', seed=6),
+    )
     for split in ('train', 'val', 'test'):
         np.testing.assert_array_equal(getattr(first, split).inputs, getattr(again, split).inputs)
         np.testing.assert_array_equal(getattr(first, split).labels, getattr(again, split).labels)
@@ -138,7 +155,9 @@ def test_permutation_is_fixed_per_seed_and_applied_to_every_split():
 def test_a_given_permutation_overrides_the_seed_and_is_checked():
     reverse = np.arange(63, -1, -1)
     task = load_task('pdigits', seed=0, permutation=reverse)
-    np.testing.assert_array_equal(task.test.inputs, load_task('digits', seed=0).test.inputs[:, ::-1])
+    np.testing.assert_array_equal(
+        task.test.inputs, load_task('digits', seed=0).test.inputs[:, ::-1]
+    )
     with pytest.raises(ValueError, match='reorder'):
         load_task('pdigits', seed=0, permutation=np.zeros(64, int))
 
@@ -147,8 +166,21 @@ def test_a_given_permutation_overrides_the_seed_and_is_checked():
 @pytest.mark.parametrize('model_type', MODEL_TYPES)
 def test_one_epoch_run_writes_results_and_test_mode_reproduces_them(tmp_path, capsys, model_type):
     run = tmp_path / 'run'
-    code, out, _ = run_zoo(capsys, '--model-type', model_type, '--task', 'digits', '--hx', 8, '--epochs', 1,
-                           *FAST, '--quiet', '--out', run)
+    code, out, _ = run_zoo(
+        capsys,
+        '--model-type',
+        model_type,
+        '--task',
+        'digits',
+        '--hx',
+        8,
+        '--epochs',
+        1,
+        *FAST,
+        '--quiet',
+        '--out',
+        run,
+    )
     assert code == 0
     for name in ('metrics.csv', 'metrics.json', 'curves.png', 'model.safetensors', 'summary.json'):
         assert (run / name).stat().st_size > 0, name
@@ -167,23 +199,52 @@ def test_one_epoch_run_writes_results_and_test_mode_reproduces_them(tmp_path, ca
 
 def test_permuted_run_saves_its_permutation_and_test_mode_uses_it(tmp_path, capsys, monkeypatch):
     run = tmp_path / 'run'
-    code, out, _ = run_zoo(capsys, '--model-type', 'gru', '--task', 'pdigits', '--hx', 16, '--epochs', 2,
-                           '--seed', 7, *FAST, '--quiet', '--out', run)
+    code, out, _ = run_zoo(
+        capsys,
+        '--model-type',
+        'gru',
+        '--task',
+        'pdigits',
+        '--hx',
+        16,
+        '--epochs',
+        2,
+        '--seed',
+        7,
+        *FAST,
+        '--quiet',
+        '--out',
+        run,
+    )
     assert code == 0
     saved = np.load(run / 'permutation.npy')
     np.testing.assert_array_equal(saved, make_permutation(64, 7))
     metadata = load_checkpoint(run / 'model.safetensors').metadata
     assert metadata['permutation'] == saved.tolist() and metadata['seed'] == 7
     # test mode takes the saved permutation; it never draws one again
-    monkeypatch.setattr(sequences, 'make_permutation', lambda *args: pytest.fail('permutation redrawn'))
+    monkeypatch.setattr(
+        sequences, 'make_permutation', lambda *args: pytest.fail('permutation redrawn')
+    )
     code, tested, _ = run_zoo(capsys, '--test', '--out', run)
     assert code == 0 and accuracy_in(tested) == accuracy_in(out.strip().splitlines()[-1])
 
 
 def test_seqmnist_run_from_idx_files(tmp_path, capsys):
     write_fake_mnist(tmp_path, gz=True)
-    code, out, _ = run_zoo(capsys, '--task', 'pseqmnist', '--mnist-dir', tmp_path, '--hx', 4, '--epochs', 1,
-                           '--quiet', '--out', tmp_path / 'run')
+    code, out, _ = run_zoo(
+        capsys,
+        '--task',
+        'pseqmnist',
+        '--mnist-dir',
+        tmp_path,
+        '--hx',
+        4,
+        '--epochs',
+        1,
+        '--quiet',
+        '--out',
+        tmp_path / 'run',
+    )
     assert code == 0 and '/50)' in out
     code, tested, _ = run_zoo(capsys, '--test', '--mnist-dir', tmp_path, '--out', tmp_path / 'run')
     assert code == 0 and accuracy_in(tested) == accuracy_in(out)
@@ -191,7 +252,7 @@ def test_seqmnist_run_from_idx_files(tmp_path, capsys):
 
 def test_progress_and_epoch_lines_unless_quiet(tmp_path, capsys):
     code, out, err = run_zoo(capsys, '--model-type', 'rnn', '--hx', 4, '--epochs', 2, *FAST,
-                                   '--out', tmp_path)
+                             '--out', tmp_path)
     assert code == 0
     assert 'epoch   2/2' in out and 'parameters' in out
     assert 'batch' in err                                 # the tqdm bar
@@ -233,7 +294,22 @@ def test_help_explains_every_option(capsys):
         main(['--help'])
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
-    for option in ('--model-type', '--hx', '--layers', '--task', '--mnist-dir', '--epochs', '--batch-size',
-                   '--lr', '--optimizer', '--clip-norm', '--clip-value', '--seed', '--out', '--device',
-                   '--test', '--quiet'):
+    for option in (
+        '--model-type',
+        '--hx',
+        '--layers',
+        '--task',
+        '--mnist-dir',
+        '--epochs',
+        '--batch-size',
+        '--lr',
+        '--optimizer',
+        '--clip-norm',
+        '--clip-value',
+        '--seed',
+        '--out',
+        '--device',
+        '--test',
+        '--quiet',
+    ):
         assert option in help_text

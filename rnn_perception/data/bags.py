@@ -243,12 +243,15 @@ def open_bag(path: str | os.PathLike) -> Reader:
     try:
         reader = Reader(path)
         reader.open()
-    except Exception as error:  # noqa: BLE001 - rosbags' parsers raise whatever a corrupt byte leads to
+    except Exception as error:  # noqa: BLE001 - rosbags' parsers raise whatever a
+        # corrupt byte leads to
         raise BagError(f'{path}: cannot read the bag ({one_line(error)})') from None
     return reader
 
 
-def bag_records(reader: Reader, connections: Sequence[Connection]) -> Iterator[tuple[Connection, int, bytes]]:
+def bag_records(
+    reader: Reader, connections: Sequence[Connection]
+) -> Iterator[tuple[Connection, int, bytes]]:
     """``reader.messages(connections)``: (connection, bag stamp ns, raw CDR bytes) in storage
     order, with a corrupt storage file raising :class:`BagError`."""
     records = reader.messages(connections=connections)
@@ -257,18 +260,23 @@ def bag_records(reader: Reader, connections: Sequence[Connection]) -> Iterator[t
             record = next(records)
         except StopIteration:
             return
-        except Exception as error:  # noqa: BLE001 - as in open_bag: a corrupt chunk raises anything
+        except Exception as error:  # noqa: BLE001 - as in open_bag: a corrupt chunk
+            # raises anything
             raise BagError(f'{reader.path}: the bag is corrupt ({one_line(error)})') from None
         yield record
 
 
 def decode_message(path: str | os.PathLike, connection: Connection, stamp_ns: int, data: bytes):
-    """The message of one record (Kilted typestore); :class:`BagError` when it is no valid CDR of its type."""
+    """The message of one record (Kilted typestore); :class:`BagError` when it is no valid CDR of
+    its type."""
     try:
         return typestore().deserialize_cdr(data, connection.msgtype)
-    except Exception as error:  # noqa: BLE001 - SerdeError, or anything a hostile length field leads to
-        raise BagError(f'{path}: corrupt {connection.topic} message at bag time {stamp_ns / 1e9:.3f} s '
-                       f'({one_line(error)})') from None
+    except Exception as error:  # noqa: BLE001 - SerdeError, or anything a hostile
+        # length field leads to
+        raise BagError(
+            f'{path}: corrupt {connection.topic} message at bag time {stamp_ns / 1e9:.3f} s '
+            f'({one_line(error)})'
+        ) from None
 
 
 def read_bag(path: str | os.PathLike,

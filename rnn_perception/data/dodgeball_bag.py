@@ -11,7 +11,14 @@ from typing import Any, Dict, Iterator, List
 import numpy as np
 
 from ..files import PathLike
-from .bags import BagError, IMAGE_MSGTYPE, LABELLED_ARRAY_MSGTYPE, labelled_array_fields, read_bag, stamp_to_ns
+from .bags import (
+    BagError,
+    IMAGE_MSGTYPE,
+    LABELLED_ARRAY_MSGTYPE,
+    labelled_array_fields,
+    read_bag,
+    stamp_to_ns,
+)
 from .dodgeball_dataset import GROUND_TRUTH_FIELDS, GROUND_TRUTH_TOPIC, IMAGE_TOPIC
 from .image_conversion import ImageConversionError, image_to_rgb
 
@@ -40,15 +47,20 @@ def _labelled_frames(path: PathLike) -> Iterator[_LabelledFrame]:
     pending: Dict[str, Dict[int, Any]] = {IMAGE_TOPIC: {}, GROUND_TRUTH_TOPIC: {}}
     seen = {IMAGE_TOPIC: 0, GROUND_TRUTH_TOPIC: 0}
     paired = 0
-    for record in read_bag(path, {IMAGE_TOPIC: IMAGE_MSGTYPE, GROUND_TRUTH_TOPIC: LABELLED_ARRAY_MSGTYPE}):
+    for record in read_bag(
+        path, {IMAGE_TOPIC: IMAGE_MSGTYPE, GROUND_TRUTH_TOPIC: LABELLED_ARRAY_MSGTYPE}
+    ):
         seen[record.topic] += 1
         pending[record.topic][record.stamp_ns] = record.message
         if all(record.stamp_ns in messages for messages in pending.values()):
             image = pending[IMAGE_TOPIC].pop(record.stamp_ns)
             truth = pending[GROUND_TRUTH_TOPIC].pop(record.stamp_ns)
             paired += 1
-            yield _LabelledFrame(stamp_to_ns(image.header.stamp), _bag_image(path, image, record.stamp_ns),
-                                 _ground_truth(path, truth, record.stamp_ns))
+            yield _LabelledFrame(
+                stamp_to_ns(image.header.stamp),
+                _bag_image(path, image, record.stamp_ns),
+                _ground_truth(path, truth, record.stamp_ns),
+            )
     missing = [topic for topic, count in seen.items() if count == 0]
     if missing:
         raise BagError(f'{path}: no messages on {" or ".join(missing)}; a dodgeball bag needs '
@@ -62,18 +74,24 @@ def _bag_image(path: PathLike, image, stamp_ns: int) -> np.ndarray:
     try:
         return image_to_rgb(image)
     except ImageConversionError as error:
-        raise BagError(f'{path}: unreadable {IMAGE_TOPIC} image at bag time {stamp_ns / 1e9:.3f} s ({error})') from None
+        raise BagError(
+            f'{path}: unreadable {IMAGE_TOPIC} image at bag time {stamp_ns / 1e9:.3f} s ({error})'
+        ) from None
 
 
 def _ground_truth(path: PathLike, truth, stamp_ns: int) -> Dict[str, float]:
     try:
         fields = labelled_array_fields(truth)
     except BagError as error:
-        raise BagError(f'{path}: {GROUND_TRUTH_TOPIC} at bag time {stamp_ns / 1e9:.3f} s: {error}') from None
+        raise BagError(
+            f'{path}: {GROUND_TRUTH_TOPIC} at bag time {stamp_ns / 1e9:.3f} s: {error}'
+        ) from None
     missing = [name for name in GROUND_TRUTH_FIELDS if name not in fields]
     if missing:
-        raise BagError(f'{path}: {GROUND_TRUTH_TOPIC} at bag time {stamp_ns / 1e9:.3f} s lacks the fields '
-                       f'{", ".join(missing)}')
+        raise BagError(
+            f'{path}: {GROUND_TRUTH_TOPIC} at bag time {stamp_ns / 1e9:.3f} s lacks the fields '
+            f'{", ".join(missing)}'
+        )
     return fields
 
 

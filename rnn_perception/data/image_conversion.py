@@ -66,10 +66,14 @@ def check_image(message) -> int:
     if height <= 0 or width <= 0:
         raise ImageConversionError(f'empty image ({width}x{height})')
     if height * width > MAX_IMAGE_PIXELS:
-        raise ImageConversionError(f'image too large ({width}x{height} > {MAX_IMAGE_PIXELS} pixels)')
+        raise ImageConversionError(
+            f'image too large ({width}x{height} > {MAX_IMAGE_PIXELS} pixels)'
+        )
     if step < width * channels:
         raise ImageConversionError(
-            f'step {step} is shorter than a {encoding} row of {width} pixels ({width * channels} bytes)')
+            f'step {step} is shorter than a {encoding} row of {width} pixels '
+            f'({width * channels} bytes)'
+        )
     size = len(message.data)
     if size < height * step:
         raise ImageConversionError(
@@ -103,7 +107,9 @@ def cv_bridge_decoder(bridge) -> Optional[Decoder]:
             return None
     except Exception:  # noqa: BLE001 - whatever breaks, the bridge is unusable here
         return None
-    return lambda message, channels: np.array(bridge.imgmsg_to_cv2(message, desired_encoding='rgb8'))
+    return lambda message, channels: np.array(
+        bridge.imgmsg_to_cv2(message, desired_encoding='rgb8')
+    )
 
 
 @cache   # chosen once per process, on first use: importing cv_bridge is not free
@@ -129,10 +135,16 @@ def image_to_rgb(message) -> np.ndarray:
 
 
 def array_to_image_fields(pixels: np.ndarray) -> dict:
-    """The ``height``, ``width``, ``encoding``, ``is_bigendian``, ``step`` and ``data`` fields of an
-    ``rgb8`` (``(H, W, 3)``) or ``mono8`` (``(H, W)``) image holding a uint8 array."""
-    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):
-        raise ImageConversionError(f'expected (H, W) or (H, W, 3) uint8, got {pixels.dtype} {pixels.shape}')
+    """The ``height``, ``width``, ``encoding``, ``is_bigendian``, ``step`` and ``data`` fields of
+    an ``rgb8`` (``(H, W, 3)``) or ``mono8`` (``(H, W)``) image holding a uint8 array."""
+    if (
+        pixels.dtype != np.uint8
+        or pixels.ndim not in (2, 3)
+        or (pixels.ndim == 3 and pixels.shape[2] != 3)
+    ):
+        raise ImageConversionError(
+            f'expected (H, W) or (H, W, 3) uint8, got {pixels.dtype} {pixels.shape}'
+        )
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else 3
     return {'height': height, 'width': width, 'encoding': 'mono8' if channels == 1 else 'rgb8',

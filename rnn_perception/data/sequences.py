@@ -29,7 +29,7 @@ MNIST_FILES = {
     'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
     'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
 }
-MNIST_VAL_SIZE = 5000          # held out of the 60k training images (at most a tenth); test is t10k
+MNIST_VAL_SIZE = 5000  # held out of the 60k training images (at most a tenth); test is t10k
 DIGITS_HELD_OUT = 0.15         # digits: 70 / 15 / 15 train / val / test
 
 
@@ -86,20 +86,29 @@ def read_idx(path: str) -> np.ndarray:
 
 
 def parse_idx(raw: bytes, name: str = '<bytes>') -> np.ndarray:
-    """Decode the bytes of an IDX file: magic ``0 0 <type> <ndim>``, ndim big-endian uint32 sizes, data."""
+    """Decode the bytes of an IDX file: magic ``0 0 <type> <ndim>``, ndim big-endian uint32 sizes,
+    data."""
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES or raw[3] == 0:
-        raise IdxFormatError(f'{name}: not an IDX file (bad magic number {raw[:4].hex() or "(empty)"})')
+        raise IdxFormatError(
+            f'{name}: not an IDX file (bad magic number {raw[:4].hex() or "(empty)"})'
+        )
     ndim = raw[3]
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
-        raise IdxFormatError(f'{name}: truncated header ({len(raw)} bytes, {ndim} dimensions announced)')
+        raise IdxFormatError(
+            f'{name}: truncated header ({len(raw)} bytes, {ndim} dimensions announced)'
+        )
     shape = tuple(int(n) for n in np.frombuffer(raw, '>u4', count=ndim, offset=4))
     dtype = np.dtype(IDX_DTYPES[raw[2]])
     expected = header_size + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
         raise IdxFormatError(f'{name}: size {len(raw)} bytes does not match its shape {shape} '
                              f'({expected} bytes expected)')
-    return np.frombuffer(raw, dtype, offset=header_size).reshape(shape).astype(dtype.newbyteorder('='))
+    return (
+        np.frombuffer(raw, dtype, offset=header_size)
+        .reshape(shape)
+        .astype(dtype.newbyteorder('='))
+    )
 
 
 def find_idx_file(directory: str, name: str) -> str:
@@ -112,7 +121,8 @@ def find_idx_file(directory: str, name: str) -> str:
 
 
 def load_mnist_split(directory: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
-    """MNIST ``'train'`` or ``'test'`` images ``(N, 28, 28)`` uint8 and labels ``(N,)``, checked."""
+    """MNIST ``'train'`` or ``'test'`` images ``(N, 28, 28)`` uint8 and labels ``(N,)``,
+    checked."""
     images_name, labels_name = MNIST_FILES[split]
     images_path = find_idx_file(directory, images_name)
     labels_path = find_idx_file(directory, labels_name)
@@ -138,8 +148,11 @@ def make_permutation(length: int, seed: int) -> np.ndarray:
 
 
 def held_out_split(labels: np.ndarray, size, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Indices ``(kept, held_out)`` of a stratified random split; ``size`` as in ``train_test_split``."""
-    return train_test_split(np.arange(len(labels)), test_size=size, stratify=labels, random_state=seed)
+    """Indices ``(kept, held_out)`` of a stratified random split; ``size`` as in
+    ``train_test_split``."""
+    return train_test_split(
+        np.arange(len(labels)), test_size=size, stratify=labels, random_state=seed
+    )
 
 
 def load_digits_pixels(seed: int) -> Tuple[Pixels, Pixels, Pixels]:
@@ -152,7 +165,8 @@ def load_digits_pixels(seed: int) -> Tuple[Pixels, Pixels, Pixels]:
 
 
 def load_mnist_pixels(directory: str, seed: int) -> Tuple[Pixels, Pixels, Pixels]:
-    """MNIST IDX files -> train (55k) / val (5k, held out of the training files) / test (the t10k files)."""
+    """MNIST IDX files -> train (55k) / val (5k, held out of the training files) / test (the t10k
+    files)."""
     if not os.path.isdir(directory):
         raise FileNotFoundError(f'MNIST directory {directory} not found')
     train_images, train_labels = load_mnist_split(directory, 'train')
@@ -169,7 +183,8 @@ def load_mnist_pixels(directory: str, seed: int) -> Tuple[Pixels, Pixels, Pixels
 
 
 def to_split(pixels: Pixels, permutation: Optional[np.ndarray]) -> Split:
-    """``(N, P)`` pixels -> a ``Split`` of ``(N, P, 1)`` sequences, in ``permutation`` order if given."""
+    """``(N, P)`` pixels -> a ``Split`` of ``(N, P, 1)`` sequences, in ``permutation`` order if
+    given."""
     inputs, labels = pixels
     if permutation is not None:
         inputs = inputs[:, permutation]
@@ -187,8 +202,10 @@ def load_task(name: str, *, seed: int = 0, mnist_dir: Optional[str] = None,
         raise ValueError(f'unknown task {name!r}; expected one of {", ".join(TASKS)}')
     if name.endswith('mnist'):
         if mnist_dir is None:
-            raise ValueError(f'task {name} needs --mnist-dir with the MNIST IDX files (MNIST cannot be '
-                             'downloaded here); use --task digits or pdigits offline')
+            raise ValueError(
+                f'task {name} needs --mnist-dir with the MNIST IDX files (MNIST cannot be '
+                'downloaded here); use --task digits or pdigits offline'
+            )
         splits = load_mnist_pixels(mnist_dir, seed)
     else:
         splits = load_digits_pixels(seed)
@@ -200,4 +217,6 @@ def load_task(name: str, *, seed: int = 0, mnist_dir: Optional[str] = None,
             raise ValueError(f'task {name}: the permutation must reorder its {pixel_count} pixels')
     else:
         permutation = None
-    return SequenceTask(name, *(to_split(pixels, permutation) for pixels in splits), permutation=permutation)
+    return SequenceTask(
+        name, *(to_split(pixels, permutation) for pixels in splits), permutation=permutation
+    )

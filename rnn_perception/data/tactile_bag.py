@@ -18,12 +18,13 @@ EPISODE_GAP_S = 0.1          # a longer silence between samples starts a new epi
 
 @dataclass
 class BagEpisode:
-    """One episode read back from a tactile bag: per sample the tactile values, the pose and its stamp."""
+    """One episode read back from a tactile bag: per sample the tactile values, the pose and its
+    stamp."""
 
     episode: int
     tactile: np.ndarray        # (T, 21)
-    poses: np.ndarray          # (T, 4) x, y, z, angle
-    stamps_ns: np.ndarray      # (T,) the poses' header stamps, to match a node's outputs to samples
+    poses: np.ndarray  # (T, 4) x, y, z, angle
+    stamps_ns: np.ndarray  # (T,) the poses' header stamps, to match a node's outputs to samples
 
 
 def pose_vector(message) -> np.ndarray:
@@ -33,10 +34,13 @@ def pose_vector(message) -> np.ndarray:
 
 
 def _samples(path: PathLike) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(stamp_ns, tactile, pose)`` of every tactile message paired with the pose of its bag time."""
+    """``(stamp_ns, tactile, pose)`` of every tactile message paired with the pose of its bag
+    time."""
     pending: Dict[str, Dict[int, Any]] = {TACTILE_TOPIC: {}, POSE_TOPIC: {}}
     seen = {TACTILE_TOPIC: 0, POSE_TOPIC: 0}
-    for record in read_bag(path, {TACTILE_TOPIC: LABELLED_ARRAY_MSGTYPE, POSE_TOPIC: POSE_STAMPED_MSGTYPE}):
+    for record in read_bag(
+        path, {TACTILE_TOPIC: LABELLED_ARRAY_MSGTYPE, POSE_TOPIC: POSE_STAMPED_MSGTYPE}
+    ):
         seen[record.topic] += 1
         pending[record.topic][record.stamp_ns] = record.message
         if all(record.stamp_ns in messages for messages in pending.values()):
@@ -53,7 +57,8 @@ def _samples(path: PathLike) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
 
 
 def episodes_from_bag(path: PathLike) -> Iterator[BagEpisode]:
-    """The episodes of a tactile bag in recorded order (split at gaps over :data:`EPISODE_GAP_S`)."""
+    """The episodes of a tactile bag in recorded order (split at gaps over
+    :data:`EPISODE_GAP_S`)."""
     samples: List[tuple] = []
     index = 0
 
@@ -67,5 +72,7 @@ def episodes_from_bag(path: PathLike) -> Iterator[BagEpisode]:
             samples, index = [], index + 1
         samples.append(sample)
     if not samples:
-        raise BagError(f'{path}: no {TACTILE_TOPIC} message shares its bag time with a {POSE_TOPIC} message')
+        raise BagError(
+            f'{path}: no {TACTILE_TOPIC} message shares its bag time with a {POSE_TOPIC} message'
+        )
     yield episode()

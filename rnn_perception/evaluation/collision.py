@@ -26,7 +26,8 @@ A dataset is run through the model's whole-sequence ``forward``; a bag is run fr
 with ``step`` and a state reset per episode, exactly as the collision node runs it (the two
 agree to float rounding: the model is causal). A bag must hold ``/camera/image_raw`` and
 ``/dodgeball/ground_truth`` (see :mod:`rnn_perception.data.dodgeball_dataset`); frames of
-another size are resized to the model's input by :func:`~rnn_perception.models.collision.resize_frames`.
+another size are resized to the model's input by
+:func:`~rnn_perception.models.collision.resize_frames`.
 
 To score another runner of the model (e.g. the collision node replaying a bag over DDS) the same
 way: read the bag with :func:`~rnn_perception.data.dodgeball_bag.episodes_from_bag`, match the
@@ -59,7 +60,14 @@ from rnn_perception.models.collision import (CollisionPredictor, DEFAULT_THRESHO
                                              model_threshold, resize_frames)
 
 EVAL_BATCH_SIZE = 32         # episodes per whole-sequence forward
-METRIC_KEYS = ('auroc', 'accuracy', 'lead_time_median_s', 'lead_time_p10_s', 'false_alarm_rate', 'episodes')
+METRIC_KEYS = (
+    'auroc',
+    'accuracy',
+    'lead_time_median_s',
+    'lead_time_p10_s',
+    'false_alarm_rate',
+    'episodes',
+)
 
 
 # ------------------------------------------------------------------------------------- metrics
@@ -70,8 +78,12 @@ METRIC_KEYS = ('auroc', 'accuracy', 'lead_time_median_s', 'lead_time_p10_s', 'fa
 
 # ---------------------------------------------------------------------------------- running
 @torch.no_grad()
-def sequence_probabilities(model: CollisionPredictor, episodes: Sequence[np.ndarray],
-                           device: torch.device, batch_size: int = EVAL_BATCH_SIZE) -> List[np.ndarray]:
+def sequence_probabilities(
+    model: CollisionPredictor,
+    episodes: Sequence[np.ndarray],
+    device: torch.device,
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> List[np.ndarray]:
     """``forward`` over whole episodes (each ``(T, h, w, 3)`` uint8 at the model's size) ->
     per-frame probabilities. Episodes of similar length share a batch, zero-padded at the end:
     the model is causal, so padding never changes the frames before it."""
@@ -125,14 +137,17 @@ def _chunk_traces(model: CollisionPredictor, episodes: List[DodgeballEpisode],
             for episode, p in zip(episodes, probabilities)]
 
 
-def evaluate_dataset(weights_path: PathLike, data_dir: PathLike, device='cpu',
-                     threshold: Optional[float] = None) -> Tuple[List[EpisodeTrace], Dict[str, Any]]:
+def evaluate_dataset(
+    weights_path: PathLike, data_dir: PathLike, device='cpu', threshold: Optional[float] = None
+) -> Tuple[List[EpisodeTrace], Dict[str, Any]]:
     """Traces and metrics of a weights file on a dodgeball dataset (whole-sequence ``forward``);
     ``threshold`` defaults to the weights' own."""
     device = torch.device(device)
     model, metadata = load_collision_model(weights_path, device)
     traces = dataset_traces(model, load_dodgeball_dataset(data_dir).episodes(), device)
-    return traces, collision_metrics(traces, model_threshold(metadata) if threshold is None else threshold)
+    return traces, collision_metrics(
+        traces, model_threshold(metadata) if threshold is None else threshold
+    )
 
 
 def evaluate_bag(weights_path: PathLike, bag_path: PathLike, device='cpu',
@@ -145,7 +160,9 @@ def evaluate_bag(weights_path: PathLike, bag_path: PathLike, device='cpu',
               for episode in episodes_from_bag(bag_path)]
     if not traces:
         raise BagError(f'{bag_path}: no labelled frames')
-    return traces, collision_metrics(traces, model_threshold(metadata) if threshold is None else threshold)
+    return traces, collision_metrics(
+        traces, model_threshold(metadata) if threshold is None else threshold
+    )
 
 
 # ------------------------------------------------------------------------------------- plots
@@ -154,9 +171,14 @@ def evaluate_bag(weights_path: PathLike, bag_path: PathLike, device='cpu',
 # ---------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     parser = evaluation_parser('collision', __doc__, sim='dodgeball')
-    parser.add_argument('--threshold', type=probability,
-                        help=f"decision threshold (default: the weights' own, else {DEFAULT_THRESHOLD:g})")
-    parser.add_argument('--traces', metavar='PNG', help='also plot probability traces of sample episodes')
+    parser.add_argument(
+        '--threshold',
+        type=probability,
+        help=f"decision threshold (default: the weights' own, else {DEFAULT_THRESHOLD:g})",
+    )
+    parser.add_argument(
+        '--traces', metavar='PNG', help='also plot probability traces of sample episodes'
+    )
     parser.add_argument('--roc', metavar='PNG', help='also plot the episode ROC curve')
     return parser
 
@@ -174,12 +196,16 @@ def report_lines(rows: Sequence[Dict[str, Any]], metrics: Dict[str, Any]) -> Lis
               f"{_number(row['first_alarm_s'], '.3f'):>7}  {_number(row['lead_time_s'], '.3f'):>6}"
               for row in rows]
     m = metrics
-    lines += ['', f"episodes {m['episodes']} ({m['hits']} hits), threshold {m['threshold']:.3f}",
-              f"AUROC             {_number(m['auroc'], '.4f')}",
-              f"accuracy          {m['accuracy']:.2%}",
-              f"lead time median  {_number(m['lead_time_median_s'], '.3f')} s   "
-              f"p10 {_number(m['lead_time_p10_s'], '.3f')} s   ({m['detected_hits']}/{m['hits']} hits detected)",
-              f"false alarm rate  {_number(m['false_alarm_rate'], '.2%')}"]
+    lines += [
+        '',
+        f"episodes {m['episodes']} ({m['hits']} hits), threshold {m['threshold']:.3f}",
+        f"AUROC             {_number(m['auroc'], '.4f')}",
+        f"accuracy          {m['accuracy']:.2%}",
+        f"lead time median  {_number(m['lead_time_median_s'], '.3f')} s   "
+        f"p10 {_number(m['lead_time_p10_s'], '.3f')} s   "
+        f"({m['detected_hits']}/{m['hits']} hits detected)",
+        f"false alarm rate  {_number(m['false_alarm_rate'], '.2%')}",
+    ]
     return lines
 
 

@@ -31,7 +31,8 @@ class EpisodeTrace:
         self.contact_time_s = float(self.contact_time_s)
 
     def counted(self) -> np.ndarray:
-        """Mask of the frames that count: before contact (every frame of a miss: contact is inf)."""
+        """Mask of the frames that count: before contact (every frame of a miss: contact is
+        inf)."""
         return self.stamps_s < self.contact_time_s
 
     def score(self) -> float:
@@ -51,7 +52,8 @@ class EpisodeTrace:
 
 
 def collision_metrics(traces: Sequence[EpisodeTrace], threshold: float) -> Dict[str, Any]:
-    """The module docstring's metrics of ``traces`` at ``threshold``; undefined ones are ``None``."""
+    """The module docstring's metrics of ``traces`` at ``threshold``; undefined ones are
+    ``None``."""
     if not traces:
         raise ValueError('no episodes to evaluate')
     scores = np.array([trace.score() for trace in traces])
@@ -88,10 +90,18 @@ def calibrate_threshold(traces: Sequence[EpisodeTrace], accuracy_margin: float =
 
 def episode_rows(traces: Sequence[EpisodeTrace], threshold: float) -> List[Dict[str, Any]]:
     """Per-episode summary: label, score, first alarm and lead time (``None`` where undefined)."""
-    return [{'episode': trace.episode, 'hit': trace.hit, 'frames': len(trace.stamps_s),
-             'contact_time_s': trace.contact_time_s if trace.hit else None, 'score': trace.score(),
-             'first_alarm_s': trace.first_alarm_s(threshold), 'lead_time_s': trace.lead_time_s(threshold)}
-            for trace in traces]
+    return [
+        {
+            'episode': trace.episode,
+            'hit': trace.hit,
+            'frames': len(trace.stamps_s),
+            'contact_time_s': trace.contact_time_s if trace.hit else None,
+            'score': trace.score(),
+            'first_alarm_s': trace.first_alarm_s(threshold),
+            'lead_time_s': trace.lead_time_s(threshold),
+        }
+        for trace in traces
+    ]
 
 
 def bag_trace(episode: BagEpisode, probabilities: Sequence[float]) -> EpisodeTrace:

@@ -27,12 +27,16 @@ def plot_roc(traces: Sequence[EpisodeTrace], path: PathLike, title: str = 'episo
     save_png(figure, path)
 
 
-def plot_traces(traces: Sequence[EpisodeTrace], path: PathLike, threshold: float, per_class: int = 8) -> None:
+def plot_traces(
+    traces: Sequence[EpisodeTrace], path: PathLike, threshold: float, per_class: int = 8
+) -> None:
     """Probability over time for the first ``per_class`` hits (against time to contact) and
     misses (against time since the throw), with the threshold."""
     figure, (hit_ax, miss_ax) = new_figure(10, 4, panels=2)
     for trace in [trace for trace in traces if trace.hit][:per_class]:
-        hit_ax.plot(trace.stamps_s - trace.contact_time_s, trace.probabilities, marker='.', markersize=3)
+        hit_ax.plot(
+            trace.stamps_s - trace.contact_time_s, trace.probabilities, marker='.', markersize=3
+        )
     for trace in [trace for trace in traces if not trace.hit][:per_class]:
         miss_ax.plot(trace.stamps_s, trace.probabilities, marker='.', markersize=3)
     hit_ax.axvline(0.0, color='black', linewidth=0.8)

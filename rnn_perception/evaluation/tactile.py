@@ -41,7 +41,11 @@ import numpy as np
 import torch
 
 from rnn_perception.data.tactile_bag import episodes_from_bag
-from rnn_perception.data.tactile_dataset import load_tactile_dataset, TACTILE_FIELDS, TactileEpisode
+from rnn_perception.data.tactile_dataset import (
+    load_tactile_dataset,
+    TACTILE_FIELDS,
+    TactileEpisode,
+)
 from rnn_perception.device import select_device
 from rnn_perception.evaluation import evaluation_main, evaluation_parser
 from rnn_perception.evaluation.tactile_metrics import (bag_prediction, baseline_ratio,
@@ -74,31 +78,45 @@ def sequence_predictions(model: TactilePredictor, episodes: Sequence[TactileEpis
             tactile[row, :episode.num_frames] = episode.tactile
             poses[row, :episode.num_frames] = episode.pose
             poses[row, episode.num_frames:] = episode.pose[-1]
-        predicted = model(torch.from_numpy(tactile).to(device), torch.from_numpy(poses).to(device)).cpu().numpy()
+        predicted = (
+            model(torch.from_numpy(tactile).to(device), torch.from_numpy(poses).to(device))
+            .cpu()
+            .numpy()
+        )
         results += [EpisodePrediction(e.index, e.stamp_s, e.pose, predicted[row, :e.num_frames])
                     for row, e in enumerate(chunk)]
     return results
 
 
 @torch.no_grad()
-def stepped_predictions(model: TactilePredictor, tactile: Iterable[np.ndarray], poses: Iterable[np.ndarray],
-                        device: torch.device) -> np.ndarray:
+def stepped_predictions(
+    model: TactilePredictor,
+    tactile: Iterable[np.ndarray],
+    poses: Iterable[np.ndarray],
+    device: torch.device,
+) -> np.ndarray:
     """One ``step`` per sample from a zero state, as the node runs the model: ``(T, H, 4)``."""
     model.eval()
     state, futures = None, []
     for values, pose in zip(tactile, poses):
-        predicted, state = model.step(torch.as_tensor(values, dtype=torch.float32, device=device)[None],
-                                      torch.as_tensor(pose, dtype=torch.float32, device=device)[None], state)
+        predicted, state = model.step(
+            torch.as_tensor(values, dtype=torch.float32, device=device)[None],
+            torch.as_tensor(pose, dtype=torch.float32, device=device)[None],
+            state,
+        )
         futures.append(predicted[0].cpu().numpy())
     return np.stack(futures)
 
 
 def evaluate_dataset(weights_path: PathLike, data_dir: PathLike,
                      device='cpu') -> tuple[List[EpisodePrediction], Dict[str, Any]]:
-    """Predictions and metrics of a weights file on a tactile dataset (whole-sequence ``forward``)."""
+    """Predictions and metrics of a weights file on a tactile dataset (whole-sequence
+    ``forward``)."""
     device = torch.device(device)
     model, _ = load_tactile_model(weights_path, device)
-    predictions = sequence_predictions(model, list(load_tactile_dataset(data_dir).episodes()), device)
+    predictions = sequence_predictions(
+        model, list(load_tactile_dataset(data_dir).episodes()), device
+    )
     return predictions, tactile_metrics(predictions)
 
 
@@ -111,8 +129,10 @@ def evaluate_bag(weights_path: PathLike, bag_path: PathLike,
     a fresh state per episode, as the node does."""
     device = torch.device(device)
     model, _ = load_tactile_model(weights_path, device)
-    predictions = [bag_prediction(episode, stepped_predictions(model, episode.tactile, episode.poses, device))
-                   for episode in episodes_from_bag(bag_path)]
+    predictions = [
+        bag_prediction(episode, stepped_predictions(model, episode.tactile, episode.poses, device))
+        for episode in episodes_from_bag(bag_path)
+    ]
     return predictions, tactile_metrics(predictions)
 
 
@@ -122,7 +142,11 @@ def evaluate_bag(weights_path: PathLike, bag_path: PathLike,
 # ---------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     parser = evaluation_parser('tactile', __doc__, sim='tactile')
-    parser.add_argument('--plot', metavar='PNG', help='also plot predicted vs true future angles of sample episodes')
+    parser.add_argument(
+        '--plot',
+        metavar='PNG',
+        help='also plot predicted vs true future angles of sample episodes',
+    )
     return parser
 
 
@@ -131,12 +155,20 @@ def report_lines(metrics: Dict[str, Any]) -> List[str]:
     lines = [f"{metrics['episodes']} episodes, {metrics['samples']} samples",
              f"{'step':>4}  {'model deg':>9}  {'c.vel deg':>9}  {'zero deg':>9}  "
              f"{'model mm':>8}  {'c.vel mm':>8}  {'zero mm':>8}"]
-    columns = [metrics[f'per_step_{name}_{unit}'] for unit in ('mae_deg', 'position_mm') for name in PREDICTORS]
+    columns = [
+        metrics[f'per_step_{name}_{unit}']
+        for unit in ('mae_deg', 'position_mm')
+        for name in PREDICTORS
+    ]
     for k, row in enumerate(zip(*columns), 1):
         lines.append(f'{k:>4}  ' + '  '.join(f'{value:>9.4f}' for value in row[:3]) + '  '
                      + '  '.join(f'{value:>8.3f}' for value in row[3:]))
-    lines.append('mean  ' + '  '.join(f"{metrics[f'{name}_mae_deg']:>9.4f}" for name in PREDICTORS) + '  '
-                 + '  '.join(f"{metrics[f'{name}_position_mm']:>8.3f}" for name in PREDICTORS))
+    lines.append(
+        'mean  '
+        + '  '.join(f"{metrics[f'{name}_mae_deg']:>9.4f}" for name in PREDICTORS)
+        + '  '
+        + '  '.join(f"{metrics[f'{name}_position_mm']:>8.3f}" for name in PREDICTORS)
+    )
     lines.append(f"model / const velocity: {baseline_ratio(metrics):.3f} "
                  '(angle error over the horizon)')
     return lines

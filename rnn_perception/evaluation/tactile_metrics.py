@@ -16,7 +16,8 @@ PREDICTORS = ('model', 'const_velocity', 'zero_motion')
 
 @dataclass
 class EpisodePrediction:
-    """One episode's true poses ``(T, 4)`` and a predictor's futures ``(T, H, 4)`` from every sample."""
+    """One episode's true poses ``(T, 4)`` and a predictor's futures ``(T, H, 4)`` from every
+    sample."""
 
     episode: int
     stamps_s: np.ndarray
@@ -50,12 +51,17 @@ class HorizonErrors:
         for k in range(1, min(horizon, steps - 1) + 1):
             truth, guess = poses[k:], predicted[:steps - k, k - 1].astype(np.float64)
             self.angle_deg[k - 1] += np.degrees(np.abs(guess[:, ANGLE] - truth[:, ANGLE])).sum()
-            self.position_mm[k - 1] += 1e3 * np.linalg.norm(guess[:, POSITION] - truth[:, POSITION], axis=1).sum()
+            self.position_mm[k - 1] += (
+                1e3 * np.linalg.norm(guess[:, POSITION] - truth[:, POSITION], axis=1).sum()
+            )
             self.count[k - 1] += steps - k
 
     def per_step(self) -> Dict[str, List[float]]:
         count = np.maximum(self.count, 1)
-        return {'angle_deg': (self.angle_deg / count).tolist(), 'position_mm': (self.position_mm / count).tolist()}
+        return {
+            'angle_deg': (self.angle_deg / count).tolist(),
+            'position_mm': (self.position_mm / count).tolist(),
+        }
 
 
 def baseline_ratio(metrics: Dict[str, Any]) -> float:
@@ -72,7 +78,9 @@ def tactile_metrics(predictions: Sequence[EpisodePrediction]) -> Dict[str, Any]:
     errors = {name: HorizonErrors(horizon) for name in PREDICTORS}
     for prediction in predictions:
         errors['model'].add(prediction.predicted, prediction.poses)
-        errors['const_velocity'].add(constant_velocity(prediction.poses, horizon), prediction.poses)
+        errors['const_velocity'].add(
+            constant_velocity(prediction.poses, horizon), prediction.poses
+        )
         errors['zero_motion'].add(zero_motion(prediction.poses, horizon), prediction.poses)
     metrics: Dict[str, Any] = {}
     for name, error in errors.items():

@@ -27,10 +27,21 @@ def plot_trajectories(predictions: Sequence[EpisodePrediction], path: PathLike, 
         stride = max(1, round(every_s / period))
         for t in range(0, len(stamps), stride):
             future = stamps[t] + period * np.arange(1, horizon + 1)
-            ax.plot(future, np.degrees(prediction.predicted[t, :, ANGLE]), color='red', linewidth=1,
-                    label='model' if t == 0 else None)
-            ax.plot(future, np.degrees(baseline[t, :, ANGLE]), color='tab:blue', linestyle=':', linewidth=1,
-                    label='const velocity' if t == 0 else None)
+            ax.plot(
+                future,
+                np.degrees(prediction.predicted[t, :, ANGLE]),
+                color='red',
+                linewidth=1,
+                label='model' if t == 0 else None,
+            )
+            ax.plot(
+                future,
+                np.degrees(baseline[t, :, ANGLE]),
+                color='tab:blue',
+                linestyle=':',
+                linewidth=1,
+                label='const velocity' if t == 0 else None,
+            )
         ax.set(xlabel='time (s)', ylabel='angle (deg)', title=f'episode {prediction.episode}')
         ax.grid(alpha=0.3)
         ax.legend(loc='best', fontsize='small')

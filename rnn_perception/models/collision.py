@@ -46,9 +46,13 @@ NEGATIVE_SLOPE = 0.1
 
 @dataclass
 class CollisionConfig:
-    """Architecture hyper-parameters; stored in the weights file so a node can rebuild the model."""
-    image_size: Tuple[int, int] = (64, 64)            # (height, width) the model reads
-    encoder_channels: List[int] = field(default_factory=lambda: [16, 32, 32])   # each conv strides 2
+    """Architecture hyper-parameters; stored in the weights file so a node can rebuild the
+    model."""
+
+    image_size: Tuple[int, int] = (64, 64)  # (height, width) the model reads
+    encoder_channels: List[int] = field(
+        default_factory=lambda: [16, 32, 32]
+    )  # each conv strides 2
     recurrent_channels: List[int] = field(default_factory=lambda: [32])
     recurrent_strides: List[int] = field(default_factory=lambda: [1])
     kernel_size: int = 3
@@ -60,7 +64,9 @@ class CollisionConfig:
     def __post_init__(self):
         self.image_size = tuple(int(n) for n in self.image_size)
         if len(self.recurrent_channels) != len(self.recurrent_strides):
-            raise ValueError('CollisionConfig: recurrent_channels and recurrent_strides differ in length')
+            raise ValueError(
+                'CollisionConfig: recurrent_channels and recurrent_strides differ in length'
+            )
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> 'CollisionConfig':
@@ -85,8 +91,12 @@ class CollisionPredictor(nn.Module):
         cfg = self.config
         layers, channels = [], 3
         for out in cfg.encoder_channels:
-            layers += [nn.Conv2d(channels, out, 5 if not layers else 3, stride=2,
-                                 padding=2 if not layers else 1), nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True)]
+            layers += [
+                nn.Conv2d(
+                    channels, out, 5 if not layers else 3, stride=2, padding=2 if not layers else 1
+                ),
+                nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True),
+            ]
             channels = out
         self.encoder = nn.Sequential(*layers)
         for conv in layers[::2]:
@@ -99,8 +109,12 @@ class CollisionPredictor(nn.Module):
             # CoordConv (Liu et al. 2018): convolutions cannot tell where in the image they are;
             # whether a ball's motion heads for the robot depends on where the ball is.
             height, width = self.encoded_size()
-            ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing='ij')
-            self.register_buffer('coordinate_maps', torch.stack([xs, ys]).unsqueeze(0), persistent=False)
+            ys, xs = torch.meshgrid(
+                torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing='ij'
+            )
+            self.register_buffer(
+                'coordinate_maps', torch.stack([xs, ys]).unsqueeze(0), persistent=False
+            )
             channels += 2
         for out, stride in zip(cfg.recurrent_channels, cfg.recurrent_strides):
             self.recurrent.append(ConvLSTMCell(channels, out, cfg.kernel_size, stride=stride,
@@ -139,8 +153,10 @@ class CollisionPredictor(nn.Module):
         """Raise a clear error unless ``frames`` is ``(N, 3, H, W)`` at the model's image size."""
         expected = (3, *self.config.image_size)
         if frames.dim() != 4 or tuple(frames.shape[1:]) != expected:
-            raise ValueError(f'CollisionPredictor: expected frames (N, {expected[0]}, {expected[1]}, '
-                             f'{expected[2]}), got {tuple(frames.shape)}')
+            raise ValueError(
+                f'CollisionPredictor: expected frames (N, {expected[0]}, {expected[1]}, '
+                f'{expected[2]}), got {tuple(frames.shape)}'
+            )
 
     def encode(self, frames: Tensor) -> Tensor:
         """``(N, 3, H, W)`` RGB in [0, 1] -> encoder features ``(N, C, h, w)``."""
@@ -166,7 +182,9 @@ class CollisionPredictor(nn.Module):
 
     def classify(self, features: Tensor) -> Tensor:
         """Head input ``(N, C, h, w)`` -> logits ``(N,)``."""
-        return self.head(F.leaky_relu(self.head_conv(features), NEGATIVE_SLOPE).flatten(1)).squeeze(1)
+        return self.head(
+            F.leaky_relu(self.head_conv(features), NEGATIVE_SLOPE).flatten(1)
+        ).squeeze(1)
 
     def init_state(self, batch: int, device=None, dtype=None) -> List[State]:
         """Zero state: one ``(h, c)`` per ConvLSTM layer."""
@@ -176,11 +194,15 @@ class CollisionPredictor(nn.Module):
             size = states[-1][0].shape[-2:]
         return states
 
-    def step(self, frame: Tensor, state: Optional[List[State]] = None) -> Tuple[Tensor, List[State]]:
+    def step(
+        self, frame: Tensor, state: Optional[List[State]] = None
+    ) -> Tuple[Tensor, List[State]]:
         """One frame ``(B, 3, H, W)`` with carried state -> ``(logits (B,), new state)``.
         (The node and ``eval --bag`` step :meth:`frozen`, the same outputs faster.)"""
         encoded = self.encode(frame)
-        return self.step_from(encoded, self.recurrent_input(encoded), [cell.step for cell in self.recurrent], state)
+        return self.step_from(
+            encoded, self.recurrent_input(encoded), [cell.step for cell in self.recurrent], state
+        )
 
     def step_from(self, encoded: Tensor, y: Tensor, cell_steps, state: Optional[List[State]]
                   ) -> Tuple[Tensor, List[State]]:
@@ -195,7 +217,8 @@ class CollisionPredictor(nn.Module):
         return self.classify(self.head_input(y, encoded)), new_state
 
     def frozen(self) -> 'FrozenCollisionPredictor':
-        """A snapshot of this model for per-frame inference (see :class:`FrozenCollisionPredictor`)."""
+        """A snapshot of this model for per-frame inference (see
+        :class:`FrozenCollisionPredictor`)."""
         return FrozenCollisionPredictor(self)
 
     def features(self, frames: Tensor) -> Tensor:
@@ -203,9 +226,13 @@ class CollisionPredictor(nn.Module):
         encoder and input convolutions run on all B*T frames at once, only the recurrence loops
         over time."""
         batch, steps = frames.shape[:2]
-        encoded = self.encode(frames.flatten(0, 1))                    # (B*T, C, h, w)
-        y = self.recurrent_input(encoded).unflatten(0, (batch, steps)).transpose(0, 1)   # (T, B, C', h, w)
-        for cell, state in zip(self.recurrent, self.init_state(batch, frames.device, frames.dtype)):
+        encoded = self.encode(frames.flatten(0, 1))  # (B*T, C, h, w)
+        y = (
+            self.recurrent_input(encoded).unflatten(0, (batch, steps)).transpose(0, 1)
+        )  # (T, B, C', h, w)
+        for cell, state in zip(
+            self.recurrent, self.init_state(batch, frames.device, frames.dtype)
+        ):
             gx = cell.project_input(y.flatten(0, 1)).unflatten(0, (steps, batch))
             y, _ = cell.unroll(gx, state)
         y = y.transpose(0, 1).flatten(0, 1)                             # (B*T, C, h, w)
@@ -232,7 +259,8 @@ class FrozenCollisionPredictor:
       constant: at the borders the zero padding leaves out taps);
     - each ConvLSTM as a :class:`~rnn_perception.cells.FrozenConvStep`: coordinate maps and
       biases folded into one gate map, input and recurrent convolutions fused into one;
-    - every convolution's weights laid out channels-last, as the frames come (:data:`FROZEN_LAYOUT`).
+    - every convolution's weights laid out channels-last, as the frames come
+      (:data:`FROZEN_LAYOUT`).
 
     A snapshot: freeze the model again after its weights change or move to another device.
     """
@@ -245,16 +273,28 @@ class FrozenCollisionPredictor:
             mean_frame = model.mean.view(1, 3, 1, 1).expand(1, 3, *model.config.image_size)
             first_map = (first.bias.view(1, -1, 1, 1)               # (1, C0, H0, W0)
                          - F.conv2d(mean_frame, first_weight, None, first.stride, first.padding))
-        self._encoder = [FrozenConv(first_weight, None, first.stride, first.padding, first_map, FROZEN_LAYOUT)]
-        self._encoder += [FrozenConv(layer.weight, layer.bias, layer.stride, layer.padding,
-                                     memory_format=FROZEN_LAYOUT) if isinstance(layer, nn.Conv2d) else layer
-                          for layer in model.encoder[1:]]
+        self._encoder = [
+            FrozenConv(first_weight, None, first.stride, first.padding, first_map, FROZEN_LAYOUT)
+        ]
+        self._encoder += [
+            FrozenConv(
+                layer.weight, layer.bias, layer.stride, layer.padding, memory_format=FROZEN_LAYOUT
+            )
+            if isinstance(layer, nn.Conv2d)
+            else layer
+            for layer in model.encoder[1:]
+        ]
         coordinates = model.coordinate_maps if model.config.coordinates else None
-        self._cell_steps = [FrozenConvStep(cell, coordinates if index == 0 else None, FROZEN_LAYOUT)
-                            for index, cell in enumerate(model.recurrent)]
+        self._cell_steps = [
+            FrozenConvStep(cell, coordinates if index == 0 else None, FROZEN_LAYOUT)
+            for index, cell in enumerate(model.recurrent)
+        ]
 
-    def step(self, frame: Tensor, state: Optional[List[State]] = None) -> Tuple[Tensor, List[State]]:
-        """One frame ``(B, 3, H, W)`` RGB in [0, 1] with carried state -> ``(logits (B,), new state)``."""
+    def step(
+        self, frame: Tensor, state: Optional[List[State]] = None
+    ) -> Tuple[Tensor, List[State]]:
+        """One frame ``(B, 3, H, W)`` RGB in [0, 1] with carried state ->
+        ``(logits (B,), new state)``."""
         self.model.check_frames(frame)
         encoded = frame
         for layer in self._encoder:
@@ -272,7 +312,9 @@ def resize_frames(frames: np.ndarray, image_size: Sequence[int]) -> np.ndarray:
         return frames
     shrinking = frames.shape[1] * frames.shape[2] > height * width
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(frame, (width, height), interpolation=interpolation) for frame in frames])
+    return np.stack(
+        [cv2.resize(frame, (width, height), interpolation=interpolation) for frame in frames]
+    )
 
 
 def frames_to_tensor(frames: np.ndarray, device=None) -> Tensor:
@@ -285,9 +327,15 @@ def frames_to_tensor(frames: np.ndarray, device=None) -> Tensor:
 def save_collision_model(path, model: CollisionPredictor, metadata: Dict[str, Any]) -> None:
     """Write ``model`` as safetensors (atomically) with everything a node needs to rebuild it:
     ``kind``, ``schema_version``, ``config`` and ``normalisation`` are added to ``metadata``
-    (which should hold ``fps``, ``channel_order``, the training command, dataset hash, metrics...)."""
-    header = dict(metadata, config=model.config.to_dict(), channel_order='rgb', input_range=[0.0, 1.0],
-                  normalisation={'mean': model.mean.flatten().tolist(), 'std': model.std.flatten().tolist()})
+    (which should hold ``fps``, ``channel_order``, the training command, dataset hash,
+    metrics...)."""
+    header = dict(
+        metadata,
+        config=model.config.to_dict(),
+        channel_order='rgb',
+        input_range=[0.0, 1.0],
+        normalisation={'mean': model.mean.flatten().tolist(), 'std': model.std.flatten().tolist()},
+    )
     save_model_file(path, model, KIND, SCHEMA_VERSION, header)
 
 
@@ -306,9 +354,13 @@ def load_collision_model(path, device='cpu') -> Tuple[CollisionPredictor, Dict[s
     metadata every user of it reads (``fps``, ``threshold``, ``channel_order``); every problem
     raises ``ModelFileError`` naming the file and what is wrong with it."""
     path = checked_weights_path(path)          # ~ expanded, resolved: the name the errors give
-    model, metadata = load_model_file(path, KIND, SCHEMA_VERSION,
-                                      lambda config: CollisionPredictor(CollisionConfig.from_dict(config)),
-                                      device)
+    model, metadata = load_model_file(
+        path,
+        KIND,
+        SCHEMA_VERSION,
+        lambda config: CollisionPredictor(CollisionConfig.from_dict(config)),
+        device,
+    )
     fps = metadata.get('fps')
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 0 < fps < MAX_FPS:
         raise ModelFileError(f'{path}: metadata fps {fps!r} is not a frame rate '

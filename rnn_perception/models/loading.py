@@ -26,7 +26,9 @@ class LoadedModel(NamedTuple):
     device: torch.device
 
 
-def load_model(weights: str, device_name: str, default_path: Path, load: KindLoader) -> LoadedModel:
+def load_model(
+    weights: str, device_name: str, default_path: Path, load: KindLoader
+) -> LoadedModel:
     """``load`` (a model kind's loader) the ``weights`` file (``''`` = ``default_path``, the
     shipped model) onto the device ``device_name`` names.
 

@@ -61,7 +61,9 @@ POSITION = [POSE_FIELDS.index(name) for name in ('x', 'y', 'z')]
 
 @dataclass
 class TactileConfig:
-    """Architecture hyper-parameters; stored in the weights file so a node can rebuild the model."""
+    """Architecture hyper-parameters; stored in the weights file so a node can rebuild the
+    model."""
+
     hidden_size: int = 64
     num_layers: int = 1
     head_size: int = 64
@@ -79,7 +81,9 @@ class TactileConfig:
 
 
 class TactileState(NamedTuple):
-    """What ``step`` carries: the LSTM runner's ``(h, c)``, each ``(L, B, hidden)``, and the last pose."""
+    """What ``step`` carries: the LSTM runner's ``(h, c)``, each ``(L, B, hidden)``, and the last
+    pose."""
+
     recurrent: Tuple[Tensor, Tensor]
     previous_pose: Tensor      # (B, 4)
 
@@ -93,13 +97,22 @@ def tactile_features(tactile: Tensor) -> Tensor:
 class TactilePredictor(nn.Module):
     """LSTM tactile pose predictor (see the module docstring)."""
 
-    NORMALISATION = ('tactile_mean', 'tactile_std', 'pose_mean', 'pose_std', 'velocity_std', 'residual_std')
+    NORMALISATION = (
+        'tactile_mean',
+        'tactile_std',
+        'pose_mean',
+        'pose_std',
+        'velocity_std',
+        'residual_std',
+    )
 
     def __init__(self, config: Optional[TactileConfig] = None):
         super().__init__()
         self.config = cfg = config or TactileConfig()
         inputs = NUM_TACTILE + 2 * NUM_POSE
-        self.recurrent = SequenceRunner(LSTMCell, inputs, cfg.hidden_size, cfg.num_layers, batch_first=True)
+        self.recurrent = SequenceRunner(
+            LSTMCell, inputs, cfg.hidden_size, cfg.num_layers, batch_first=True
+        )
         self.head = nn.Sequential(nn.Linear(cfg.hidden_size + inputs, cfg.head_size), nn.ReLU(),
                                   nn.Linear(cfg.head_size, cfg.horizon * NUM_POSE))
         nn.init.zeros_(self.head[-1].weight)          # start as the constant-velocity baseline
@@ -110,8 +123,11 @@ class TactilePredictor(nn.Module):
         self.register_buffer('pose_std', torch.ones(NUM_POSE))
         self.register_buffer('velocity_std', torch.ones(NUM_POSE))
         self.register_buffer('residual_std', torch.ones(cfg.horizon, NUM_POSE))
-        self.register_buffer('steps_ahead', torch.arange(1, cfg.horizon + 1, dtype=torch.float32).view(-1, 1),
-                             persistent=False)
+        self.register_buffer(
+            'steps_ahead',
+            torch.arange(1, cfg.horizon + 1, dtype=torch.float32).view(-1, 1),
+            persistent=False,
+        )
 
     def set_normalisation(self, values: Dict[str, Any]) -> None:
         """Set the statistics named in :attr:`NORMALISATION` (tactile in model-input units,
@@ -130,16 +146,25 @@ class TactilePredictor(nn.Module):
         if (tactile.dim() != dims or pose.dim() != dims or tactile.shape[-1] != NUM_TACTILE
                 or pose.shape[-1] != NUM_POSE or tactile.shape[:-1] != pose.shape[:-1]):
             layout = '(B, ' if dims == 2 else '(B, T, '
-            raise ValueError(f'TactilePredictor: expected tactile {layout}{NUM_TACTILE}) and pose '
-                             f'{layout}{NUM_POSE}), got {tuple(tactile.shape)} and {tuple(pose.shape)}')
+            raise ValueError(
+                f'TactilePredictor: expected tactile {layout}{NUM_TACTILE}) and pose '
+                f'{layout}{NUM_POSE}), got {tuple(tactile.shape)} and {tuple(pose.shape)}'
+            )
 
     def inputs(self, tactile: Tensor, pose: Tensor, velocity: Tensor) -> Tensor:
         """``u_t``: the standardised tactile values, pose and pose change, ``(..., 29)``."""
-        return torch.cat([(tactile_features(tactile) - self.tactile_mean) / self.tactile_std,
-                          (pose - self.pose_mean) / self.pose_std, velocity / self.velocity_std], -1)
+        return torch.cat(
+            [
+                (tactile_features(tactile) - self.tactile_mean) / self.tactile_std,
+                (pose - self.pose_mean) / self.pose_std,
+                velocity / self.velocity_std,
+            ],
+            -1,
+        )
 
     def residuals(self, h: Tensor, u: Tensor) -> Tensor:
-        """Head: ``[h_t; u_t] (..., hidden + 29)`` -> standardised residuals ``r_t (..., H, 4)``."""
+        """Head: ``[h_t; u_t] (..., hidden + 29)`` -> standardised residuals
+        ``r_t (..., H, 4)``."""
         return self.head(torch.cat([h, u], -1)).unflatten(-1, (self.config.horizon, NUM_POSE))
 
     def extrapolate(self, pose: Tensor, velocity: Tensor) -> Tensor:
@@ -151,15 +176,21 @@ class TactilePredictor(nn.Module):
         return self.extrapolate(pose, velocity) + self.residual_std * residuals
 
     def init_state(self, batch: int, device=None, dtype=None) -> TactileState:
-        """Zero LSTM state; the previous pose is NaN until the first sample, which then has ``v = 0``."""
+        """Zero LSTM state; the previous pose is NaN until the first sample, which then has
+        ``v = 0``."""
         recurrent = self.recurrent.init_state(batch, device, dtype)
-        return TactileState(recurrent, torch.full((batch, NUM_POSE), float('nan'), device=device, dtype=dtype))
+        return TactileState(
+            recurrent, torch.full((batch, NUM_POSE), float('nan'), device=device, dtype=dtype)
+        )
 
     def step(self, tactile: Tensor, pose: Tensor,
              state: Optional[TactileState] = None) -> Tuple[Tensor, TactileState]:
-        """One sample ``tactile (B, 21)``, ``pose (B, 4)`` with carried state -> ``(poses (B, H, 4), state)``."""
+        """One sample ``tactile (B, 21)``, ``pose (B, 4)`` with carried state ->
+        ``(poses (B, H, 4), state)``."""
         self._check(tactile, pose, 2)
-        state = state if state is not None else self.init_state(pose.shape[0], pose.device, pose.dtype)
+        state = (
+            state if state is not None else self.init_state(pose.shape[0], pose.device, pose.dtype)
+        )
         previous = torch.where(torch.isnan(state.previous_pose), pose, state.previous_pose)
         velocity = pose - previous
         u = self.inputs(tactile, pose, velocity)
@@ -180,7 +211,9 @@ class TactilePredictor(nn.Module):
         h, _ = self.recurrent(u, lengths=lengths)
         return self.residuals(h, u), velocity
 
-    def forward(self, tactile: Tensor, pose: Tensor, lengths: Optional[Sequence[int]] = None) -> Tensor:
+    def forward(
+        self, tactile: Tensor, pose: Tensor, lengths: Optional[Sequence[int]] = None
+    ) -> Tensor:
         """Whole sequences ``tactile (B, T, 21)``, ``pose (B, T, 4)`` -> poses ``(B, T, H, 4)``."""
         residuals, velocity = self.forward_residuals(tactile, pose, lengths)
         return self.compose(pose, velocity, residuals)
@@ -206,13 +239,19 @@ def load_tactile_model(path, device='cpu') -> Tuple[TactilePredictor, Dict[str, 
     metadata its users read (``rate_hz``, ``tactile_fields``); every problem raises
     ``ModelFileError`` naming the file and what is wrong with it."""
     path = checked_weights_path(path)          # ~ expanded, resolved: the name the errors give
-    model, metadata = load_model_file(path, KIND, SCHEMA_VERSION,
-                                      lambda config: TactilePredictor(TactileConfig.from_dict(config)),
-                                      device)
+    model, metadata = load_model_file(
+        path,
+        KIND,
+        SCHEMA_VERSION,
+        lambda config: TactilePredictor(TactileConfig.from_dict(config)),
+        device,
+    )
     rate = metadata.get('rate_hz')
     if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 < rate < MAX_RATE_HZ:
         raise ModelFileError(f'{path}: metadata rate_hz {rate!r} is not a sample rate')
     if metadata.get('tactile_fields') != list(TACTILE_FIELDS):
-        raise ModelFileError(f'{path}: metadata tactile_fields {metadata.get("tactile_fields")!r} are '
-                             f'not the {NUM_TACTILE} fields of /tactile/raw')
+        raise ModelFileError(
+            f'{path}: metadata tactile_fields {metadata.get("tactile_fields")!r} are '
+            f'not the {NUM_TACTILE} fields of /tactile/raw'
+        )
     return model, metadata

@@ -1,9 +1,10 @@
 """The weights file every model of the package uses: safetensors tensors plus JSON metadata.
 
-A file holds the model's ``state_dict`` and a header with ``kind`` (which model), ``schema_version``
-(of that kind's format), the architecture ``config`` and whatever the model adds (normalisation,
-sample rate, training command, dataset manifest hash, metrics...). Loading never unpickles: the
-model is rebuilt from ``config`` and the tensors are loaded into it with ``strict=True``.
+A file holds the model's ``state_dict`` and a header with ``kind`` (which model),
+``schema_version`` (of that kind's format), the architecture ``config`` and whatever the model
+adds (normalisation, sample rate, training command, dataset manifest hash, metrics...). Loading
+never unpickles: the model is rebuilt from ``config`` and the tensors are loaded into it with
+``strict=True``.
 
 A weights file is untrusted input (it may come from anywhere), so loading checks before it
 trusts: the path is a readable regular file of sane size (:func:`checked_weights_path`), the
@@ -37,19 +38,24 @@ class ModelFileError(ValueError):
 
 
 def shipped_model_path(file_name: str) -> Path:
-    """A shipped default model, inside the installed package (``rnn_perception/models/default/``)."""
+    """A shipped default model, inside the installed package
+    (``rnn_perception/models/default/``)."""
     return Path(str(importlib.resources.files('rnn_perception.models') / 'default' / file_name))
 
 
 def save_model_file(path: PathLike, model: nn.Module, kind: str, schema_version: int,
                     header: Dict[str, Any]) -> None:
-    """Write ``model``'s tensors and ``header`` (plus ``kind`` and ``schema_version``) atomically."""
-    save_checkpoint(path, model.state_dict(), dict(header, kind=kind, schema_version=schema_version))
+    """Write ``model``'s tensors and ``header`` (plus ``kind`` and ``schema_version``)
+    atomically."""
+    save_checkpoint(
+        path, model.state_dict(), dict(header, kind=kind, schema_version=schema_version)
+    )
 
 
 def checked_weights_path(path: PathLike) -> Path:
-    """``path`` with ``~`` expanded and symlinks resolved, once it names a readable regular file of
-    at most :data:`MAX_WEIGHTS_BYTES`; otherwise :class:`ModelFileError` saying which check failed."""
+    """``path`` with ``~`` expanded and symlinks resolved, once it names a readable regular file
+    of at most :data:`MAX_WEIGHTS_BYTES`; otherwise :class:`ModelFileError` saying which check
+    failed."""
     try:
         resolved = Path(path).expanduser().resolve()
     except (OSError, RuntimeError) as error:          # RuntimeError: a symlink loop
@@ -57,17 +63,26 @@ def checked_weights_path(path: PathLike) -> Path:
     if not resolved.exists():
         raise ModelFileError(f'weights file {resolved} not found')
     if not resolved.is_file():
-        raise ModelFileError(f'{resolved}: not a regular file (a weights file is one .safetensors file)')
+        raise ModelFileError(
+            f'{resolved}: not a regular file (a weights file is one .safetensors file)'
+        )
     size = resolved.stat().st_size
     if size > MAX_WEIGHTS_BYTES:
-        raise ModelFileError(f'{resolved}: {size} bytes, over the {MAX_WEIGHTS_BYTES} bytes a weights file may have')
+        raise ModelFileError(
+            f'{resolved}: {size} bytes, over the {MAX_WEIGHTS_BYTES} bytes a weights file may have'
+        )
     if not os.access(resolved, os.R_OK):
         raise ModelFileError(f'{resolved}: not readable (permission denied)')
     return resolved
 
 
-def load_model_file(path: PathLike, kind: str, schema_version: int, build: Callable[[Dict[str, Any]], Model],
-                    device='cpu') -> Tuple[Model, Dict[str, Any]]:
+def load_model_file(
+    path: PathLike,
+    kind: str,
+    schema_version: int,
+    build: Callable[[Dict[str, Any]], Model],
+    device='cpu',
+) -> Tuple[Model, Dict[str, Any]]:
     """Rebuild a model of ``kind`` with ``build(metadata['config'])`` and load its tensors; every
     problem raises :class:`ModelFileError` naming the file and what is wrong with it."""
     path = checked_weights_path(path)
@@ -76,24 +91,36 @@ def load_model_file(path: PathLike, kind: str, schema_version: int, build: Calla
     except (FileNotFoundError, ValueError) as error:
         raise ModelFileError(str(error)) from None
     if metadata.get('kind') != kind:
-        raise ModelFileError(f'{path}: holds a {metadata.get("kind", "unknown")!r} model, not a {kind!r} one')
+        raise ModelFileError(
+            f'{path}: holds a {metadata.get("kind", "unknown")!r} model, not a {kind!r} one'
+        )
     if metadata.get('schema_version') != schema_version:
         raise ModelFileError(f'{path}: schema version {metadata.get("schema_version")} is not the '
                              f'supported {schema_version}')
     config = metadata.get('config')
     if not isinstance(config, dict):
-        raise ModelFileError(f'{path}: metadata config {config!r} is not an object of hyper-parameters')
+        raise ModelFileError(
+            f'{path}: metadata config {config!r} is not an object of hyper-parameters'
+        )
     try:
         with torch.device('meta'), warnings.catch_warnings():
-            warnings.simplefilter('ignore')       # e.g. torch's zero-element init warning: the refusal says it
+            warnings.simplefilter(
+                'ignore'
+            )  # e.g. torch's zero-element init warning: the refusal says it
             skeleton = build(config)
-    except Exception as error:  # noqa: BLE001 - an untrusted config can fail anywhere in the constructors
-        raise ModelFileError(f'{path}: metadata config does not describe a {kind} model '
-                             f'({_first_line(error)})') from None
+    except Exception as error:  # noqa: BLE001 - an untrusted config can fail anywhere in
+        # the constructors
+        raise ModelFileError(
+            f'{path}: metadata config does not describe a {kind} model ({_first_line(error)})'
+        ) from None
     mismatches = tensor_mismatches(skeleton.state_dict(), tensors)
     if mismatches:
         shown = '; '.join(mismatches[:MISMATCHES_SHOWN])
-        more = f'; and {len(mismatches) - MISMATCHES_SHOWN} more' if len(mismatches) > MISMATCHES_SHOWN else ''
+        more = (
+            f'; and {len(mismatches) - MISMATCHES_SHOWN} more'
+            if len(mismatches) > MISMATCHES_SHOWN
+            else ''
+        )
         raise ModelFileError(f'{path}: weights do not match their metadata ({shown}{more})')
     model = build(config)
     model.load_state_dict(tensors, strict=True)
@@ -109,7 +136,9 @@ def tensor_mismatches(expected: Mapping[str, Tensor], found: Mapping[str, Tensor
     for name in (name for name in expected if name in found):
         want, have = expected[name], found[name]
         if want.shape != have.shape:
-            problems.append(f'{name} has shape {tuple(have.shape)}, the model needs {tuple(want.shape)}')
+            problems.append(
+                f'{name} has shape {tuple(have.shape)}, the model needs {tuple(want.shape)}'
+            )
         elif want.dtype != have.dtype:
             problems.append(f'{name} is {have.dtype}, the model needs {want.dtype}')
     return problems

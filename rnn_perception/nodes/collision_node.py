@@ -82,16 +82,26 @@ class CollisionNode(ModelNode):
         self._diagnostics = DiagnosticsSummary(self.runtime)
         self._watchdog = NoFrameWatchdog(self.settings.no_frame_warning_s)
         self.get_logger().info(
-            f'model {self.model_path} on {self.runtime.device} (trained at {self.runtime.model_fps:g} fps, alert '
-            f'threshold {self.runtime.alert.on_threshold:g}); images decoded with {decoder_name()}')
+            f'model {self.model_path} on {self.runtime.device} '
+            f'(trained at {self.runtime.model_fps:g} fps, alert '
+            f'threshold {self.runtime.alert.on_threshold:g}); images decoded with {decoder_name()}'
+        )
 
-        self._probability_pub = self.create_publisher(Float32, 'collision_probability', OUTPUT_DEPTH)
+        self._probability_pub = self.create_publisher(
+            Float32, 'collision_probability', OUTPUT_DEPTH
+        )
         self._stamped_pub = self.create_publisher(PointStamped, '~/collision_probability_stamped',
                                                   OUTPUT_DEPTH)
         self._alert_pub = self.create_publisher(Bool, 'collision_alert', OUTPUT_DEPTH)
         self._activations_pub = self.create_publisher(Image, '~/activations', 1)
-        self.images = MatchingImageSubscription(self, Image, IMAGE_TOPIC, self._on_image,
-                                                self.settings.image_qos, self.settings.image_queue_depth)
+        self.images = MatchingImageSubscription(
+            self,
+            Image,
+            IMAGE_TOPIC,
+            self._on_image,
+            self.settings.image_qos,
+            self.settings.image_queue_depth,
+        )
 
     def parameters_changed(self) -> None:
         self._watchdog.timeout_s = self.settings.no_frame_warning_s
@@ -112,8 +122,10 @@ class CollisionNode(ModelNode):
                                       throttle_duration_sec=WARNING_THROTTLE_S)
         elif result.outcome is Outcome.STALE:
             self.get_logger().warning(
-                f'stale frame dropped (older than max_frame_age_s={self.settings.max_frame_age_s:g} s)',
-                throttle_duration_sec=WARNING_THROTTLE_S)
+                'stale frame dropped '
+                f'(older than max_frame_age_s={self.settings.max_frame_age_s:g} s)',
+                throttle_duration_sec=WARNING_THROTTLE_S,
+            )
         if result.outcome is not Outcome.PROCESSED:
             return
         self._probability_pub.publish(Float32(data=result.probability))
@@ -121,9 +133,13 @@ class CollisionNode(ModelNode):
         stamped.point.x = result.probability
         self._stamped_pub.publish(stamped)
         self._alert_pub.publish(Bool(data=result.alert))
-        if self._activations_pub.get_subscription_count() > 0:   # the mosaic costs: only when watched
+        if (
+            self._activations_pub.get_subscription_count() > 0
+        ):  # the mosaic costs: only when watched
             mosaic = activation_mosaic(self.runtime.state)
-            self._activations_pub.publish(Image(header=message.header, **array_to_image_fields(mosaic)))
+            self._activations_pub.publish(
+                Image(header=message.header, **array_to_image_fields(mosaic))
+            )
 
     # --------------------------------------------------------------------------- diagnostics
     def diagnostics_report(self, now_s: float, warnings: List[str],

@@ -1,5 +1,7 @@
 """What the package's rclpy nodes share: declaring validated parameters, starting the model,
-guarding callbacks, ``~/reset``, the ``/diagnostics`` report (:class:`ModelNode`), and their ``main``."""
+guarding callbacks, ``~/reset``, the ``/diagnostics`` report (:class:`ModelNode`), and their
+``main``."""
+
 from __future__ import annotations
 
 import time
@@ -48,15 +50,27 @@ class ValidatedParameters:
         """Declare every parameter; ``defaults`` updated with the declared values. Raises
         :class:`StartupError` with the reason of the first refusal."""
         try:
-            declared = self._node.declare_parameters('', [
-                (spec.name, spec.default, ParameterDescriptor(description=spec.description, read_only=spec.read_only))
-                for spec in self._specs])
-        except InvalidParameterValueException as error:   # say our own reason, not rclpy's wrapping
+            declared = self._node.declare_parameters(
+                '',
+                [
+                    (
+                        spec.name,
+                        spec.default,
+                        ParameterDescriptor(
+                            description=spec.description, read_only=spec.read_only
+                        ),
+                    )
+                    for spec in self._specs
+                ],
+            )
+        except InvalidParameterValueException as error:  # say our own reason, not rclpy's wrapping
             raise StartupError(self._last_refusal or str(error)) from None
         return defaults.updated({parameter.name: parameter.value for parameter in declared})
 
     def _validate(self, parameters: List[Parameter]) -> SetParametersResult:
-        problems = [problem for problem in (self._problem(p.name, p.value) for p in parameters) if problem]
+        problems = [
+            problem for problem in (self._problem(p.name, p.value) for p in parameters) if problem
+        ]
         self._last_refusal = '; '.join(problems)
         return SetParametersResult(successful=not problems, reason=self._last_refusal)
 
@@ -90,8 +104,15 @@ class CallbackGuard:
     def report(self) -> Tuple[List[str], Sequence[Tuple[str, str]]]:
         """For the next diagnostics report: (warnings since the last call, key/values)."""
         new, self._reported = self.count - self._reported, self.count
-        warnings = [f'{new} internal error(s) since the last report (last: {self.last_error})'] if new else []
-        return warnings, [('internal_errors', str(self.count)), ('last_internal_error', self.last_error)]
+        warnings = (
+            [f'{new} internal error(s) since the last report (last: {self.last_error})']
+            if new
+            else []
+        )
+        return warnings, [
+            ('internal_errors', str(self.count)),
+            ('last_internal_error', self.last_error),
+        ]
 
 
 class ModelNode(Node):
@@ -118,16 +139,22 @@ class ModelNode(Node):
     def __init__(self, name: str, **kwargs):
         super().__init__(name, **kwargs)
         try:
-            self.settings = ValidatedParameters(self, self.parameters).declare(self.settings_type())
+            self.settings = ValidatedParameters(self, self.parameters).declare(
+                self.settings_type()
+            )
             torch.set_num_threads(self.settings.cpu_threads)
             loaded = type(self).load_model(self.settings.weights, self.settings.device)
         except (StartupError, ParameterException, ModelFileError, DeviceUnavailableError) as error:
             self.destroy_node()
             raise StartupError(str(error)) from None
         self.model_path = loaded.path
-        self.runtime = self.runtime_type(loaded.model, loaded.metadata, loaded.device, self.settings)
+        self.runtime = self.runtime_type(
+            loaded.model, loaded.metadata, loaded.device, self.settings
+        )
         self.callback_guard = CallbackGuard(self.get_logger())
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', OUTPUT_DEPTH)
+        self._diagnostics_pub = self.create_publisher(
+            DiagnosticArray, '/diagnostics', OUTPUT_DEPTH
+        )
         self.create_service(Trigger, '~/reset', self._on_reset)
         # Steady time, not the node clock: a paused or absent /clock must not stop the reports.
         self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics,
@@ -140,14 +167,17 @@ class ModelNode(Node):
         self.parameters_changed()
 
     def parameters_changed(self) -> None:
-        """Called once ``self.settings`` changed and the runtime took them; for the node's own parts."""
+        """Called once ``self.settings`` changed and the runtime took them; for the node's own
+        parts."""
 
     def log_state(self, result) -> None:
         """Log what a step did to the recurrent state: a device failure (an error) or a reset."""
         if result.device_failure:
             self.get_logger().error(f'{result.device_failure}; answering on the CPU from now on')
         elif result.reset_reason:
-            self.get_logger().info(f'state reset: {result.reset_reason}', throttle_duration_sec=1.0)
+            self.get_logger().info(
+                f'state reset: {result.reset_reason}', throttle_duration_sec=1.0
+            )
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.runtime.reset('~/reset service call')
@@ -158,7 +188,8 @@ class ModelNode(Node):
 
     def diagnostics_report(self, now_s: float, warnings: List[str],
                            values: Sequence[Tuple[str, str]]) -> DiagnosticReport:
-        """The runtime's report at monotonic ``now_s``, with the guard's ``warnings`` and ``values``."""
+        """The runtime's report at monotonic ``now_s``, with the guard's ``warnings`` and
+        ``values``."""
         raise NotImplementedError
 
     def _publish_diagnostics(self) -> None:

@@ -1,5 +1,5 @@
-"""``python -m rnn_perception play --bag PATH [--rate R] [--loop] [--clock] [--wait-for-subscriber TOPIC[=N]]
-[--start-delay S] [--queue-depth N]``.
+"""``python -m rnn_perception play --bag PATH [--rate R] [--loop] [--clock]
+[--wait-for-subscriber TOPIC[=N]] [--start-delay S] [--queue-depth N]``.
 
 Publishes a rosbag2 (sqlite3 or mcap, read with the pure-Python ``rosbags``) over DDS with its
 recorded timing: ``ros2 bag play`` for machines without the ROS 2 CLI.
@@ -85,7 +85,8 @@ def open_playable_bag(path: Path) -> Reader:
         problem = f'{path}: the bag holds no messages'
     elif mixed:
         topic, msgtypes = next(iter(mixed.items()))
-        problem = f'{path}: {topic} is recorded with {len(msgtypes)} message types ({", ".join(msgtypes)})'
+        problem = (f'{path}: {topic} is recorded with {len(msgtypes)} message types '
+                   f'({", ".join(msgtypes)})')
     if problem:
         reader.close()
         raise PlayerError(problem)
@@ -134,11 +135,14 @@ class BagPlayer:
         return sum(c.msgcount for c in self._reader.connections if c.topic in self._publishers)
 
     def wait_for_subscribers(self, topics: Dict[str, int], timeout_s: float) -> None:
-        """Return once every topic of ``topics`` has (at least) its number of matched subscribers."""
+        """Return once every topic of ``topics`` has (at least) its number of matched
+        subscribers."""
         unknown = sorted(set(topics) - set(self._publishers))
         if unknown:
-            raise PlayerError(f'cannot wait for a subscriber of {", ".join(unknown)}: the bag has no such '
-                              f'topic (it plays {", ".join(self.topics)})')
+            raise PlayerError(
+                f'cannot wait for a subscriber of {", ".join(unknown)}: the bag has no such '
+                f'topic (it plays {", ".join(self.topics)})'
+            )
         deadline = time.monotonic() + timeout_s
         while True:
             matched = {topic: self._publishers[topic].get_subscription_count() for topic in topics}
@@ -147,7 +151,9 @@ class BagPlayer:
             if not waiting:
                 return
             if time.monotonic() > deadline:
-                raise PlayerError(f'too few subscribers matched within {timeout_s:.0f} s: {", ".join(waiting)}')
+                raise PlayerError(
+                    f'too few subscribers matched within {timeout_s:.0f} s: {", ".join(waiting)}'
+                )
             time.sleep(0.05)
 
     def play_once(self, progress: tqdm) -> None:
@@ -215,19 +221,38 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
         prog='python -m rnn_perception play',
         description='Publish a rosbag2 (sqlite3 or mcap) over DDS with its recorded timing.')
     parser.add_argument('--bag', required=True, type=Path, help='rosbag2 directory')
-    parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor (default 1)')
+    parser.add_argument(
+        '--rate', type=float, default=1.0, help='playback speed factor (default 1)'
+    )
     parser.add_argument('--loop', action='store_true', help='play again and again until Ctrl-C')
-    parser.add_argument('--clock', action='store_true', help='also publish /clock with the bag time')
-    parser.add_argument('--wait-for-subscriber', action='append', default=[], metavar='TOPIC[=N]',
-                        type=subscriber_wait,
-                        help=f'play only once TOPIC has N (default 1) matched subscribers (waits up to '
-                             f'{SUBSCRIBER_WAIT_S:.0f} s; repeatable)')
-    parser.add_argument('--start-delay', type=float, default=1.0, metavar='SECONDS',
-                        help='wait before the first message, for subscribers to discover us (default 1)')
-    parser.add_argument('--queue-depth', type=int, default=MAX_QUEUE_DEPTH, metavar='N',
-                        help=f'most messages per topic kept for a subscriber that falls behind (default '
-                             f'{MAX_QUEUE_DEPTH}; a topic with fewer messages in the bag keeps them all, so '
-                             f'none is lost); frames in flight cost memory until acknowledged')
+    parser.add_argument(
+        '--clock', action='store_true', help='also publish /clock with the bag time'
+    )
+    parser.add_argument(
+        '--wait-for-subscriber',
+        action='append',
+        default=[],
+        metavar='TOPIC[=N]',
+        type=subscriber_wait,
+        help=f'play only once TOPIC has N (default 1) matched subscribers (waits up to '
+        f'{SUBSCRIBER_WAIT_S:.0f} s; repeatable)',
+    )
+    parser.add_argument(
+        '--start-delay',
+        type=float,
+        default=1.0,
+        metavar='SECONDS',
+        help='wait before the first message, for subscribers to discover us (default 1)',
+    )
+    parser.add_argument(
+        '--queue-depth',
+        type=int,
+        default=MAX_QUEUE_DEPTH,
+        metavar='N',
+        help=f'most messages per topic kept for a subscriber that falls behind (default '
+        f'{MAX_QUEUE_DEPTH}; a topic with fewer messages in the bag keeps them all, so '
+        f'none is lost); frames in flight cost memory until acknowledged',
+    )
     args = parser.parse_args(argv)
     if not 0 < args.rate < float('inf'):
         parser.error(f'--rate must be a positive number, got {args.rate}')
@@ -255,7 +280,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         time.sleep(args.start_delay)
         started = time.monotonic()
         while True:
-            with tqdm(total=player.message_count, unit='msg', disable=None, file=sys.stderr) as progress:
+            with tqdm(
+                total=player.message_count, unit='msg', disable=None, file=sys.stderr
+            ) as progress:
                 player.play_once(progress)
             if not args.loop:
                 break
@@ -263,7 +290,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if pending:
             node.get_logger().warning(f'a subscriber did not acknowledge every message of '
                                       f'{", ".join(pending)} within {ACK_WAIT_S:.0f} s')
-        node.get_logger().info(f'published {player.published} messages in {time.monotonic() - started:.1f} s')
+        node.get_logger().info(
+            f'published {player.published} messages in {time.monotonic() - started:.1f} s'
+        )
         return 0
     except (BagError, PlayerError) as error:
         return report_error('play', error)

@@ -28,27 +28,40 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from .reliability import choose_reliability
 
-RELIABILITY_POLICIES = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
+RELIABILITY_POLICIES = {
+    'reliable': ReliabilityPolicy.RELIABLE,
+    'best_effort': ReliabilityPolicy.BEST_EFFORT,
+}
 GRAPH_CHECK_PERIOD_S = 1.0
 
 
 def image_qos(reliability: str, depth: int = 1) -> QoSProfile:
-    """Keep-last ``depth``, volatile, with the given reliability (``'reliable'`` or ``'best_effort'``)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=RELIABILITY_POLICIES[reliability], durability=DurabilityPolicy.VOLATILE)
+    """Keep-last ``depth``, volatile, with the given reliability (``'reliable'`` or
+    ``'best_effort'``)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=RELIABILITY_POLICIES[reliability],
+        durability=DurabilityPolicy.VOLATILE,
+    )
 
 
 def offered_reliabilities(node: Node, topic: str) -> List[str]:
     """The reliability each publisher of ``topic`` (fully resolved) offers."""
-    return ['reliable' if info.qos_profile.reliability == ReliabilityPolicy.RELIABLE else 'best_effort'
-            for info in node.get_publishers_info_by_topic(topic)]
+    return [
+        'reliable' if info.qos_profile.reliability == ReliabilityPolicy.RELIABLE else 'best_effort'
+        for info in node.get_publishers_info_by_topic(topic)
+    ]
 
 
 class MatchingImageSubscription:
     """A subscription of ``node`` to ``topic`` whose reliability follows ``mode``
-    (``auto | reliable | best_effort``), recreated whenever the choice changes; keep-last ``depth``."""
+    (``auto | reliable | best_effort``), recreated whenever the choice changes; keep-last
+    ``depth``."""
 
-    def __init__(self, node: Node, msg_type, topic: str, callback: Callable, mode: str, depth: int = 1):
+    def __init__(
+        self, node: Node, msg_type, topic: str, callback: Callable, mode: str, depth: int = 1
+    ):
         self._node = node
         self._msg_type = msg_type
         self._name = topic                            # as given: rcl applies remappings to it
@@ -83,5 +96,6 @@ class MatchingImageSubscription:
             event_callbacks=SubscriptionEventCallbacks(matched=lambda _: self.update()))
         self.reliability = wanted
         self._node.get_logger().info(
-            f'subscribed to {self.topic} {wanted}, keep-last {self.depth} (image_qos={self.mode}, publishers '
-            f'offer: {", ".join(offered) or "none yet"})')
+            f'subscribed to {self.topic} {wanted}, keep-last {self.depth} '
+            f'(image_qos={self.mode}, publishers offer: {", ".join(offered) or "none yet"})'
+        )

@@ -1,4 +1,6 @@
-"""The collision node's debug picture: the ConvLSTM state as one mono8 mosaic (``~/activations``)."""
+"""The collision node's debug picture: the ConvLSTM state as one mono8 mosaic
+(``~/activations``)."""
+
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
@@ -18,7 +20,9 @@ def tile_maps(maps: np.ndarray, columns: int, cell: int) -> np.ndarray:
     grid = np.zeros((rows * (cell + 1) - 1, columns * (cell + 1) - 1), np.uint8)
     nearest_rows = np.arange(cell) * height // cell
     nearest_columns = np.arange(cell) * width // cell
-    pixels = np.clip((maps + 1.0) * 127.5, 0, 255).astype(np.uint8)[:, nearest_rows][:, :, nearest_columns]
+    pixels = np.clip((maps + 1.0) * 127.5, 0, 255).astype(np.uint8)[:, nearest_rows][
+        :, :, nearest_columns
+    ]
     for index in range(count):
         top, left = (cell + 1) * np.array(divmod(index, columns))
         grid[top:top + cell, left:left + cell] = pixels[index]

@@ -165,7 +165,9 @@ class CollisionRuntime:
         if not self._subsampler.accept(stamp_s):
             self.counters.subsampled += 1
             return FrameResult(Outcome.SUBSAMPLED, stamp_s, reset_reason=reset_reason)
-        probability, device_failure = self.compute.run(lambda device: self._step_on(rgb, device), self.reset)
+        probability, device_failure = self.compute.run(
+            lambda device: self._step_on(rgb, device), self.reset
+        )
         self.counters.processed += 1
         self.latency.add(time.perf_counter() - started)
         return FrameResult(Outcome.PROCESSED, stamp_s, probability, self.alert.update(probability),
@@ -174,8 +176,10 @@ class CollisionRuntime:
     def _step_on(self, rgb: np.ndarray, device: torch.device) -> float:
         """Step the model once on an RGB frame with the carried state; the hit probability."""
         with torch.inference_mode():
-            if device != self._frozen_for:            # the model fell back to the CPU: freeze it there
+            if device != self._frozen_for:  # the model fell back to the CPU: freeze it there
                 self._frozen, self._frozen_for = self.model.frozen(), device
-            frame = frames_to_tensor(resize_frames(rgb[None], self.model.config.image_size), device)
+            frame = frames_to_tensor(
+                resize_frames(rgb[None], self.model.config.image_size), device
+            )
             logits, self._state = self._frozen.step(frame, self._state)
             return float(torch.sigmoid(logits[0]))

@@ -1,4 +1,6 @@
-"""The collision node's periodic ``/diagnostics`` report on its runtime (:class:`DiagnosticsSummary`)."""
+"""The collision node's periodic ``/diagnostics`` report on its runtime
+(:class:`DiagnosticsSummary`)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -27,12 +29,20 @@ class DiagnosticsSummary:
         self._last_time_s, self._last_counters = now_s, counters
         warnings = list(warnings)
         if counters.rejected > last.rejected:
-            warnings.append(f'{counters.rejected - last.rejected} frame(s) rejected since the last '
-                            f'report (last: {runtime.last_rejection})')
+            warnings.append(
+                f'{counters.rejected - last.rejected} frame(s) rejected since the last '
+                f'report (last: {runtime.last_rejection})'
+            )
         if counters.stale > last.stale:
-            warnings.append(f'{counters.stale - last.stale} stale frame(s) dropped since the last report '
-                            f'(older than max_frame_age_s={runtime.settings.max_frame_age_s:g} s)')
-        warnings += [warning for warning in (runtime.slow_camera_warning(), runtime.compute.warning()) if warning]
+            warnings.append(
+                f'{counters.stale - last.stale} stale frame(s) dropped since the last report '
+                f'(older than max_frame_age_s={runtime.settings.max_frame_age_s:g} s)'
+            )
+        warnings += [
+            warning
+            for warning in (runtime.slow_camera_warning(), runtime.compute.warning())
+            if warning
+        ]
         input_rate = runtime.input_rate_hz
         values = [
             ('rate_hz', f'{rate:.2f}'),

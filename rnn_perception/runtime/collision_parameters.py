@@ -23,36 +23,65 @@ def _hysteresis(value: float) -> Optional[str]:
 
 
 PARAMETERS: Tuple[ParameterSpec, ...] = (
-    *model_parameters('collision', '1 is fastest for one small frame per step, more threads only wait '
-                                   'on each other (and on a busy CPU wreck the tail latency)'),
-    ParameterSpec('image_qos', 'auto',
-                  "image subscription reliability: auto (match the camera's publishers), reliable "
-                  'or best_effort',
-                  one_of(RELIABILITY_CHOICES)),
-    ParameterSpec('image_queue_depth', 1,
-                  'keep-last depth of the image subscription: 1 = always act on the newest frame (a live '
-                  'camera: a frame that waits is stale); more = step every frame of a burst, e.g. when '
-                  'replaying a bag to evaluate (a player that falls behind publishes frames back to back)',
-                  at_least_one, read_only=True),
-    ParameterSpec('reset_gap_s', 0.5,
-                  'reset the recurrent state when consecutive frame stamps are further apart (s)',
-                  finite_above(0.0, inclusive=False)),
-    ParameterSpec('max_frame_age_s', 0.5,
-                  'drop frames older than this against the node clock (s); 0 = never; frames '
-                  'stamped on another time base (over an hour off) are never called stale',
-                  finite_above(0.0, inclusive=True)),
-    ParameterSpec('subsample_to_model_rate', True,
-                  "thin frames faster than the weights' training rate down to it (else use all)"),
-    ParameterSpec('alert_on_threshold', USE_MODEL_THRESHOLD,
-                  f"probability at which the alert turns on; {USE_MODEL_THRESHOLD:g} = the weights' "
-                  'calibrated threshold',
-                  _threshold_or_model),
-    ParameterSpec('alert_hysteresis', 0.1,
-                  'the alert turns off only once the probability drops below '
-                  'alert_on_threshold - alert_hysteresis', _hysteresis),
-    ParameterSpec('no_frame_warning_s', 5.0,
-                  'warn when a publisher is matched but no frame arrived for this long (s)',
-                  finite_above(0.0, inclusive=False)),
+    *model_parameters(
+        'collision',
+        '1 is fastest for one small frame per step, more threads only wait '
+        'on each other (and on a busy CPU wreck the tail latency)',
+    ),
+    ParameterSpec(
+        'image_qos',
+        'auto',
+        "image subscription reliability: auto (match the camera's publishers), reliable "
+        'or best_effort',
+        one_of(RELIABILITY_CHOICES),
+    ),
+    ParameterSpec(
+        'image_queue_depth',
+        1,
+        'keep-last depth of the image subscription: 1 = always act on the newest frame (a live '
+        'camera: a frame that waits is stale); more = step every frame of a burst, e.g. when '
+        'replaying a bag to evaluate (a player that falls behind publishes frames back to back)',
+        at_least_one,
+        read_only=True,
+    ),
+    ParameterSpec(
+        'reset_gap_s',
+        0.5,
+        'reset the recurrent state when consecutive frame stamps are further apart (s)',
+        finite_above(0.0, inclusive=False),
+    ),
+    ParameterSpec(
+        'max_frame_age_s',
+        0.5,
+        'drop frames older than this against the node clock (s); 0 = never; frames '
+        'stamped on another time base (over an hour off) are never called stale',
+        finite_above(0.0, inclusive=True),
+    ),
+    ParameterSpec(
+        'subsample_to_model_rate',
+        True,
+        "thin frames faster than the weights' training rate down to it (else use all)",
+    ),
+    ParameterSpec(
+        'alert_on_threshold',
+        USE_MODEL_THRESHOLD,
+        f"probability at which the alert turns on; {USE_MODEL_THRESHOLD:g} = the weights' "
+        'calibrated threshold',
+        _threshold_or_model,
+    ),
+    ParameterSpec(
+        'alert_hysteresis',
+        0.1,
+        'the alert turns off only once the probability drops below '
+        'alert_on_threshold - alert_hysteresis',
+        _hysteresis,
+    ),
+    ParameterSpec(
+        'no_frame_warning_s',
+        5.0,
+        'warn when a publisher is matched but no frame arrived for this long (s)',
+        finite_above(0.0, inclusive=False),
+    ),
     DIAGNOSTICS_PERIOD,
 )
 

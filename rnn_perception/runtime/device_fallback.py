@@ -42,10 +42,18 @@ class CpuFallback:
         self.model = model
         self.device = device
         self.failure: Optional[str] = None     # why the model left its device, once it did
-        self._cpu_copy = (None if device.type == 'cpu' else
-                          {name: tensor.detach().to('cpu', copy=True) for name, tensor in _named_tensors(model)})
+        self._cpu_copy = (
+            None
+            if device.type == 'cpu'
+            else {
+                name: tensor.detach().to('cpu', copy=True)
+                for name, tensor in _named_tensors(model)
+            }
+        )
 
-    def run(self, step: Callable[[torch.device], T], reset: Callable[[str], None]) -> Tuple[T, Optional[str]]:
+    def run(
+        self, step: Callable[[torch.device], T], reset: Callable[[str], None]
+    ) -> Tuple[T, Optional[str]]:
         """``step(device)`` -> ``(its value, None)``. When it fails on an accelerator: the model
         moves to the CPU, ``reset(reason)`` drops the recurrent state (it lived on the failed
         device), and ``(step(cpu), reason)``. Any other error propagates."""

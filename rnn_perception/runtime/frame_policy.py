@@ -1,6 +1,6 @@
 """What the collision runtime decides per frame besides stepping: is it too old
-(:class:`StalenessCheck`), is it one frame too many for the model's rate (:class:`FrameSubsampler`),
-and is the alert on (:class:`AlertHysteresis`)."""
+(:class:`StalenessCheck`), is it one frame too many for the model's rate
+(:class:`FrameSubsampler`), and is the alert on (:class:`AlertHysteresis`)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -44,7 +44,9 @@ class FrameSubsampler:
         """Whether to step the frame stamped ``stamp_s``."""
         if self._last_seen_s is not None and stamp_s > self._last_seen_s:
             rate = 1.0 / (stamp_s - self._last_seen_s)
-            self.input_rate_hz = rate if self.input_rate_hz is None else 0.9 * self.input_rate_hz + 0.1 * rate
+            self.input_rate_hz = (
+                rate if self.input_rate_hz is None else 0.9 * self.input_rate_hz + 0.1 * rate
+            )
         self._last_seen_s = stamp_s
         if (self.enabled and self._last_kept_s is not None
                 and stamp_s - self._last_kept_s < SUBSAMPLE_PERIOD_FRACTION / self.model_fps):
@@ -57,8 +59,10 @@ class FrameSubsampler:
         rate = self.input_rate_hz
         if rate is None or rate >= SLOW_CAMERA_FRACTION * self.model_fps:
             return None
-        return (f'frames arrive at {rate:.1f} Hz, slower than the {self.model_fps:g} Hz the model was '
-                'trained at: objects seem to move faster than in training, expect earlier alerts')
+        return (
+            f'frames arrive at {rate:.1f} Hz, slower than the {self.model_fps:g} Hz the model was '
+            'trained at: objects seem to move faster than in training, expect earlier alerts'
+        )
 
 
 class StalenessCheck:

@@ -42,7 +42,8 @@ class ParameterSpec:
 
 
 def check_parameter(specs: Mapping[str, ParameterSpec], name: str, value: Any) -> Optional[str]:
-    """Why ``value`` is not acceptable for parameter ``name`` of ``specs``, or ``None`` when it is."""
+    """Why ``value`` is not acceptable for parameter ``name`` of ``specs``, or ``None`` when it
+    is."""
     spec = specs.get(name)
     if spec is None or spec.check is None:
         return None
@@ -60,16 +61,36 @@ def model_parameters(model: str, cpu_threads_note: str) -> Tuple[ParameterSpec, 
     """The parameters every model node declares first, read at start (so read-only): the weights
     file of ``model``, the torch device and the CPU threads (``cpu_threads_note`` says why 1)."""
     return (
-        ParameterSpec('weights', '', f"{model} model safetensors file; '' = the shipped default model", read_only=True),
-        ParameterSpec('device', 'auto', 'torch device: auto (CUDA if available, else CPU), cpu or cuda',
-                      one_of(DEVICE_CHOICES), read_only=True),
-        ParameterSpec('cpu_threads', 1, f'torch intra-op threads on the CPU; {cpu_threads_note}', at_least_one,
-                      read_only=True),
+        ParameterSpec(
+            'weights',
+            '',
+            f"{model} model safetensors file; '' = the shipped default model",
+            read_only=True,
+        ),
+        ParameterSpec(
+            'device',
+            'auto',
+            'torch device: auto (CUDA if available, else CPU), cpu or cuda',
+            one_of(DEVICE_CHOICES),
+            read_only=True,
+        ),
+        ParameterSpec(
+            'cpu_threads',
+            1,
+            f'torch intra-op threads on the CPU; {cpu_threads_note}',
+            at_least_one,
+            read_only=True,
+        ),
     )
 
 
-DIAGNOSTICS_PERIOD = ParameterSpec('diagnostics_period_s', 1.0, 'period of the /diagnostics report (s)',
-                                   finite_above(0.0, inclusive=False), read_only=True)
+DIAGNOSTICS_PERIOD = ParameterSpec(
+    'diagnostics_period_s',
+    1.0,
+    'period of the /diagnostics report (s)',
+    finite_above(0.0, inclusive=False),
+    read_only=True,
+)
 
 
 class Settings:
@@ -85,8 +106,13 @@ def settings_class(name: str, specs: Sequence[ParameterSpec], module: str) -> ty
     """A frozen :class:`Settings` dataclass ``name`` with one field per parameter of ``specs``,
     in order, typed and defaulted by its spec: the specs stay the one place a parameter is
     written down (as ``generate_parameter_library`` does for C++ nodes)."""
-    cls = make_dataclass(name, [(spec.name, type(spec.default), field(default=spec.default)) for spec in specs],
-                         bases=(Settings,), frozen=True)
+    cls = make_dataclass(
+        name,
+        [(spec.name, type(spec.default), field(default=spec.default)) for spec in specs],
+        bases=(Settings,),
+        frozen=True,
+    )
     cls.__module__ = module
-    cls.__doc__ = f"The parameters' current values: {', '.join(spec.name for spec in specs)} (see the specs)."
+    cls.__doc__ = (f"The parameters' current values: {', '.join(spec.name for spec in specs)} "
+                   '(see the specs).')
     return cls

@@ -42,7 +42,12 @@ import numpy as np
 import torch
 
 from ..models.loading import load_model, LoadedModel
-from ..models.tactile import default_weights_path, load_tactile_model, TactilePredictor, TactileState
+from ..models.tactile import (
+    default_weights_path,
+    load_tactile_model,
+    TactilePredictor,
+    TactileState,
+)
 from .device_fallback import CpuFallback
 from .diagnostics import LatencyStats
 from .reset_policy import ResetPolicy
@@ -66,14 +71,15 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True)
 class StepResult:
-    """What became of one message; ``poses (H, 4)`` and ``stamp_ns`` only when a sample was stepped."""
+    """What became of one message; ``poses (H, 4)`` and ``stamp_ns`` only when a sample was
+    stepped."""
 
     outcome: Outcome
     stamp_ns: int = 0
     poses: Optional[np.ndarray] = None
     reset_reason: Optional[str] = None
     error: Optional[str] = None
-    device_failure: Optional[str] = None    # this sample's step made the model fall back to the CPU
+    device_failure: Optional[str] = None  # this sample's step made the model fall back to the CPU
 
 
 @dataclass
@@ -158,15 +164,25 @@ class TactileRuntime:
         reset_reason = self._resets.check(sample.stamp_ns * 1e-9, INPUT_SIZE)
         if reset_reason is not None:
             self.reset(reset_reason)
-        poses, device_failure = self.compute.run(lambda device: self._step_on(sample, device), self.reset)
+        poses, device_failure = self.compute.run(
+            lambda device: self._step_on(sample, device), self.reset
+        )
         self.counters.processed += 1
         self.latency.add(time.perf_counter() - started)
-        return StepResult(Outcome.PROCESSED, sample.stamp_ns, poses, device_failure or reset_reason,
-                          device_failure=device_failure)
+        return StepResult(
+            Outcome.PROCESSED,
+            sample.stamp_ns,
+            poses,
+            device_failure or reset_reason,
+            device_failure=device_failure,
+        )
 
     def _step_on(self, sample: Sample, device: torch.device) -> np.ndarray:
         """Step the model once with the carried state: the next ``horizon`` poses ``(H, 4)``."""
         with torch.inference_mode():
-            predicted, self._state = self.model.step(torch.from_numpy(sample.tactile).to(device)[None],
-                                                     torch.from_numpy(sample.pose).to(device)[None], self._state)
+            predicted, self._state = self.model.step(
+                torch.from_numpy(sample.tactile).to(device)[None],
+                torch.from_numpy(sample.pose).to(device)[None],
+                self._state,
+            )
             return predicted[0].cpu().numpy()

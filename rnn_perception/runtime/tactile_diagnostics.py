@@ -1,4 +1,6 @@
-"""The tactile node's periodic ``/diagnostics`` report on its runtime (:class:`TactileDiagnostics`)."""
+"""The tactile node's periodic ``/diagnostics`` report on its runtime
+(:class:`TactileDiagnostics`)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -28,11 +30,15 @@ class TactileDiagnostics:
         self._last_time_s, self._last = now_s, (counters, unpaired)
         warnings = list(warnings)
         if counters.rejected > last.rejected:
-            warnings.append(f'{counters.rejected - last.rejected} message(s) rejected since the last report '
-                            f'(last: {runtime.last_rejection})')
+            warnings.append(
+                f'{counters.rejected - last.rejected} message(s) rejected since the last report '
+                f'(last: {runtime.last_rejection})'
+            )
         if unpaired > last_unpaired:
-            warnings.append(f'{unpaired - last_unpaired} message(s) without a partner on the other stream '
-                            'since the last report (is /object/pose published with every tactile sample?)')
+            warnings.append(
+                f'{unpaired - last_unpaired} message(s) without a partner on the other stream '
+                'since the last report (is /object/pose published with every tactile sample?)'
+            )
         if runtime.compute.warning():
             warnings.append(runtime.compute.warning())
         values = [

@@ -35,12 +35,14 @@ class BadInput(ValueError):
 
 
 def tactile_values(message) -> np.ndarray:
-    """``std_msgs/Float32MultiArray`` (anything with ``data``) -> the 21 values, or :class:`BadInput`.
+    """``std_msgs/Float32MultiArray`` (anything with ``data``) -> the 21 values, or
+    :class:`BadInput`.
 
     The layout, where there is one, is honoured: ``data_offset`` values are skipped, and a first
     dimension whose label lists the fields (comma-separated, as ``sim tactile --bag`` writes)
     must list :data:`TACTILE_FIELDS` in that order: a sensor driver with another order is refused
-    rather than misread. An empty layout or a plain label (``"taxels"``) means the documented order.
+    rather than misread. An empty layout or a plain label (``"taxels"``) means the documented
+    order.
     """
     layout = getattr(message, 'layout', None)
     values = np.asarray(message.data, dtype=np.float32).reshape(-1)
@@ -48,12 +50,18 @@ def tactile_values(message) -> np.ndarray:
         values = values[layout.data_offset:]
         labels = tuple(layout.dim[0].label.split(',')) if layout.dim else ()
         if len(labels) > 1 and labels != TACTILE_FIELDS:
-            raise BadInput(f'tactile array fields {",".join(labels)} are not the expected {",".join(TACTILE_FIELDS)}')
+            raise BadInput(
+                f'tactile array fields {",".join(labels)} are not the expected '
+                f'{",".join(TACTILE_FIELDS)}'
+            )
     if values.size != NUM_TACTILE:
         raise BadInput(f'tactile array holds {values.size} values, expected {NUM_TACTILE} '
                        f'({",".join(TACTILE_FIELDS)})')
     if not np.isfinite(values).all():
-        raise BadInput(f'tactile array holds non-finite values at {np.flatnonzero(~np.isfinite(values)).tolist()}')
+        raise BadInput(
+            'tactile array holds non-finite values at '
+            f'{np.flatnonzero(~np.isfinite(values)).tolist()}'
+        )
     if (np.abs(values) > TACTILE_LIMIT).any():
         raise BadInput(f'tactile array holds values beyond +-{TACTILE_LIMIT:g} at '
                        f'{np.flatnonzero(np.abs(values) > TACTILE_LIMIT).tolist()}')
@@ -76,8 +84,11 @@ def pose_values(message) -> Tuple[int, np.ndarray]:
         [p.x, p.y, p.z, quaternion_angle(q.x, q.y, q.z, q.w)], np.float32)
 
 
-def pose_fields(pose: Sequence[float]) -> Tuple[Tuple[float, float, float], Tuple[float, float, float, float]]:
-    """``(x, y, z, angle)`` -> (position, orientation quaternion (x, y, z, w)) for a ``geometry_msgs/Pose``."""
+def pose_fields(
+    pose: Sequence[float],
+) -> Tuple[Tuple[float, float, float], Tuple[float, float, float, float]]:
+    """``(x, y, z, angle)`` -> (position, orientation quaternion (x, y, z, w)) for a
+    ``geometry_msgs/Pose``."""
     x, y, z, angle = (float(value) for value in pose)
     return (x, y, z), angle_quaternion(angle)
 

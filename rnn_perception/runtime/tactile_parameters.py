@@ -14,11 +14,18 @@ def _frame_id(value: str) -> Optional[str]:
 
 PARAMETERS: Tuple[ParameterSpec, ...] = (
     *model_parameters('tactile', '1 is fastest for one small sample per step'),
-    ParameterSpec('frame_id', 'gripper', 'frame_id of the published PoseArray (the frame of the input poses)',
-                  _frame_id),
-    ParameterSpec('reset_gap_s', 0.1,
-                  'reset the recurrent state when consecutive sample stamps are further apart (s)',
-                  finite_above(0.0, inclusive=False)),
+    ParameterSpec(
+        'frame_id',
+        'gripper',
+        'frame_id of the published PoseArray (the frame of the input poses)',
+        _frame_id,
+    ),
+    ParameterSpec(
+        'reset_gap_s',
+        0.1,
+        'reset the recurrent state when consecutive sample stamps are further apart (s)',
+        finite_above(0.0, inclusive=False),
+    ),
     DIAGNOSTICS_PERIOD,
 )
 

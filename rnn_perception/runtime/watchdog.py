@@ -24,8 +24,10 @@ class NoFrameWatchdog:
         silent_s = now_s - self._silent_since
         if silent_s < self.timeout_s:
             return None
-        return (f'{matched_publishers} publisher(s) matched on {topic} but no frame arrived for '
-                f'{silent_s:.0f} s. Fast DDS over UDP drops large best-effort frames (e.g. 640x480): '
-                'make the camera publish reliable, or start EVERY process (camera and this node) '
-                'with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA; processes with and without it '
-                'cannot talk to each other')
+        return (
+            f'{matched_publishers} publisher(s) matched on {topic} but no frame arrived for '
+            f'{silent_s:.0f} s. Fast DDS over UDP drops large best-effort frames (e.g. 640x480): '
+            'make the camera publish reliable, or start EVERY process (camera and this node) '
+            'with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA; processes with and without it '
+            'cannot talk to each other'
+        )

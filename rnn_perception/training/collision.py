@@ -78,7 +78,7 @@ NORMALISATION_SAMPLE_STEP = 4      # mean/std from every 4th training frame: ple
 # a hit and what an early warning must guess, in quarter metres so that it weighs the most.
 BALL_STATE_SCALE = np.array([5.0, 5.0, 5.0, 10.0, 10.0, 10.0, 0.25], dtype=np.float32)
 LATERAL = [1, 4, 6]                # the sideways components: a mirrored image negates them
-BALL_PIXEL_DIFFERENCE = 40         # |RGB - background| summed over channels (0..765) that marks a ball
+BALL_PIXEL_DIFFERENCE = 40  # |RGB - background| summed over channels (0..765) that marks a ball
 BALL_MASK_POSITIVE_WEIGHT = 10.0   # a ball covers few cells: weigh them up in the mask loss
 
 
@@ -92,13 +92,19 @@ class Episode:
     stamps_s: np.ndarray        # (T,) time since the throw
     hit: bool
     contact_time_s: float       # inf for misses
-    ball_state: np.ndarray      # (T, 7) auxiliary targets, scaled by BALL_STATE_SCALE
-    ball_mask: np.ndarray       # (T, h', w') share of each cell of the model's feature grid covered by a ball
+    ball_state: np.ndarray  # (T, 7) auxiliary targets, scaled by BALL_STATE_SCALE
+    ball_mask: (
+        np.ndarray
+    )  # (T, h', w') share of each cell of the model's feature grid covered by a ball
 
     def weights(self, ramp_s: float) -> np.ndarray:
         """Per-frame loss weights (see the module docstring): 0 from contact on, a linear ramp
         from the throw to ``ramp_s``, 1 after."""
-        ramp = np.minimum(1.0, (self.stamps_s + 1e-9) / ramp_s) if ramp_s > 0 else np.ones_like(self.stamps_s)
+        ramp = (
+            np.minimum(1.0, (self.stamps_s + 1e-9) / ramp_s)
+            if ramp_s > 0
+            else np.ones_like(self.stamps_s)
+        )
         return np.where(self.stamps_s < self.contact_time_s, ramp, 0.0).astype(np.float32)
 
     def warning_frames(self, warning_s: float) -> np.ndarray:
@@ -108,7 +114,9 @@ class Episode:
         return early if early.any() else self.stamps_s < self.contact_time_s
 
     def trace(self, probabilities: np.ndarray) -> EpisodeTrace:
-        return EpisodeTrace(self.index, self.stamps_s, probabilities, self.hit, self.contact_time_s)
+        return EpisodeTrace(
+            self.index, self.stamps_s, probabilities, self.hit, self.contact_time_s
+        )
 
 
 def load_episodes(data_dir: str, image_size: Sequence[int],
@@ -122,21 +130,27 @@ def load_episodes(data_dir: str, image_size: Sequence[int],
         episodes.append(Episode(e.index, frames, e.stamp_s, e.hit, e.contact_time_s, ball_state(e),
                                 ball_mask(frames, grid)))
     if len(episodes) < 2 or len({e.hit for e in episodes}) < 2:
-        raise DatasetError(f'{data_dir}: training needs hits and misses; it holds {len(episodes)} episode(s) '
-                           f'with {sum(e.hit for e in episodes)} hit(s)')
+        raise DatasetError(
+            f'{data_dir}: training needs hits and misses; it holds {len(episodes)} episode(s) '
+            f'with {sum(e.hit for e in episodes)} hit(s)'
+        )
     return episodes, dataset.manifest
 
 
 def ball_state(episode: DodgeballEpisode) -> np.ndarray:
-    """The auxiliary targets of every frame: where the ball is, how it moves, where it was aimed."""
+    """The auxiliary targets of every frame: where the ball is, how it moves, where it was
+    aimed."""
     aim = np.full((episode.num_frames, 1), episode.aim_offset_m)
-    return (np.concatenate([episode.ball_position, episode.ball_velocity, aim], 1) / BALL_STATE_SCALE).astype(np.float32)
+    return (
+        np.concatenate([episode.ball_position, episode.ball_velocity, aim], 1) / BALL_STATE_SCALE
+    ).astype(np.float32)
 
 
 def ball_mask(frames: np.ndarray, grid: Sequence[int]) -> np.ndarray:
     """Where the balls are, per cell of ``grid``: pixels far from the episode's per-pixel median
     (the camera and the scene stand still and a ball passes any pixel in a few frames only, so
-    the median is the background), area-averaged onto the grid. Label-free and camera-model-free."""
+    the median is the background), area-averaged onto the grid. Label-free and
+    camera-model-free."""
     background = np.median(frames, axis=0)
     moving = np.abs(frames.astype(np.int16) - background).sum(-1) > BALL_PIXEL_DIFFERENCE
     pooled = F.adaptive_avg_pool2d(torch.from_numpy(moving).float().unsqueeze(1), tuple(grid))
@@ -145,7 +159,9 @@ def ball_mask(frames: np.ndarray, grid: Sequence[int]) -> np.ndarray:
 
 def channel_statistics(episodes: Sequence[Episode]) -> Tuple[np.ndarray, np.ndarray]:
     """Per-channel RGB mean and std (in [0, 1]) of a sample of the episodes' frames."""
-    pixels = np.concatenate([e.frames[::NORMALISATION_SAMPLE_STEP] for e in episodes]).reshape(-1, 3)
+    pixels = np.concatenate([e.frames[::NORMALISATION_SAMPLE_STEP] for e in episodes]).reshape(
+        -1, 3
+    )
     pixels = pixels.astype(np.float32) / 255.0
     return pixels.mean(0), np.maximum(pixels.std(0), 1e-3)
 
@@ -168,13 +184,17 @@ class Batch:
     warning_mask: Tensor  # (B, T), 1 on the frames the episode term scores
 
 
-def make_batch(episodes: Sequence[Episode], ramp_s: float, warning_s: float, device: torch.device) -> Batch:
+def make_batch(
+    episodes: Sequence[Episode], ramp_s: float, warning_s: float, device: torch.device
+) -> Batch:
     """Zero-pad episodes at the end to the longest; padded frames weigh 0."""
     longest = max(len(e.frames) for e in episodes)
     frames = np.zeros((len(episodes), longest, *episodes[0].frames.shape[1:]), dtype=np.uint8)
     weights = np.zeros((len(episodes), longest), dtype=np.float32)
     ball_state = np.zeros((len(episodes), longest, len(BALL_STATE_SCALE)), dtype=np.float32)
-    ball_mask = np.zeros((len(episodes), longest, *episodes[0].ball_mask.shape[1:]), dtype=np.float32)
+    ball_mask = np.zeros(
+        (len(episodes), longest, *episodes[0].ball_mask.shape[1:]), dtype=np.float32
+    )
     warning_mask = np.zeros((len(episodes), longest), dtype=np.float32)
     for row, episode in enumerate(episodes):
         frames[row, :len(episode.frames)] = episode.frames
@@ -183,21 +203,30 @@ def make_batch(episodes: Sequence[Episode], ramp_s: float, warning_s: float, dev
         ball_mask[row, :len(episode.frames)] = episode.ball_mask
         warning_mask[row, :len(episode.frames)] = episode.warning_frames(warning_s)
     labels = np.array([e.hit for e in episodes], dtype=np.float32)
-    frame_mask = (np.arange(longest) < np.array([len(e.frames) for e in episodes])[:, None]).astype(np.float32)
-    return Batch(frames_to_tensor(frames, device), *(torch.from_numpy(array).to(device) for array in
-                                                     (labels, weights, ball_state, ball_mask, frame_mask,
-                                                      warning_mask)))
+    frame_mask = (
+        np.arange(longest) < np.array([len(e.frames) for e in episodes])[:, None]
+    ).astype(np.float32)
+    return Batch(
+        frames_to_tensor(frames, device),
+        *(
+            torch.from_numpy(array).to(device)
+            for array in (labels, weights, ball_state, ball_mask, frame_mask, warning_mask)
+        ),
+    )
 
 
 def length_bucketed_batches(episodes: Sequence[Episode], batch_size: int,
                             rng: np.random.Generator) -> List[List[Episode]]:
     """Random batches of episodes of similar length (little padding), in random order."""
     order = rng.permutation(len(episodes))
-    pool = batch_size * 8                           # sort within pools: similar lengths, still random
+    pool = batch_size * 8  # sort within pools: similar lengths, still random
     batches = []
     for start in range(0, len(order), pool):
         chunk = sorted(order[start:start + pool], key=lambda i: len(episodes[i].frames))
-        batches += [[episodes[i] for i in chunk[k:k + batch_size]] for k in range(0, len(chunk), batch_size)]
+        batches += [
+            [episodes[i] for i in chunk[k:k + batch_size]]
+            for k in range(0, len(chunk), batch_size)
+        ]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -213,7 +242,15 @@ def augment(batch: Batch, generator: torch.Generator, jitter: float) -> Batch:
     ball_state = batch.ball_state.clone()
     ball_state[..., LATERAL] *= torch.where(flip, -1.0, 1.0).view(-1, 1, 1)
     ball_mask = torch.where(flip.view(-1, 1, 1, 1), batch.ball_mask.flip(-1), batch.ball_mask)
-    return Batch(frames, batch.labels, batch.weights, ball_state, ball_mask, batch.frame_mask, batch.warning_mask)
+    return Batch(
+        frames,
+        batch.labels,
+        batch.weights,
+        ball_state,
+        ball_mask,
+        batch.frame_mask,
+        batch.warning_mask,
+    )
 
 
 class AuxiliaryHeads(nn.Module):
@@ -240,8 +277,9 @@ class AuxiliaryHeads(nn.Module):
         """Both losses, averaged over the real (unpadded) frames of ``batch``."""
         mask_logits = self.ball_mask(features.flatten(0, 1)).view(batch.ball_mask.shape)
         positive_weight = torch.tensor(BALL_MASK_POSITIVE_WEIGHT, device=features.device)
-        mask_loss = F.binary_cross_entropy_with_logits(mask_logits, batch.ball_mask, reduction='none',
-                                                       pos_weight=positive_weight).mean((-1, -2))
+        mask_loss = F.binary_cross_entropy_with_logits(
+            mask_logits, batch.ball_mask, reduction='none', pos_weight=positive_weight
+        ).mean((-1, -2))
         state_loss = (self.ball_state(features.flatten(2)) - batch.ball_state).pow(2).mean(-1)
         return ((mask_loss + state_loss) * batch.frame_mask).sum() / batch.frame_mask.sum()
 
@@ -249,7 +287,10 @@ class AuxiliaryHeads(nn.Module):
 def weighted_bce(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
     """Mean per-frame BCE with logits against each episode's label, weighted per frame."""
     targets = labels.unsqueeze(1).expand_as(logits)
-    return F.binary_cross_entropy_with_logits(logits, targets, weight=weights, reduction='sum') / weights.sum()
+    return (
+        F.binary_cross_entropy_with_logits(logits, targets, weight=weights, reduction='sum')
+        / weights.sum()
+    )
 
 
 def episode_bce(logits: Tensor, labels: Tensor, warning_mask: Tensor) -> Tensor:
@@ -263,23 +304,42 @@ def episode_bce(logits: Tensor, labels: Tensor, warning_mask: Tensor) -> Tensor:
 
 
 # -------------------------------------------------------------------------------------- training
-def train_epoch(model: CollisionPredictor, auxiliary: AuxiliaryHeads, episodes: Sequence[Episode],
-                optimizer: torch.optim.Optimizer, schedule, args: argparse.Namespace, device: torch.device,
-                rng: np.random.Generator, generator: torch.Generator, description: str) -> Tuple[float, float]:
+def train_epoch(
+    model: CollisionPredictor,
+    auxiliary: AuxiliaryHeads,
+    episodes: Sequence[Episode],
+    optimizer: torch.optim.Optimizer,
+    schedule,
+    args: argparse.Namespace,
+    device: torch.device,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    description: str,
+) -> Tuple[float, float]:
     """One pass over the training episodes; returns the mean per-frame collision loss and the
     mean auxiliary loss."""
     model.train()
     totals, count = np.zeros(2), 0
-    batches = tqdm(length_bucketed_batches(episodes, args.batch_size, rng), desc=description, unit='batch',
-                   leave=False, disable=args.quiet)
+    batches = tqdm(
+        length_bucketed_batches(episodes, args.batch_size, rng),
+        desc=description,
+        unit='batch',
+        leave=False,
+        disable=args.quiet,
+    )
     for chosen in batches:
-        batch = augment(make_batch(chosen, args.ramp_s, args.warning_s, device), generator, args.jitter)
+        batch = augment(
+            make_batch(chosen, args.ramp_s, args.warning_s, device), generator, args.jitter
+        )
         features = model.features(batch.frames)
         logits = model.classify(features.flatten(0, 1)).view(features.shape[:2])
         collision_loss = weighted_bce(logits, batch.labels, batch.weights)
         auxiliary_loss = auxiliary.loss(features, batch)
-        loss = (collision_loss + args.episode_weight * episode_bce(logits, batch.labels, batch.warning_mask)
-                + args.aux_weight * auxiliary_loss)
+        loss = (
+            collision_loss
+            + args.episode_weight * episode_bce(logits, batch.labels, batch.warning_mask)
+            + args.aux_weight * auxiliary_loss
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradients([*model.parameters(), *auxiliary.parameters()], args.clip_norm)
@@ -287,26 +347,42 @@ def train_epoch(model: CollisionPredictor, auxiliary: AuxiliaryHeads, episodes: 
         schedule.step()
         totals += [collision_loss.item() * len(chosen), auxiliary_loss.item() * len(chosen)]
         count += len(chosen)
-        batches.set_postfix(loss=f'{totals[0] / count:.4f}', aux=f'{totals[1] / count:.4f}', refresh=False)
+        batches.set_postfix(
+            loss=f'{totals[0] / count:.4f}', aux=f'{totals[1] / count:.4f}', refresh=False
+        )
     return totals[0] / count, totals[1] / count
 
 
-def validation_loss(episodes: Sequence[Episode], probabilities: Sequence[np.ndarray], ramp_s: float) -> float:
+def validation_loss(
+    episodes: Sequence[Episode], probabilities: Sequence[np.ndarray], ramp_s: float
+) -> float:
     """The training loss on validation episodes, from their probabilities."""
     weights = np.concatenate([e.weights(ramp_s) for e in episodes])
     targets = np.concatenate([np.full(len(e.frames), float(e.hit)) for e in episodes])
     p = np.clip(np.concatenate(probabilities), 1e-7, 1 - 1e-7)
-    return float(np.sum(-weights * (targets * np.log(p) + (1 - targets) * np.log(1 - p))) / weights.sum())
+    return float(
+        np.sum(-weights * (targets * np.log(p) + (1 - targets) * np.log(1 - p))) / weights.sum()
+    )
 
 
-def validate(model: CollisionPredictor, episodes: Sequence[Episode], threshold: Optional[float], ramp_s: float,
-             device: torch.device, accuracy_margin: float = 0.0) -> Tuple[List[EpisodeTrace], Dict[str, Any], float]:
+def validate(
+    model: CollisionPredictor,
+    episodes: Sequence[Episode],
+    threshold: Optional[float],
+    ramp_s: float,
+    device: torch.device,
+    accuracy_margin: float = 0.0,
+) -> Tuple[List[EpisodeTrace], Dict[str, Any], float]:
     """Validation traces, metrics and loss; without a ``threshold``, the metrics are taken at the
     one calibrated on these traces (``accuracy_margin``: see ``calibrate_threshold``)."""
     probabilities = sequence_probabilities(model, [e.frames for e in episodes], device)
     traces = [e.trace(p) for e, p in zip(episodes, probabilities)]
     threshold = calibrate_threshold(traces, accuracy_margin) if threshold is None else threshold
-    return traces, collision_metrics(traces, threshold), validation_loss(episodes, probabilities, ramp_s)
+    return (
+        traces,
+        collision_metrics(traces, threshold),
+        validation_loss(episodes, probabilities, ramp_s),
+    )
 
 
 def selection_key(metrics: Dict[str, Any]) -> Tuple[float, float]:
@@ -317,18 +393,32 @@ def selection_key(metrics: Dict[str, Any]) -> Tuple[float, float]:
 def model_metadata(args: argparse.Namespace, data: Dict[str, Any], epoch: int,
                    metrics: Dict[str, Any]) -> Dict[str, Any]:
     """What the node and a reader of the weights need besides the tensors and the config."""
-    return {'fps': data['fps'], 'threshold': metrics['threshold'], 'training_command': args.command,
-            'dataset_manifest_sha256': data['manifest_sha256'], 'validation_metrics': metrics,
-            'epoch': epoch, 'epochs': args.epochs, 'seed': args.seed, 'train_episodes': data['train_episodes'],
-            'val_episodes': data['val_episodes'], 'frame_weighting': f'0 from contact; linear ramp over the '
-            f'first {args.ramp_s} s', 'accuracy_margin': args.accuracy_margin}
+    return {
+        'fps': data['fps'],
+        'threshold': metrics['threshold'],
+        'training_command': args.command,
+        'dataset_manifest_sha256': data['manifest_sha256'],
+        'validation_metrics': metrics,
+        'epoch': epoch,
+        'epochs': args.epochs,
+        'seed': args.seed,
+        'train_episodes': data['train_episodes'],
+        'val_episodes': data['val_episodes'],
+        'frame_weighting': f'0 from contact; linear ramp over the first {args.ramp_s} s',
+        'accuracy_margin': args.accuracy_margin,
+    }
 
 
 def epoch_line(row: Dict[str, Any], epochs: int) -> str:
-    return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} aux {row['train_aux_loss']:.4f}"
-            f"  val loss {row['val_loss']:.4f}"
-            f"  acc {row['val_accuracy']:.2%}  AUROC {row['val_auroc']:.4f}  lead {row['val_lead_s']:.3f} s"
-            f"  false alarms {row['val_false_alarm']:.2%} (threshold {row['val_threshold']:.2f})  {row['seconds']:.0f}s")
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f}"
+        f" aux {row['train_aux_loss']:.4f}"
+        f"  val loss {row['val_loss']:.4f}"
+        f"  acc {row['val_accuracy']:.2%}  AUROC {row['val_auroc']:.4f}"
+        f"  lead {row['val_lead_s']:.3f} s"
+        f"  false alarms {row['val_false_alarm']:.2%} (threshold {row['val_threshold']:.2f})"
+        f"  {row['seconds']:.0f}s"
+    )
 
 
 def write_reports(paths: OutputPaths, model: CollisionPredictor, metadata: Dict[str, Any],
@@ -340,17 +430,28 @@ def write_reports(paths: OutputPaths, model: CollisionPredictor, metadata: Dict[
                 title='collision predictor')
     plot_roc(traces, paths.report('roc.png'), title=f'validation ROC (epoch {metadata["epoch"]})')
     plot_traces(traces, paths.report('traces.png'), metadata['threshold'])
-    write_text_atomic(paths.summary, json.dumps({**summary, 'validation': metrics}, indent=1) + '\n')
+    write_text_atomic(
+        paths.summary, json.dumps({**summary, 'validation': metrics}, indent=1) + '\n'
+    )
 
 
 def train(args: argparse.Namespace, device: torch.device) -> int:
     """Train, keep the best epoch by validation, write the weights and the reports."""
-    config = CollisionConfig(image_size=(args.image_size, args.image_size), encoder_channels=args.encoder_channels,
-                             recurrent_channels=args.recurrent_channels, recurrent_strides=args.recurrent_strides,
-                             head_channels=args.head_channels, coordinates=args.coordinates)
+    config = CollisionConfig(
+        image_size=(args.image_size, args.image_size),
+        encoder_channels=args.encoder_channels,
+        recurrent_channels=args.recurrent_channels,
+        recurrent_strides=args.recurrent_strides,
+        head_channels=args.head_channels,
+        coordinates=args.coordinates,
+    )
     started = time.perf_counter()
-    episodes, manifest = load_episodes(args.data, config.image_size, CollisionPredictor(config).feature_size())
-    train_set, val = split_by_episode(episodes, [e.hit for e in episodes], args.val_fraction, args.seed)
+    episodes, manifest = load_episodes(
+        args.data, config.image_size, CollisionPredictor(config).feature_size()
+    )
+    train_set, val = split_by_episode(
+        episodes, [e.hit for e in episodes], args.val_fraction, args.seed
+    )
     data = {'fps': manifest['fps'], 'manifest_sha256': manifest_sha256(args.data),
             'train_episodes': len(train_set), 'val_episodes': len(val)}
     torch.manual_seed(args.seed)
@@ -361,39 +462,80 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     auxiliary = AuxiliaryHeads(model).to(device)
     optimizer = torch.optim.AdamW([*model.parameters(), *auxiliary.parameters()], lr=args.lr,
                                   weight_decay=args.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
-                                                   pct_start=0.15)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
+    )
     paths = OutputPaths(Path(args.out), Path(args.run_dir or Path(args.out).parent))
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     epochs_file = MetricsWriter(paths.run_dir, f'{paths.stem}_epochs')
     rng, generator = np.random.default_rng(args.seed), torch.Generator().manual_seed(args.seed)
     if not args.quiet:
-        print(f'collision predictor: {sum(p.numel() for p in model.parameters()):,} parameters, input '
-              f'{config.image_size[0]}x{config.image_size[1]}, {len(train_set)}/{len(val)} train/val episodes '
-              f'({sum(len(e.frames) for e in train_set)} training frames before contact), device {device}')
+        print(
+            f'collision predictor: {sum(p.numel() for p in model.parameters()):,} parameters, '
+            f'input {config.image_size[0]}x{config.image_size[1]}, '
+            f'{len(train_set)}/{len(val)} train/val episodes '
+            f'({sum(len(e.frames) for e in train_set)} training frames before contact), '
+            f'device {device}'
+        )
     best, best_metadata = None, None
     for epoch in range(1, args.epochs + 1):
         epoch_started = time.perf_counter()
-        train_loss, aux_loss = train_epoch(model, auxiliary, train_set, optimizer, schedule, args, device, rng, generator,
-                                 f'epoch {epoch}/{args.epochs}')
-        _, metrics, val_loss = validate(model, val, args.threshold, args.ramp_s, device, args.accuracy_margin)
-        row = {'epoch': epoch, 'train_loss': train_loss, 'train_aux_loss': aux_loss, 'val_loss': val_loss, 'val_accuracy': metrics['accuracy'],
-               'val_auroc': metrics['auroc'] or 0.0, 'val_lead_s': metrics['lead_time_median_s'] or 0.0,
-               'val_false_alarm': metrics['false_alarm_rate'] or 0.0, 'val_threshold': metrics['threshold'], 'seconds': time.perf_counter() - epoch_started}
+        train_loss, aux_loss = train_epoch(
+            model,
+            auxiliary,
+            train_set,
+            optimizer,
+            schedule,
+            args,
+            device,
+            rng,
+            generator,
+            f'epoch {epoch}/{args.epochs}',
+        )
+        _, metrics, val_loss = validate(
+            model, val, args.threshold, args.ramp_s, device, args.accuracy_margin
+        )
+        row = {
+            'epoch': epoch,
+            'train_loss': train_loss,
+            'train_aux_loss': aux_loss,
+            'val_loss': val_loss,
+            'val_accuracy': metrics['accuracy'],
+            'val_auroc': metrics['auroc'] or 0.0,
+            'val_lead_s': metrics['lead_time_median_s'] or 0.0,
+            'val_false_alarm': metrics['false_alarm_rate'] or 0.0,
+            'val_threshold': metrics['threshold'],
+            'seconds': time.perf_counter() - epoch_started,
+        }
         epochs_file.append(row)
         if best is None or selection_key(metrics) > best:
-            best, best_metadata = selection_key(metrics), model_metadata(args, data, epoch, metrics)
+            best, best_metadata = (
+                selection_key(metrics),
+                model_metadata(args, data, epoch, metrics),
+            )
             save_collision_model(paths.weights, model, best_metadata)
         if not args.quiet:
             tqdm.write(epoch_line(row, args.epochs))
     train_seconds = time.perf_counter() - started
-    model, best_metadata = load_collision_model(paths.weights, device)      # the kept epoch, as a node loads it
-    summary = {'weights': str(paths.weights), 'training_command': args.command, 'data': str(args.data),
-               'dataset_manifest_sha256': data['manifest_sha256'], 'dataset_seed': manifest.get('seed'),
-               'train_episodes': len(train_set), 'val_episodes': len(val), 'epoch': best_metadata['epoch'],
-               'epochs': args.epochs, 'train_seconds': train_seconds, 'device': str(device),
-               'torch_threads': torch.get_num_threads(), 'config': config.to_dict(),
-               'threshold': best_metadata['threshold']}
+    model, best_metadata = load_collision_model(
+        paths.weights, device
+    )  # the kept epoch, as a node loads it
+    summary = {
+        'weights': str(paths.weights),
+        'training_command': args.command,
+        'data': str(args.data),
+        'dataset_manifest_sha256': data['manifest_sha256'],
+        'dataset_seed': manifest.get('seed'),
+        'train_episodes': len(train_set),
+        'val_episodes': len(val),
+        'epoch': best_metadata['epoch'],
+        'epochs': args.epochs,
+        'train_seconds': train_seconds,
+        'device': str(device),
+        'torch_threads': torch.get_num_threads(),
+        'config': config.to_dict(),
+        'threshold': best_metadata['threshold'],
+    }
     write_reports(paths, model, best_metadata, val, args, device, epochs_file.rows, summary)
     if not args.quiet:
         print(f"kept epoch {best_metadata['epoch']} in {paths.weights} ({train_seconds:.0f} s); "
@@ -405,44 +547,98 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = trainer_parser('collision', __doc__, 'dodgeball dataset (python -m sim dodgeball)')
     defaults = CollisionConfig()
-    parser.add_argument('--image-size', type=number(int), default=defaults.image_size[0], metavar='PX',
-                        help=f'square model input; frames are resized to it (default: {defaults.image_size[0]})')
-    parser.add_argument('--encoder-channels', type=number(int), nargs='+', default=defaults.encoder_channels,
-                        metavar='C', help=f'one stride-2 conv each (default: {defaults.encoder_channels})')
+    parser.add_argument(
+        '--image-size',
+        type=number(int),
+        default=defaults.image_size[0],
+        metavar='PX',
+        help=f'square model input; frames are resized to it (default: {defaults.image_size[0]})',
+    )
+    parser.add_argument(
+        '--encoder-channels',
+        type=number(int),
+        nargs='+',
+        default=defaults.encoder_channels,
+        metavar='C',
+        help=f'one stride-2 conv each (default: {defaults.encoder_channels})',
+    )
     parser.add_argument('--recurrent-channels', type=number(int), nargs='+',
                         default=defaults.recurrent_channels, metavar='C',
                         help=f'one ConvLSTM layer each (default: {defaults.recurrent_channels})')
-    parser.add_argument('--recurrent-strides', type=number(int), nargs='+', default=defaults.recurrent_strides,
-                        metavar='S', help=f'input stride of each ConvLSTM layer (default: {defaults.recurrent_strides})')
-    parser.add_argument('--head-channels', type=number(int), default=defaults.head_channels, metavar='C',
-                        help=f'1x1 conv channels before the linear head (default: {defaults.head_channels})')
-    parser.add_argument('--coordinates', action=argparse.BooleanOptionalAction, default=defaults.coordinates,
-                        help='feed each cell\'s (x, y) to the first ConvLSTM (CoordConv) '
-                             f'(default: {defaults.coordinates})')
+    parser.add_argument(
+        '--recurrent-strides',
+        type=number(int),
+        nargs='+',
+        default=defaults.recurrent_strides,
+        metavar='S',
+        help=f'input stride of each ConvLSTM layer (default: {defaults.recurrent_strides})',
+    )
+    parser.add_argument(
+        '--head-channels',
+        type=number(int),
+        default=defaults.head_channels,
+        metavar='C',
+        help=f'1x1 conv channels before the linear head (default: {defaults.head_channels})',
+    )
+    parser.add_argument(
+        '--coordinates',
+        action=argparse.BooleanOptionalAction,
+        default=defaults.coordinates,
+        help='feed each cell\'s (x, y) to the first ConvLSTM (CoordConv) '
+        f'(default: {defaults.coordinates})',
+    )
     parser.add_argument('--epochs', type=number(int), default=14, help='(default: 14)')
-    parser.add_argument('--batch-size', type=number(int), default=8, help='episodes per batch (default: 8)')
-    parser.add_argument('--lr', type=number(float), default=3e-3, help='peak learning rate (default: 3e-3)')
-    parser.add_argument('--weight-decay', type=number(float, zero_allowed=True), default=1e-4, help='AdamW weight decay (default: 1e-4)')
+    parser.add_argument(
+        '--batch-size', type=number(int), default=8, help='episodes per batch (default: 8)'
+    )
+    parser.add_argument(
+        '--lr', type=number(float), default=3e-3, help='peak learning rate (default: 3e-3)'
+    )
+    parser.add_argument(
+        '--weight-decay',
+        type=number(float, zero_allowed=True),
+        default=1e-4,
+        help='AdamW weight decay (default: 1e-4)',
+    )
     parser.add_argument('--clip-norm', type=number(float), default=1.0,
                         help="clip the gradients' total L2 norm to this (default: 1.0)")
-    parser.add_argument('--ramp-s', type=number(float, zero_allowed=True), default=0.5,
-                        help='loss weight ramps from 0 at the throw to 1 at this time (s) (default: 0.5)')
+    parser.add_argument(
+        '--ramp-s',
+        type=number(float, zero_allowed=True),
+        default=0.5,
+        help='loss weight ramps from 0 at the throw to 1 at this time (s) (default: 0.5)',
+    )
     parser.add_argument('--jitter', type=number(float, zero_allowed=True), default=0.15,
                         help='per-channel colour gain/offset jitter (default: 0.15)')
     parser.add_argument('--episode-weight', type=number(float, zero_allowed=True), default=1.0,
                         help="weight of the loss on each episode's highest logit (default: 1.0)")
-    parser.add_argument('--warning-s', type=number(float, zero_allowed=True), default=0.3,
-                        help='that loss scores a hit on its frames at least this long before contact '
-                             '(default: 0.3)')
-    parser.add_argument('--aux-weight', type=number(float, zero_allowed=True), default=1.0,
-                        help='weight of the auxiliary ball mask and ball state losses (default: 1.0)')
-    parser.add_argument('--threshold', type=probability,
-                        help='decision threshold stored with the weights (default: calibrated on the validation '
-                             'episodes every epoch, see --accuracy-margin)')
-    parser.add_argument('--accuracy-margin', type=probability, default=ACCURACY_MARGIN,
-                        help='the calibrated threshold is the lowest whose validation accuracy is within this '
-                             'much of the best: earlier warnings for a little accuracy '
-                             f'(default: {ACCURACY_MARGIN:g}, one point)')
+    parser.add_argument(
+        '--warning-s',
+        type=number(float, zero_allowed=True),
+        default=0.3,
+        help='that loss scores a hit on its frames at least this long before contact '
+        '(default: 0.3)',
+    )
+    parser.add_argument(
+        '--aux-weight',
+        type=number(float, zero_allowed=True),
+        default=1.0,
+        help='weight of the auxiliary ball mask and ball state losses (default: 1.0)',
+    )
+    parser.add_argument(
+        '--threshold',
+        type=probability,
+        help='decision threshold stored with the weights (default: calibrated on the validation '
+        'episodes every epoch, see --accuracy-margin)',
+    )
+    parser.add_argument(
+        '--accuracy-margin',
+        type=probability,
+        default=ACCURACY_MARGIN,
+        help='the calibrated threshold is the lowest whose validation accuracy is within this '
+        'much of the best: earlier warnings for a little accuracy '
+        f'(default: {ACCURACY_MARGIN:g}, one point)',
+    )
     add_run_options(parser, 'split, initial weights, batches, augmentation')
     return parser
 

@@ -25,15 +25,21 @@ def trainer_parser(model: str, description: str, dataset: str) -> argparse.Argum
     parser = OneLineParser(prog=f'rnn_perception train {model}', description=description,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--data', required=True, metavar='DIR', help=dataset)
-    parser.add_argument('--out', required=True, metavar='FILE', help='weights file to write (.safetensors)')
-    parser.add_argument('--run-dir', metavar='DIR', help='where the reports go (default: beside --out)')
+    parser.add_argument(
+        '--out', required=True, metavar='FILE', help='weights file to write (.safetensors)'
+    )
+    parser.add_argument(
+        '--run-dir', metavar='DIR', help='where the reports go (default: beside --out)'
+    )
     return parser
 
 
 def add_run_options(parser: argparse.ArgumentParser, seeded: str) -> None:
     """The options every trainer ends with: the validation split, the seed (of ``seeded``), the
     device, quiet."""
-    parser.add_argument('--val-fraction', type=fraction, default=0.15, help='episodes held out (default: 0.15)')
+    parser.add_argument(
+        '--val-fraction', type=fraction, default=0.15, help='episodes held out (default: 0.15)'
+    )
     parser.add_argument('--seed', type=int, default=0, help=f'{seeded} (default: 0)')
     add_device_option(parser, default='auto')
     parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
@@ -46,7 +52,8 @@ def manifest_sha256(data_dir: PathLike) -> str:
 
 @dataclass
 class OutputPaths:
-    """Where a training run writes: the weights and, beside them or in ``--run-dir``, its reports."""
+    """Where a training run writes: the weights and, beside them or in ``--run-dir``, its
+    reports."""
 
     weights: Path
     run_dir: Path
@@ -63,15 +70,26 @@ class OutputPaths:
         return self.report('metrics.json')
 
 
-def training_main(model: str, argv: Optional[Sequence[str]], build_parser: Callable[[], argparse.ArgumentParser],
-                  train: Callable[[argparse.Namespace, torch.device], int]) -> int:
+def training_main(
+    model: str,
+    argv: Optional[Sequence[str]],
+    build_parser: Callable[[], argparse.ArgumentParser],
+    train: Callable[[argparse.Namespace, torch.device], int],
+) -> int:
     """``python -m rnn_perception train <model> ...``: parse (recording the command in
     ``args.command``), pick the device, train; a bad command line or bad input is one line
     ``train <model>: error: ...`` (exit status 2 and 1, see :mod:`rnn_perception.cli`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        args.command = ' '.join([f'python -m rnn_perception train {model}', *map(shlex.quote, argv)])
+        args.command = ' '.join(
+            [f'python -m rnn_perception train {model}', *map(shlex.quote, argv)]
+        )
         return train(args, select_device(args.device))
-    except (OSError, ValueError, DatasetError, DeviceUnavailableError) as error:   # bad input: one line
+    except (
+        OSError,
+        ValueError,
+        DatasetError,
+        DeviceUnavailableError,
+    ) as error:  # bad input: one line
         return report_error(f'train {model}', error)

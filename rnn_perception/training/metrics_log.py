@@ -26,7 +26,9 @@ class MetricsWriter:
 
     def append(self, row: Dict[str, Any]) -> None:
         if self.rows and list(row) != list(self.rows[0]):
-            raise ValueError(f'metrics row keys {list(row)} differ from the first row\'s {list(self.rows[0])}')
+            raise ValueError(
+                f'metrics row keys {list(row)} differ from the first row\'s {list(self.rows[0])}'
+            )
         self.rows.append(dict(row))
         write_text_atomic(self.json_path, json.dumps(self.rows, indent=1) + '\n')
         write_text_atomic(self.csv_path, self._csv_text())
@@ -39,15 +41,25 @@ class MetricsWriter:
         return buffer.getvalue()
 
 
-def plot_curves(rows: Sequence[Dict[str, Any]], path: PathLike, metrics: Sequence[str] = ('loss', 'accuracy'),
-                x: str = 'epoch', title: Optional[str] = None) -> None:
+def plot_curves(
+    rows: Sequence[Dict[str, Any]],
+    path: PathLike,
+    metrics: Sequence[str] = ('loss', 'accuracy'),
+    x: str = 'epoch',
+    title: Optional[str] = None,
+) -> None:
     """One panel per metric in ``metrics``, each plotting every column named ``<split>_<metric>``
     (e.g. ``train_loss`` and ``val_loss``) against ``x``; saved as a PNG (Agg, no display)."""
     figure, axes = new_figure(5 * len(metrics), 4, panels=len(metrics))
     steps = [row[x] for row in rows]
     for ax, metric in zip(axes, metrics):
         for column in (key for key in rows[0] if key.endswith(f'_{metric}')):
-            ax.plot(steps, [row[column] for row in rows], marker='.', label=column.removesuffix(f'_{metric}'))
+            ax.plot(
+                steps,
+                [row[column] for row in rows],
+                marker='.',
+                label=column.removesuffix(f'_{metric}'),
+            )
         ax.set(xlabel=x, ylabel=metric)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -63,7 +63,9 @@ def load_episodes(data_dir: str) -> Tuple[List[TactileEpisode], Dict[str, Any]]:
     dataset = load_tactile_dataset(data_dir)
     episodes = list(dataset.episodes())
     if len(episodes) < 4:
-        raise DatasetError(f'{data_dir}: training needs at least 4 episodes, it holds {len(episodes)}')
+        raise DatasetError(
+            f'{data_dir}: training needs at least 4 episodes, it holds {len(episodes)}'
+        )
     return episodes, dataset.manifest
 
 
@@ -76,9 +78,11 @@ def futures(poses: Tensor, horizon: int) -> Tensor:
 
 def normalisation(episodes: Sequence[TactileEpisode], horizon: int) -> Dict[str, np.ndarray]:
     """The model's statistics (see the module docstring) from ``episodes``."""
-    tactile = tactile_features(torch.from_numpy(np.concatenate([e.tactile for e in episodes]))).numpy()
+    tactile = tactile_features(
+        torch.from_numpy(np.concatenate([e.tactile for e in episodes]))
+    ).numpy()
     poses = np.concatenate([e.pose for e in episodes])
-    model = TactilePredictor(TactileConfig(horizon=horizon))          # zero head: constant velocity
+    model = TactilePredictor(TactileConfig(horizon=horizon))  # zero head: constant velocity
     velocities, residuals, valid = [], [], []
     for e in episodes:
         pose = torch.from_numpy(e.pose)[None]
@@ -86,7 +90,10 @@ def normalisation(episodes: Sequence[TactileEpisode], horizon: int) -> Dict[str,
         velocities.append(velocity[0])
         residuals.append((futures(pose, horizon) - model.extrapolate(pose, velocity))[0])
         valid.append(future_mask([e.num_frames], e.num_frames, horizon)[0])
-    residual, weight = torch.cat(residuals).double(), torch.cat(valid).unsqueeze(-1).double()   # (N, H, 4), (N, H, 1)
+    residual, weight = (
+        torch.cat(residuals).double(),
+        torch.cat(valid).unsqueeze(-1).double(),
+    )  # (N, H, 4), (N, H, 1)
     count = weight.sum(0).clamp(min=1)
     mean = (residual * weight).sum(0) / count
     residual_std = (((residual - mean) ** 2 * weight).sum(0) / count).sqrt()
@@ -97,13 +104,16 @@ def normalisation(episodes: Sequence[TactileEpisode], horizon: int) -> Dict[str,
 
 
 def future_mask(lengths: Sequence[int], steps: int, horizon: int) -> Tensor:
-    """``(B, T, H)`` bool: sample ``t``'s step ``k`` lies inside its episode (``t + k < length``)."""
+    """``(B, T, H)`` bool: sample ``t``'s step ``k`` lies inside its episode
+    (``t + k < length``)."""
     t = torch.arange(steps).view(1, -1, 1)
     k = torch.arange(1, horizon + 1).view(1, 1, -1)
     return t + k < torch.as_tensor(list(lengths)).view(-1, 1, 1)
 
 
-def make_batch(episodes: Sequence[TactileEpisode], device: torch.device) -> Tuple[Tensor, Tensor, List[int]]:
+def make_batch(
+    episodes: Sequence[TactileEpisode], device: torch.device
+) -> Tuple[Tensor, Tensor, List[int]]:
     """Tactile ``(B, T, 21)`` and poses ``(B, T, 4)``, zero-padded at the end (poses: the last
     pose repeated, so the padding is no motion), and the lengths."""
     lengths = [e.num_frames for e in episodes]
@@ -116,7 +126,9 @@ def make_batch(episodes: Sequence[TactileEpisode], device: torch.device) -> Tupl
     return torch.from_numpy(tactile).to(device), torch.from_numpy(poses).to(device), lengths
 
 
-def batch_loss(model: TactilePredictor, episodes: Sequence[TactileEpisode], device: torch.device) -> Tensor:
+def batch_loss(
+    model: TactilePredictor, episodes: Sequence[TactileEpisode], device: torch.device
+) -> Tensor:
     """The module docstring's loss on ``episodes``."""
     tactile, poses, lengths = make_batch(episodes, device)
     residuals, velocity = model.forward_residuals(tactile, poses, lengths)
@@ -127,9 +139,16 @@ def batch_loss(model: TactilePredictor, episodes: Sequence[TactileEpisode], devi
 
 
 # -------------------------------------------------------------------------------------- training
-def train_epoch(model: TactilePredictor, episodes: Sequence[TactileEpisode], optimizer: torch.optim.Optimizer,
-                schedule, args: argparse.Namespace, device: torch.device, rng: np.random.Generator,
-                description: str) -> float:
+def train_epoch(
+    model: TactilePredictor,
+    episodes: Sequence[TactileEpisode],
+    optimizer: torch.optim.Optimizer,
+    schedule,
+    args: argparse.Namespace,
+    device: torch.device,
+    rng: np.random.Generator,
+    description: str,
+) -> float:
     """One pass over the training episodes in random batches; returns the mean loss."""
     model.train()
     order = rng.permutation(len(episodes))
@@ -153,32 +172,51 @@ def validate(model: TactilePredictor, episodes: Sequence[TactileEpisode], device
              batch_size: int) -> Tuple[Dict[str, Any], float]:
     """Validation metrics (model and baselines) and loss."""
     model.eval()
-    losses = [batch_loss(model, episodes[k:k + batch_size], device).item() * len(episodes[k:k + batch_size])
-              for k in range(0, len(episodes), batch_size)]
-    return tactile_metrics(sequence_predictions(model, episodes, device)), sum(losses) / len(episodes)
+    losses = [
+        batch_loss(model, episodes[k:k + batch_size], device).item()
+        * len(episodes[k:k + batch_size])
+        for k in range(0, len(episodes), batch_size)
+    ]
+    return tactile_metrics(sequence_predictions(model, episodes, device)), sum(losses) / len(
+        episodes
+    )
 
 
 def model_metadata(args: argparse.Namespace, data: Dict[str, Any], epoch: int,
                    metrics: Dict[str, Any]) -> Dict[str, Any]:
     """What the node and a reader of the weights need besides the tensors and the config."""
-    return {'rate_hz': data['rate_hz'], 'training_command': args.command,
-            'dataset_manifest_sha256': data['manifest_sha256'], 'validation_metrics': metrics,
-            'epoch': epoch, 'epochs': args.epochs, 'seed': args.seed, 'train_episodes': data['train_episodes'],
-            'val_episodes': data['val_episodes']}
+    return {
+        'rate_hz': data['rate_hz'],
+        'training_command': args.command,
+        'dataset_manifest_sha256': data['manifest_sha256'],
+        'validation_metrics': metrics,
+        'epoch': epoch,
+        'epochs': args.epochs,
+        'seed': args.seed,
+        'train_episodes': data['train_episodes'],
+        'val_episodes': data['val_episodes'],
+    }
 
 
 def epoch_line(row: Dict[str, Any], epochs: int) -> str:
-    return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}"
-            f"  angle error {row['val_mae_deg']:.4f} deg (const velocity {row['val_cv_mae_deg']:.4f}, "
-            f"ratio {row['val_ratio']:.3f})  {row['seconds']:.0f}s")
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f}"
+        f"  val loss {row['val_loss']:.4f}"
+        f"  angle error {row['val_mae_deg']:.4f} deg (const velocity {row['val_cv_mae_deg']:.4f}, "
+        f"ratio {row['val_ratio']:.3f})  {row['seconds']:.0f}s"
+    )
 
 
 def train(args: argparse.Namespace, device: torch.device) -> int:
     """Train, keep the best epoch by validation, write the weights and the reports."""
-    config = TactileConfig(hidden_size=args.hidden_size, num_layers=args.num_layers, head_size=args.head_size)
+    config = TactileConfig(
+        hidden_size=args.hidden_size, num_layers=args.num_layers, head_size=args.head_size
+    )
     started = time.perf_counter()
     episodes, manifest = load_episodes(args.data)
-    train_set, val = split_by_episode(episodes, [e.slipped for e in episodes], args.val_fraction, args.seed)
+    train_set, val = split_by_episode(
+        episodes, [e.slipped for e in episodes], args.val_fraction, args.seed
+    )
     data = {'rate_hz': manifest['rate_hz'], 'manifest_sha256': manifest_sha256(args.data),
             'train_episodes': len(train_set), 'val_episodes': len(val)}
     torch.manual_seed(args.seed)
@@ -187,24 +225,46 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=args.epochs * -(-len(train_set) // args.batch_size), pct_start=0.15)
+        optimizer,
+        max_lr=args.lr,
+        total_steps=args.epochs * -(-len(train_set) // args.batch_size),
+        pct_start=0.15,
+    )
     paths = OutputPaths(Path(args.out), Path(args.run_dir or Path(args.out).parent))
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     epochs_file = MetricsWriter(paths.run_dir, f'{paths.stem}_epochs')
     rng = np.random.default_rng(args.seed)
     if not args.quiet:
-        print(f'tactile predictor: {sum(p.numel() for p in model.parameters()):,} parameters, '
-              f'{len(train_set)}/{len(val)} train/val episodes ({sum(e.num_frames for e in train_set)} training '
-              f'samples at {data["rate_hz"]:g} Hz), device {device}')
+        print(
+            f'tactile predictor: {sum(p.numel() for p in model.parameters()):,} parameters, '
+            f'{len(train_set)}/{len(val)} train/val episodes '
+            f'({sum(e.num_frames for e in train_set)} training '
+            f'samples at {data["rate_hz"]:g} Hz), device {device}'
+        )
     best = None
     for epoch in range(1, args.epochs + 1):
         epoch_started = time.perf_counter()
-        train_loss = train_epoch(model, train_set, optimizer, schedule, args, device, rng, f'epoch {epoch}/{args.epochs}')
+        train_loss = train_epoch(
+            model,
+            train_set,
+            optimizer,
+            schedule,
+            args,
+            device,
+            rng,
+            f'epoch {epoch}/{args.epochs}',
+        )
         metrics, val_loss = validate(model, val, device, args.batch_size)
-        row = {'epoch': epoch, 'train_loss': train_loss, 'val_loss': val_loss, 'val_mae_deg': metrics['model_mae_deg'],
-               'val_cv_mae_deg': metrics['const_velocity_mae_deg'],
-               'val_ratio': baseline_ratio(metrics),
-               'val_position_mm': metrics['model_position_mm'], 'seconds': time.perf_counter() - epoch_started}
+        row = {
+            'epoch': epoch,
+            'train_loss': train_loss,
+            'val_loss': val_loss,
+            'val_mae_deg': metrics['model_mae_deg'],
+            'val_cv_mae_deg': metrics['const_velocity_mae_deg'],
+            'val_ratio': baseline_ratio(metrics),
+            'val_position_mm': metrics['model_position_mm'],
+            'seconds': time.perf_counter() - epoch_started,
+        }
         epochs_file.append(row)
         if best is None or metrics['model_mae_deg'] < best:
             best = metrics['model_mae_deg']
@@ -212,18 +272,38 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
         if not args.quiet:
             tqdm.write(epoch_line(row, args.epochs))
     train_seconds = time.perf_counter() - started
-    model, metadata = load_tactile_model(paths.weights, device)        # the kept epoch, as a node loads it
-    summary = {'weights': str(paths.weights), 'training_command': args.command, 'data': str(args.data),
-               'dataset_manifest_sha256': data['manifest_sha256'], 'dataset_seed': manifest.get('seed'),
-               'train_episodes': len(train_set), 'val_episodes': len(val), 'epoch': metadata['epoch'],
-               'epochs': args.epochs, 'train_seconds': train_seconds, 'device': str(device),
-               'torch_threads': torch.get_num_threads(), 'config': config.to_dict(),
-               'validation': metadata['validation_metrics']}
-    plot_curves(epochs_file.rows, paths.report('curves.png'), metrics=('loss', 'mae_deg'), title='tactile predictor')
+    model, metadata = load_tactile_model(
+        paths.weights, device
+    )  # the kept epoch, as a node loads it
+    summary = {
+        'weights': str(paths.weights),
+        'training_command': args.command,
+        'data': str(args.data),
+        'dataset_manifest_sha256': data['manifest_sha256'],
+        'dataset_seed': manifest.get('seed'),
+        'train_episodes': len(train_set),
+        'val_episodes': len(val),
+        'epoch': metadata['epoch'],
+        'epochs': args.epochs,
+        'train_seconds': train_seconds,
+        'device': str(device),
+        'torch_threads': torch.get_num_threads(),
+        'config': config.to_dict(),
+        'validation': metadata['validation_metrics'],
+    }
+    plot_curves(
+        epochs_file.rows,
+        paths.report('curves.png'),
+        metrics=('loss', 'mae_deg'),
+        title='tactile predictor',
+    )
     plot_trajectories(sequence_predictions(model, val, device), paths.report('trajectories.png'))
     write_text_atomic(paths.summary, json.dumps(summary, indent=1) + '\n')
     if not args.quiet:
-        print(f"kept epoch {metadata['epoch']} in {paths.weights} ({train_seconds:.0f} s); reports in {paths.run_dir}")
+        print(
+            f"kept epoch {metadata['epoch']} in {paths.weights} ({train_seconds:.0f} s); "
+            f"reports in {paths.run_dir}"
+        )
     return 0
 
 
@@ -235,11 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f'LSTM units per layer (default: {defaults.hidden_size})')
     parser.add_argument('--num-layers', type=number(int), default=defaults.num_layers,
                         help=f'stacked LSTM layers (default: {defaults.num_layers})')
-    parser.add_argument('--head-size', type=number(int), default=defaults.head_size,
-                        help=f'hidden units of the multi-horizon head (default: {defaults.head_size})')
+    parser.add_argument(
+        '--head-size',
+        type=number(int),
+        default=defaults.head_size,
+        help=f'hidden units of the multi-horizon head (default: {defaults.head_size})',
+    )
     parser.add_argument('--epochs', type=number(int), default=30, help='(default: 30)')
-    parser.add_argument('--batch-size', type=number(int), default=16, help='episodes per batch (default: 16)')
-    parser.add_argument('--lr', type=number(float), default=3e-3, help='peak learning rate (default: 3e-3)')
+    parser.add_argument(
+        '--batch-size', type=number(int), default=16, help='episodes per batch (default: 16)'
+    )
+    parser.add_argument(
+        '--lr', type=number(float), default=3e-3, help='peak learning rate (default: 3e-3)'
+    )
     parser.add_argument('--weight-decay', type=number(float, zero_allowed=True), default=1e-4,
                         help='AdamW weight decay (default: 1e-4)')
     parser.add_argument('--clip-norm', type=number(float), default=1.0,

@@ -50,9 +50,12 @@ EVAL_BATCH_SIZE = 512   # fixed, so training and --test evaluate in identical ba
 
 
 class SequenceClassifier(nn.Module):
-    """A stack of recurrent cells read at the last time step, then a linear layer to class logits."""
+    """A stack of recurrent cells read at the last time step, then a linear layer to class
+    logits."""
 
-    def __init__(self, model_type: str, input_size: int, hidden_size: int, num_layers: int, num_classes: int):
+    def __init__(
+        self, model_type: str, input_size: int, hidden_size: int, num_layers: int, num_classes: int
+    ):
         super().__init__()
         cell_type, cell_kwargs = make_cell_type(model_type)
         self.rnn = SequenceRunner(cell_type, input_size, hidden_size, num_layers, batch_first=True,
@@ -89,18 +92,39 @@ class Score:
 
 # ---------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog='zoo', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model-type', choices=MODEL_TYPES, default='lstm', help='recurrent cell (default: lstm)')
-    parser.add_argument('--task', choices=TASKS, default='digits',
-                        help='pixel-sequence task; the *mnist tasks need --mnist-dir (default: digits)')
-    parser.add_argument('--mnist-dir', metavar='DIR',
-                        help='directory with the MNIST IDX files train-/t10k-images-idx3-ubyte and '
-                             '-labels-idx1-ubyte (optionally .gz)')
-    parser.add_argument('--hx', type=number(int), default=128, help='hidden units per layer (default: 128)')
-    parser.add_argument('--layers', type=number(int), default=1, help='stacked recurrent layers (default: 1)')
-    parser.add_argument('--epochs', type=number(int), default=60, help='training epochs (default: 60)')
-    parser.add_argument('--batch-size', type=number(int), default=16, help='training batch size (default: 16)')
-    parser.add_argument('--lr', type=number(float), default=5e-3, help='initial learning rate (default: 5e-3)')
+    parser = OneLineParser(
+        prog='zoo', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--model-type', choices=MODEL_TYPES, default='lstm', help='recurrent cell (default: lstm)'
+    )
+    parser.add_argument(
+        '--task',
+        choices=TASKS,
+        default='digits',
+        help='pixel-sequence task; the *mnist tasks need --mnist-dir (default: digits)',
+    )
+    parser.add_argument(
+        '--mnist-dir',
+        metavar='DIR',
+        help='directory with the MNIST IDX files train-/t10k-images-idx3-ubyte and '
+        '-labels-idx1-ubyte (optionally .gz)',
+    )
+    parser.add_argument(
+        '--hx', type=number(int), default=128, help='hidden units per layer (default: 128)'
+    )
+    parser.add_argument(
+        '--layers', type=number(int), default=1, help='stacked recurrent layers (default: 1)'
+    )
+    parser.add_argument(
+        '--epochs', type=number(int), default=60, help='training epochs (default: 60)'
+    )
+    parser.add_argument(
+        '--batch-size', type=number(int), default=16, help='training batch size (default: 16)'
+    )
+    parser.add_argument(
+        '--lr', type=number(float), default=5e-3, help='initial learning rate (default: 5e-3)'
+    )
     parser.add_argument('--optimizer', choices=('adam', 'rmsprop'), default='adam',
                         help='optimiser (default: adam)')
     parser.add_argument('--schedule', choices=('cosine', 'constant'), default='cosine',
@@ -109,18 +133,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help='clip the gradients\' total L2 norm to this; 0: off (default: 1.0)')
     parser.add_argument('--clip-value', type=number(float),
                         help='also clip every gradient element to [-v, v] (default: off)')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seeds the splits, the permutation, the initial weights and the batch order '
-                             '(default: 0)')
-    parser.add_argument('--out', metavar='DIR', help='run directory (default: runs/zoo-<model-type>-<task>)')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='seeds the splits, the permutation, the initial weights and the batch order '
+        '(default: 0)',
+    )
+    parser.add_argument(
+        '--out', metavar='DIR', help='run directory (default: runs/zoo-<model-type>-<task>)'
+    )
     add_device_option(parser, default='auto')
-    parser.add_argument('--threads', type=number(int, zero_allowed=True), default=1,
-                        help='CPU threads for torch; 0: torch\'s choice (default: 1: these small models gain '
-                             'little from more, lose much on a busy machine, and one thread keeps runs '
-                             'reproducible across machines)')
-    parser.add_argument('--test', action='store_true',
-                        help='evaluate the run directory\'s checkpoint on the test split instead of training; '
-                             'model, task, seed and permutation come from the checkpoint')
+    parser.add_argument(
+        '--threads',
+        type=number(int, zero_allowed=True),
+        default=1,
+        help='CPU threads for torch; 0: torch\'s choice (default: 1: these small models gain '
+        'little from more, lose much on a busy machine, and one thread keeps runs '
+        'reproducible across machines)',
+    )
+    parser.add_argument(
+        '--test',
+        action='store_true',
+        help='evaluate the run directory\'s checkpoint on the test split instead of training; '
+        'model, task, seed and permutation come from the checkpoint',
+    )
     parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
     return parser
 
@@ -143,7 +180,11 @@ def make_loader(split: Split, batch_size: int, shuffle_seed: Optional[int] = Non
 
 
 def make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(parameters, lr=lr) if name == 'adam' else torch.optim.RMSprop(parameters, lr=lr)
+    return (
+        torch.optim.Adam(parameters, lr=lr)
+        if name == 'adam'
+        else torch.optim.RMSprop(parameters, lr=lr)
+    )
 
 
 def make_schedule(name: str, optimizer: torch.optim.Optimizer, epochs: int):
@@ -182,19 +223,32 @@ def evaluate(model: nn.Module, split: Split, device: torch.device) -> Score:
     return score
 
 
-def checkpoint_metadata(args: argparse.Namespace, task: SequenceTask, epoch: int, val: Score) -> Dict[str, Any]:
+def checkpoint_metadata(
+    args: argparse.Namespace, task: SequenceTask, epoch: int, val: Score
+) -> Dict[str, Any]:
     """What ``--test`` needs to rebuild the model and the task from the checkpoint alone."""
     return {
-        'model_type': args.model_type, 'task': task.name, 'hidden_size': args.hx, 'num_layers': args.layers,
-        'input_size': task.input_size, 'num_classes': task.num_classes, 'seed': args.seed,
+        'model_type': args.model_type,
+        'task': task.name,
+        'hidden_size': args.hx,
+        'num_layers': args.layers,
+        'input_size': task.input_size,
+        'num_classes': task.num_classes,
+        'seed': args.seed,
         'permutation': None if task.permutation is None else task.permutation.tolist(),
-        'epoch': epoch, 'val_accuracy': val.accuracy,
+        'epoch': epoch,
+        'val_accuracy': val.accuracy,
     }
 
 
 def model_from_metadata(metadata: Dict[str, Any]) -> SequenceClassifier:
-    return SequenceClassifier(metadata['model_type'], metadata['input_size'], metadata['hidden_size'],
-                              metadata['num_layers'], metadata['num_classes'])
+    return SequenceClassifier(
+        metadata['model_type'],
+        metadata['input_size'],
+        metadata['hidden_size'],
+        metadata['num_layers'],
+        metadata['num_classes'],
+    )
 
 
 def save_permutation(path: str, permutation: np.ndarray) -> None:
@@ -203,15 +257,19 @@ def save_permutation(path: str, permutation: np.ndarray) -> None:
 
 
 def epoch_line(row: Dict[str, Any], epochs: int) -> str:
-    return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2%}"
-            f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2%}  lr {row['lr']:.2e}"
-            f"  {row['seconds']:.1f}s")
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f}"
+        f" acc {row['train_accuracy']:.2%}"
+        f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2%}  lr {row['lr']:.2e}"
+        f"  {row['seconds']:.1f}s"
+    )
 
 
 def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
         device: torch.device) -> List[Dict[str, Any]]:
-    """Train for ``args.epochs``; after each epoch log its metrics and checkpoint the model if it is
-    the best so far by validation accuracy (ties: lower validation loss). Returns the metric rows."""
+    """Train for ``args.epochs``; after each epoch log its metrics and checkpoint the model if it
+    is the best so far by validation accuracy (ties: lower validation loss). Returns the metric
+    rows."""
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
     schedule = make_schedule(args.schedule, optimizer, args.epochs)
     loader = make_loader(task.train, args.batch_size, shuffle_seed=args.seed)
@@ -220,11 +278,20 @@ def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
     for epoch in range(1, args.epochs + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]['lr']
-        trained = train_epoch(model, loader, optimizer, args, device, f'epoch {epoch}/{args.epochs}')
+        trained = train_epoch(
+            model, loader, optimizer, args, device, f'epoch {epoch}/{args.epochs}'
+        )
         schedule.step()
         val = evaluate(model, task.val, device)
-        row = {'epoch': epoch, 'lr': lr, 'train_loss': trained.loss, 'train_accuracy': trained.accuracy,
-               'val_loss': val.loss, 'val_accuracy': val.accuracy, 'seconds': time.perf_counter() - started}
+        row = {
+            'epoch': epoch,
+            'lr': lr,
+            'train_loss': trained.loss,
+            'train_accuracy': trained.accuracy,
+            'val_loss': val.loss,
+            'val_accuracy': val.accuracy,
+            'seconds': time.perf_counter() - started,
+        }
         metrics.append(row)
         if (val.accuracy, -val.loss) > best:
             best = (val.accuracy, -val.loss)
@@ -242,22 +309,36 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     if task.permutation is not None:
         save_permutation(os.path.join(args.out, 'permutation.npy'), task.permutation)
     torch.manual_seed(args.seed)
-    model = SequenceClassifier(args.model_type, task.input_size, args.hx, args.layers, task.num_classes).to(device)
+    model = SequenceClassifier(
+        args.model_type, task.input_size, args.hx, args.layers, task.num_classes
+    ).to(device)
     if not args.quiet:
-        print(f'{args.model_type} on {args.task}: {sum(p.numel() for p in model.parameters()):,} parameters, '
-              f'{len(task.train)}/{len(task.val)}/{len(task.test)} train/val/test sequences of '
-              f'{task.steps} steps, device {device}, run {args.out}')
+        print(
+            f'{args.model_type} on {args.task}: '
+            f'{sum(p.numel() for p in model.parameters()):,} parameters, '
+            f'{len(task.train)}/{len(task.val)}/{len(task.test)} train/val/test sequences of '
+            f'{task.steps} steps, device {device}, run {args.out}'
+        )
     started = time.perf_counter()
     rows = fit(model, task, args, device)
     train_seconds = time.perf_counter() - started
     plot_curves(rows, os.path.join(args.out, 'curves.png'),
                 title=f'{args.model_type} on {args.task} (hx {args.hx}, {args.layers} layer(s))')
-    best_model, metadata = load_model(args.out, device)   # the best epoch, exactly as --test sees it
+    best_model, metadata = load_model(
+        args.out, device
+    )  # the best epoch, exactly as --test sees it
     score = evaluate(best_model, task.test, device)
-    summary = {**{key: value for key, value in metadata.items() if key not in ('permutation', 'epoch')},
-               'best_epoch': metadata['epoch'], 'epochs': args.epochs, 'test_accuracy': score.accuracy,
-               'test_correct': score.correct, 'test_total': score.total, 'train_seconds': train_seconds,
-               'device': str(device), 'threads': torch.get_num_threads()}
+    summary = {
+        **{key: value for key, value in metadata.items() if key not in ('permutation', 'epoch')},
+        'best_epoch': metadata['epoch'],
+        'epochs': args.epochs,
+        'test_accuracy': score.accuracy,
+        'test_correct': score.correct,
+        'test_total': score.total,
+        'train_seconds': train_seconds,
+        'device': str(device),
+        'threads': torch.get_num_threads(),
+    }
     write_text_atomic(os.path.join(args.out, 'summary.json'), json.dumps(summary, indent=1) + '\n')
     print(result_line(metadata, score, args.out))
     return 0
@@ -280,9 +361,12 @@ def task_from_metadata(metadata: Dict[str, Any], mnist_dir: Optional[str]) -> Se
 
 
 def result_line(metadata: Dict[str, Any], score: Score, run_dir: str) -> str:
-    return (f"test accuracy {score.accuracy:.2%} ({score.correct}/{score.total}): {metadata['model_type']} "
-            f"on {metadata['task']}, hx {metadata['hidden_size']}, {metadata['num_layers']} layer(s), "
-            f"best epoch {metadata['epoch']}, run {run_dir}")
+    return (
+        f"test accuracy {score.accuracy:.2%} ({score.correct}/{score.total}): "
+        f"{metadata['model_type']} "
+        f"on {metadata['task']}, hx {metadata['hidden_size']}, {metadata['num_layers']} layer(s), "
+        f"best epoch {metadata['epoch']}, run {run_dir}"
+    )
 
 
 def test(args: argparse.Namespace, device: torch.device) -> int:
@@ -294,13 +378,18 @@ def test(args: argparse.Namespace, device: torch.device) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of ``python -m rnn_perception zoo`` and the ``zoo`` executable; returns the exit code."""
+    """Entry point of ``python -m rnn_perception zoo`` and the ``zoo`` executable; returns the
+    exit code."""
     try:
         args = parse_args(argv)
         device = select_device(args.device)
         with cpu_threads(args.threads):
             return test(args, device) if args.test else train(args, device)
-    except (OSError, ValueError, DeviceUnavailableError) as error:   # bad input: one line, no traceback
+    except (
+        OSError,
+        ValueError,
+        DeviceUnavailableError,
+    ) as error:  # bad input: one line, no traceback
         return report_error('zoo', error)
 
 

@@ -26,8 +26,15 @@ contact sheet. Every parameter can also come from a YAML file (--config); flags 
 
 def register(subcommands) -> None:
     """Add the ``dodgeball`` subcommand to ``python -m sim``."""
-    add_simulator(subcommands, 'dodgeball', 'ball-throwing collision data (camera frames + labels)',
-                  DESCRIPTION, DEFAULTS_PATH, OPTIONS, run)
+    add_simulator(
+        subcommands,
+        'dodgeball',
+        'ball-throwing collision data (camera frames + labels)',
+        DESCRIPTION,
+        DEFAULTS_PATH,
+        OPTIONS,
+        run,
+    )
 
 
 def run(args: argparse.Namespace) -> None:

@@ -111,7 +111,10 @@ class TactileConfig(SimulatorConfig):
         yield episode.duration_s * episode.rate_hz >= 2, (
             'duration_s must hold at least 2 samples at rate_hz, got '
             f'{episode.duration_s} s at {episode.rate_hz} Hz')
-        yield episode.duration_s <= 600, f'duration_s must be at most 600, got {episode.duration_s}'
+        yield (
+            episode.duration_s <= 600,
+            f'duration_s must be at most 600, got {episode.duration_s}',
+        )
         yield episode.gravity_mps2 > 0, 'gravity_mps2 must be positive'
         yield bool(episode.frame_id), 'frame_id must not be empty'
         for name in ('mass_kg', 'length_m', 'height_m', 'grasp_offset_share', 'mu_static',
@@ -130,9 +133,12 @@ class TactileConfig(SimulatorConfig):
                      'dwell_s', 'regrip_ramp_s', 'regrip_level', 'squeeze_level',
                      'reflex_delay_s'):
             low, high = getattr(grip, name)
-            yield 0 < low <= high, f'grip.{name} must be a range 0 < low <= high, got {[low, high]}'
+            yield (
+                0 < low <= high,
+                f'grip.{name} must be a range 0 < low <= high, got {[low, high]}',
+            )
         yield all(0 <= p <= 1 for p in (grip.release_probability, grip.regrip_probability,
-                                         grip.reflex_probability)), (
+                                        grip.reflex_probability)), (
             'grip probabilities must be in [0, 1]')
         yield grip.weight_margin >= 1, 'grip.weight_margin must be at least 1'
         yield 0 <= grip.tremor < 0.5, 'grip.tremor must be in [0, 0.5)'

@@ -20,7 +20,8 @@ Electrode i at e_i (three hexagonal rings: 1 + 6 + 12, 4.5 mm apart) with a fixe
 sensitivity direction n_i (its radial direction turned 45°, standing for the curved core):
 
     E_i = E_0 + o_i + g_p p(e_i) [kPa] + g_s (n_i · u(e_i)) [mm] w_i + noise,
-    u(e) = δ + φ ŷ × (e - c) = δ + φ ((e - c)_z, -(e - c)_x),   w_i = exp(-|e_i - c|² / 2 (a + 3 mm)²)
+    u(e) = δ + φ ŷ × (e - c) = δ + φ ((e - c)_z, -(e - c)_x),
+    w_i = exp(-|e_i - c|² / 2 (a + 3 mm)²)
 
 PDC = P_0 + o_pdc + g_pdc F + noise (the fluid pressure follows the grip).
 
