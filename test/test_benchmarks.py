@@ -13,15 +13,28 @@ README_TEMPLATE = 'intro\n<!-- bench:start -->\nold table\n<!-- bench:end -->\no
 
 
 def run_all(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(RUN_ALL), *arguments], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(RUN_ALL), *arguments],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 def test_run_all_writes_one_json_one_table_and_the_readme_block(tmp_path):
     readme = tmp_path / 'README.md'
     readme.write_text(README_TEMPLATE)
-    result = run_all('--quick', '--only', 'cells', 'tactile_node', '--out', str(tmp_path / 'results'),
-                     '--readme', str(readme))
+    result = run_all(
+        '--quick',
+        '--only',
+        'cells',
+        'tactile_node',
+        '--out',
+        str(tmp_path / 'results'),
+        '--readme',
+        str(readme),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / 'results' / 'latest.json').read_text())
     assert report['machine']['torch'] and report['machine']['cores']
@@ -29,32 +42,58 @@ def test_run_all_writes_one_json_one_table_and_the_readme_block(tmp_path):
     for name, benchmark in report['benchmarks'].items():
         numbers = [*benchmark['figures'].values(), *benchmark['ratios'].values()]
         assert benchmark['figures'], name
-        assert all(isinstance(value, (int, float)) and math.isfinite(value) and value > 0 for value in numbers), name
+        assert all(
+            isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+            for value in numbers
+        ), name
     assert report['benchmarks']['cells']['ratios'].keys() == {
-        'lstm_ours_over_torch_throughput', 'gru_ours_over_torch_throughput', 'rnn_ours_over_torch_throughput'}
+        'lstm_ours_over_torch_throughput',
+        'gru_ours_over_torch_throughput',
+        'rnn_ours_over_torch_throughput',
+    }
     table = (tmp_path / 'results' / 'latest.md').read_text()
     assert '| tactile_node: tactile node step, CPU | step_p50_ms |' in table
     assert 'ratio gru_ours_over_torch_throughput' in table
     text = readme.read_text()
-    assert text.startswith('intro\n<!-- bench:start -->\n') and text.endswith('<!-- bench:end -->\noutro\n')
+    assert text.startswith('intro\n<!-- bench:start -->\n') and text.endswith(
+        '<!-- bench:end -->\noutro\n'
+    )
     assert 'old table' not in text and table in text
 
 
 def test_run_all_refuses_a_readme_without_the_markers_and_unknown_benchmarks(tmp_path):
     readme = tmp_path / 'README.md'
     readme.write_text('no markers here\n')
-    result = run_all('--quick', '--only', 'tactile_node', '--out', str(tmp_path), '--readme', str(readme))
+    result = run_all(
+        '--quick', '--only', 'tactile_node', '--out', str(tmp_path), '--readme', str(readme)
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith('run_all: error: ') and 'bench:start' in result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith('run_all: error: ')
+        and 'bench:start' in result.stderr
+    )
     assert readme.read_text() == 'no markers here\n'
     result = run_all('--only', 'no_such_benchmark', '--out', str(tmp_path))
     assert result.returncode == 2 and 'unknown benchmark(s) no_such_benchmark' in result.stderr
 
 
 def test_collision_node_benchmark_times_the_frozen_step_against_both_window_layouts():
-    result = subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'bench_collision_node.py'), '--frames', '200',
-                             '--latency-frames', '300', '--variants', '--json'],
-                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / 'benchmarks' / 'bench_collision_node.py'),
+            '--frames',
+            '200',
+            '--latency-frames',
+            '300',
+            '--variants',
+            '--json',
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     layouts = report['window_rerun_by_layout_ms']
@@ -70,7 +109,8 @@ def test_collision_node_benchmark_times_the_frozen_step_against_both_window_layo
 STRESS = REPO / 'benchmarks' / 'stress_tests.py'
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
 <testcase classname="test_a" name="test_passes" time="0.1"/>
-<testcase classname="test_a" name="test_fails" time="0.1"><failure message="assert 1 == 2"/></testcase>
+<testcase classname="test_a" name="test_fails" time="0.1">\
+<failure message="assert 1 == 2"/></testcase>
 <testcase classname="test_b" name="test_errors" time="0.1"><error message="fixture"/></testcase>
 <testcase classname="test_b" name="test_skipped" time="0.0"><skipped message="no cuda"/></testcase>
 </testsuite></testsuites>"""
@@ -83,20 +123,56 @@ def test_stress_counts_failures_and_errors_of_a_junit_report_and_leaves_skips_ou
     finally:
         sys.path.remove(str(STRESS.parent))
     (tmp_path / 'report.xml').write_text(JUNIT)
-    assert failed_tests(tmp_path / 'report.xml') == (3, ['test_a::test_fails', 'test_b::test_errors'])
+    assert failed_tests(tmp_path / 'report.xml') == (
+        3,
+        ['test_a::test_fails', 'test_b::test_errors'],
+    )
 
 
-def test_stress_runs_pytest_beside_a_busy_process_and_prints_the_pass_count():
-    result = subprocess.run([sys.executable, str(STRESS), '--all', '--runs', '2', '--busy', '1', '--',
-                             '-k', 'test_player_refuses_a_queue_depth_below_one'],
-                            capture_output=True, text=True, cwd=REPO, timeout=300)
+def stress(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(STRESS), *arguments], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+
+
+def test_stress_runs_pytest_beside_a_busy_process_and_prints_the_pass_count(tmp_path):
+    result = stress('--all', '--runs', '2', '--busy', '1', '--logs', str(tmp_path), '--',
+                    '-k', 'test_player_refuses_a_queue_depth_below_one')
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith('run 1/2: 1 passed, 0 failed in ') and lines[1].startswith('run 2/2: 1 passed')
-    assert lines[2] == '2 of 2 runs of the whole suite passed, 1 busy process(es) beside'
+    assert lines[0].startswith('run 1/2: 1 passed, 0 failed in ')
+    assert lines[1].startswith('run 2/2: 1 passed')
+    assert lines[2] == ('2 of 2 runs of the whole suite passed, 1 busy process(es) beside; '
+                        f'pytest output in {tmp_path}')
+    assert '1 passed' in (tmp_path / 'run2.log').read_text()
 
 
-def test_stress_counts_a_run_that_ran_nothing_as_failed():
-    result = subprocess.run([sys.executable, str(STRESS), '--runs', '1', '--busy', '0', '--', '-k', 'no_such_test'],
-                            capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert result.returncode == 1 and '0 of 1 runs of the dds-marked tests passed' in result.stdout, result.stdout
+def test_stress_counts_a_run_that_ran_nothing_as_failed(tmp_path):
+    result = stress('--runs', '1', '--busy', '0', '--logs', str(tmp_path), '--',
+                    '-k', 'no_such_test')
+    assert result.returncode == 1, result.stdout
+    assert '0 of 1 runs of the dds-marked tests passed' in result.stdout
+
+
+def test_stress_counts_a_pytest_that_dies_without_a_report_and_shows_why(tmp_path):
+    """A pytest killed by a segfault writes no report; here one that cannot start stands in."""
+    result = stress('--runs', '2', '--busy', '0', '--logs', str(tmp_path), '--',
+                    '--no-such-option')
+    assert result.returncode == 1, result.stdout
+    assert 'pytest exited 4 without a report' in result.stdout
+    assert 'no-such-option' in result.stdout          # the excerpt of its output
+    assert result.stdout.count('1 failed in ') == 2   # each run counts; none stops the rest
+    assert 'pytest itself (exit status 4): failed 2 of 2' in result.stdout
+
+
+def test_stress_shows_where_a_crashed_pytest_died():
+    sys.path.insert(0, str(STRESS.parent))
+    try:
+        from stress_tests import crash_excerpt
+    finally:
+        sys.path.remove(str(STRESS.parent))
+    log = ('test/test_a.py ....\nFatal Python error: Segmentation fault\n\nCurrent thread:\n'
+           '  File "test_b.py", line 9 in test_crashes\n' + 'x\n' * 100)
+    excerpt = crash_excerpt(log, lines=4)
+    assert excerpt.splitlines() == [
+        'Fatal Python error: Segmentation fault', '', 'Current thread:',
+        '  File "test_b.py", line 9 in test_crashes']
