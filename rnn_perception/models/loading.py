@@ -1,8 +1,9 @@
 """Load the model a node's ``weights`` and ``device`` parameters (or a command's options) name.
 
 Each model kind's loader (``load_collision_model``, ``load_tactile_model``) checks the file and
-the metadata its users read; :func:`load_model` adds the shipped default for ``''`` and the
-device choice, so the nodes, the evaluation and the demo load weights one way.
+the metadata every user of it reads, so the nodes, the evaluation and the demo refuse the same
+files; :func:`load_model` adds what the nodes (and the node benchmarks) need around it: the
+shipped default for ``''``, the device choice, the resolved path for their logs.
 """
 from __future__ import annotations
 
