@@ -77,8 +77,9 @@ def good_images(draw):
     stamps it."""
     encoding = draw(encodings)
     step = GOOD_SIZE * channels(encoding) + draw(st.integers(0, 5))
-    return image(GOOD_SIZE, GOOD_SIZE, encoding, step, draw(st.binary(min_size=GOOD_SIZE * step,
-                                                                      max_size=GOOD_SIZE * step)),
+    rows = SUPPORTED_ENCODINGS[encoding].rows(GOOD_SIZE)     # nv21, nv24: more than height
+    return image(GOOD_SIZE, GOOD_SIZE, encoding, step, draw(st.binary(min_size=rows * step,
+                                                                      max_size=rows * step)),
                  draw(st.sampled_from([0, 1])))
 
 

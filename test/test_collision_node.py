@@ -226,7 +226,7 @@ def test_garbage_frames_are_counted_and_good_ones_answered(
     short = image_message(frames[0], 1.0)
     short.data = short.data[:1000]
     zero = image_message(frames[0][:0], 1.0)
-    unknown = image_message(frames[0], 1.0, encoding='yuv422')
+    unknown = image_message(frames[0], 1.0, encoding='jpeg')
     garbage = [depth, short, zero, unknown]
     for index, bad in enumerate(garbage):
         probe.send(ros_executor, node, image_message(frames[index], 1.0 + index / FPS))

@@ -300,7 +300,7 @@ def test_diagnostics_summary(model, frames):
     assert first.level == DIAGNOSTIC_OK
     for i in range(4):
         runtime.process(image(frames[i], 1.0 + i / FPS), 0.0)
-    runtime.process(image(frames[0], 2.0, encoding='yuv422'), 0.0)
+    runtime.process(image(frames[0], 2.0, encoding='jpeg'), 0.0)
     report = summary.report(
         12.0, warnings=['camera silent'], extra_values=[('image_qos', 'reliable')]
     )
