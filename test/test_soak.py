@@ -15,7 +15,10 @@ EPISODE_FRAMES = 60
 RSS_GROWTH_BOUND_MIB = (
     16.0  # after warm-up; leaking one 64x64 frame (12 KiB) per frame exceeds it in either part
 )
-P99_DRIFT_BOUND = 5.0            # last 10 % over first 10 %: generous, the machine is shared
+# Median latency, last 10 % of the frames over the first 10 %. The median, not the p99: the p99
+# of a few hundred frames is the machine's few worst preemptions (5.1x once under load, with the
+# median at 1.0x), while a step that really slows down over time moves the median with it.
+P50_DRIFT_BOUND = 2.0
 
 
 def run_soak(*arguments: str) -> subprocess.CompletedProcess:
@@ -51,4 +54,4 @@ def test_soak_at_reduced_counts():
     assert figures['inprocess_resets'] == math.ceil(FRAMES / EPISODE_FRAMES)    # one per episode
     for part in ('inprocess', 'dds'):
         assert figures[f'{part}_rss_growth_mib'] < RSS_GROWTH_BOUND_MIB, figures
-        assert ratios[f'{part}_p99_last_over_first'] < P99_DRIFT_BOUND, ratios
+        assert ratios[f'{part}_p50_last_over_first'] < P50_DRIFT_BOUND, ratios
