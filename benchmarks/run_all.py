@@ -82,6 +82,14 @@ def benchmarks(cuda: bool) -> List[Benchmark]:
             single_thread=True,
         ),
         Benchmark(
+            'compressed_decode',
+            'JPEG camera frame -> 64x64 model input, reduced vs full decode',
+            'bench_compressed_decode.py',
+            (),
+            ('--frames', '20'),
+            single_thread=True,
+        ),
+        Benchmark(
             'tactile_node',
             'tactile node step, CPU',
             'bench_tactile_node.py',

@@ -3,6 +3,8 @@
 Arguments:
   params_file  parameters YAML (default: the package's config/dodgeball.yaml)
   image_topic  camera image topic the node reads (default /camera/image_raw)
+  image_transport  raw (sensor_msgs/Image on image_topic, default) or compressed
+               (sensor_msgs/CompressedImage on <image_topic>/compressed), as image_transport
   device       torch device: auto (CUDA if available, else CPU), cpu or cuda
   namespace    namespace of the node and its topics (default: none)
 
@@ -32,6 +34,11 @@ def generate_launch_description():
                 description='camera image topic (sensor_msgs/Image)',
             ),
             DeclareLaunchArgument(
+                'image_transport', default_value='raw', choices=['raw', 'compressed'],
+                description='raw: sensor_msgs/Image on image_topic; compressed: '
+                            'sensor_msgs/CompressedImage on <image_topic>/compressed',
+            ),
+            DeclareLaunchArgument(
                 'device', default_value='auto', description='torch device: auto, cpu or cuda'
             ),
             DeclareLaunchArgument(
@@ -44,7 +51,8 @@ def generate_launch_description():
                 namespace=LaunchConfiguration('namespace'),
                 parameters=[
                     LaunchConfiguration('params_file'),
-                    {'device': LaunchConfiguration('device')},
+                    {'device': LaunchConfiguration('device'),
+                     'image_transport': LaunchConfiguration('image_transport')},
                 ],
                 remappings=[('camera/image_raw', LaunchConfiguration('image_topic'))],
                 output='screen',

@@ -6,7 +6,8 @@ with rclpy but without the ROS 2 CLI (pip installs, CI). ``all`` starts both nod
 Each node reads the same YAML its launch file passes (``--params``, default the package's
 ``config/dodgeball.yaml`` / ``config/tactile.yaml``; ``all`` takes ``--dodgeball-params`` and
 ``--tactile-params``) through rcl's own ``--params-file``, so both paths resolve parameters
-identically; the topic options, ``--device`` and ``--namespace`` are the launch arguments.
+identically; the topic options, ``--image-transport``, ``--device`` and ``--namespace`` are
+the launch arguments.
 Anything from ``--ros-args`` on is handed to rclpy unchanged (``-p name:=value``, remaps, log
 levels). Exit status: 0 after Ctrl-C / SIGTERM, 1 when a node cannot start (one line
 ``bringup <what>: error: ...``).
@@ -22,6 +23,7 @@ from typing import List, Optional, Tuple
 
 from .cli import OneLineParser, report_error, UsageError
 from .device import add_device_option
+from .runtime.collision_parameters import IMAGE_TRANSPORTS, RAW_TRANSPORT
 
 PACKAGE = 'rnn_perception'
 
@@ -110,6 +112,11 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
     for launch in launches:
         launch.add_options(parser, '--params' if len(launches) == 1 else f'--{launch.name}-params')
     add_device_option(parser, default='auto')
+    if DODGEBALL in launches:
+        parser.add_argument('--image-transport', choices=IMAGE_TRANSPORTS, default=RAW_TRANSPORT,
+                            help='raw: sensor_msgs/Image on the image topic; compressed: '
+                                 'sensor_msgs/CompressedImage on <image topic>/compressed '
+                                 f'(default: {RAW_TRANSPORT})')
     parser.add_argument('--namespace', default='', help='namespace of the nodes and their topics')
     try:
         args = parser.parse_args(own_args)
@@ -122,9 +129,12 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
 
     from .nodes.common import StartupError
 
-    rclpy.init(
-        args=[PACKAGE, '--ros-args', *rcl_args, '-p', f'device:={args.device}', *ros_args[1:]]
-    )
+    node_parameters = [f'device:={args.device}']
+    if DODGEBALL in launches:
+        node_parameters.append(f'image_transport:={args.image_transport}')
+    rclpy.init(args=[PACKAGE, '--ros-args', *rcl_args,
+                     *(part for value in node_parameters for part in ('-p', value)),
+                     *ros_args[1:]])
     nodes = []
     try:
         for launch in launches:

@@ -106,6 +106,20 @@ def test_collision_node_benchmark_times_the_frozen_step_against_both_window_layo
     assert report['variants']['frozen']['max_probability_difference'] < 1e-5
 
 
+def test_compressed_decode_benchmark_compares_both_paths_on_both_sizes():
+    script = REPO / 'benchmarks' / 'bench_compressed_decode.py'
+    result = subprocess.run([sys.executable, str(script), '--frames', '10', '--json'],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report['ratios'].keys() == {'640x480_full_over_reduced_p50',
+                                       '1280x720_full_over_reduced_p50'}
+    for size in ('640x480', '1280x720'):
+        # reduced decoding feeds the model nearly the same pixels as full decoding
+        assert 0 < report['figures'][f'{size}_model_input_mean_abs_difference'] < 2
+        assert report['figures'][f'{size}_reduced_p50_ms'] > 0
+
+
 STRESS = REPO / 'benchmarks' / 'stress_tests.py'
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
 <testcase classname="test_a" name="test_passes" time="0.1"/>

@@ -85,7 +85,7 @@ def test_launch_arguments_and_node_wiring():
     arguments = [
         _literal_strings(call.args[0])[0] for call in launch_calls('DeclareLaunchArgument')
     ]
-    assert arguments == ['params_file', 'image_topic', 'device', 'namespace']
+    assert arguments == ['params_file', 'image_topic', 'image_transport', 'device', 'namespace']
     (node,) = launch_calls('Node')
     assert _literal_strings(keyword(node, 'package')) == ['rnn_perception']
     assert _literal_strings(keyword(node, 'name')) == [NODE_NAME]
@@ -152,8 +152,11 @@ def test_yaml_reaches_a_namespaced_node(weights, tmp_path):
 
 
 # -------------------------------------------------------------------------------------- bringup
+@pytest.mark.parametrize('transport, topic', [
+    ('raw', '/bringup_test/image'), ('compressed', '/bringup_test/image/compressed')])
 def test_bringup_starts_the_node_with_the_yaml_and_launch_arguments(weights, tmp_path, make_node,
-                                                                    ros_executor):
+                                                                    ros_executor, transport,
+                                                                    topic):
     from rclpy.parameter import parameter_value_to_python
     from rclpy.parameter_client import AsyncParameterClient
 
@@ -176,6 +179,8 @@ def test_bringup_starts_the_node_with_the_yaml_and_launch_arguments(weights, tmp
         'bringup_test',
         '--device',
         'cpu',
+        '--image-transport',
+        transport,
         '--ros-args',
         '-p',
         f'weights:={weights}',
@@ -187,14 +192,15 @@ def test_bringup_starts_the_node_with_the_yaml_and_launch_arguments(weights, tmp
     try:
         client = AsyncParameterClient(helper, '/bringup_test/collision_node')
         assert client.wait_for_services(timeout_sec=TIMEOUT_SEC), 'bringup node never came up'
-        future = client.get_parameters(['reset_gap_s', 'device'])
+        future = client.get_parameters(['reset_gap_s', 'device', 'image_transport'])
         assert spin_until(ros_executor, future.done, TIMEOUT_SEC)
-        assert [parameter_value_to_python(v) for v in future.result().values] == [0.75, 'cpu']
+        assert [parameter_value_to_python(v) for v in future.result().values] == [
+            0.75, 'cpu', transport]
 
         def image_subscribers():
             return [
                 info.node_name
-                for info in helper.get_subscriptions_info_by_topic('/bringup_test/image')
+                for info in helper.get_subscriptions_info_by_topic(topic)
             ]
 
         assert spin_until(

@@ -2,9 +2,13 @@
 
 Topics (relative names, so a namespace applies; remap ``camera/image_raw`` to your camera):
 
-* subscribes ``camera/image_raw`` (``sensor_msgs/Image``: rgb8, bgr8, rgba8, bgra8 or mono8, any
-  resolution, row padding allowed), keep-last ``image_queue_depth`` (1: the newest frame),
-  reliability per ``image_qos`` (``auto`` follows the camera's publishers; see
+* subscribes ``camera/image_raw`` (``sensor_msgs/Image``: rgb8, bgr8, rgba8, bgra8, mono8,
+  mono16, rgb16, bgr16, yuv422/uyvy, yuv422_yuy2/yuyv, nv21, nv24 or 8-bit Bayer, see
+  :mod:`rnn_perception.data.image_conversion`; any resolution, row padding allowed), or with
+  ``image_transport`` ``compressed`` ``camera/image_raw/compressed``
+  (``sensor_msgs/CompressedImage``, JPEG or PNG, see :mod:`rnn_perception.data.compressed_image`);
+  keep-last ``image_queue_depth`` (1: the newest frame), reliability per ``image_qos``
+  (``auto`` follows the camera's publishers; see
   :mod:`rnn_perception.ros.qos` for why this matters);
 * publishes ``collision_probability`` (``std_msgs/Float32``) and ``collision_alert``
   (``std_msgs/Bool``, with hysteresis) for every processed frame;
@@ -50,7 +54,7 @@ import time
 from typing import List, Optional, Sequence, Tuple
 
 from geometry_msgs.msg import PointStamped
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, Float32
 
 from ..data.image_conversion import array_to_image_fields, decoder_name
@@ -58,7 +62,8 @@ from ..ros.qos import MatchingImageSubscription
 from ..runtime.activation_mosaic import activation_mosaic
 from ..runtime.collision import CollisionRuntime, load_predictor, Outcome
 from ..runtime.collision_diagnostics import DiagnosticsSummary
-from ..runtime.collision_parameters import CollisionSettings, PARAMETERS
+from ..runtime.collision_parameters import (CollisionSettings, COMPRESSED_TRANSPORT,
+                                            PARAMETERS)
 from ..runtime.diagnostics import DiagnosticReport
 from ..runtime.watchdog import NoFrameWatchdog
 from .common import ModelNode, OUTPUT_DEPTH, run_node, WARNING_THROTTLE_S
@@ -94,14 +99,12 @@ class CollisionNode(ModelNode):
                                                   OUTPUT_DEPTH)
         self._alert_pub = self.create_publisher(Bool, 'collision_alert', OUTPUT_DEPTH)
         self._activations_pub = self.create_publisher(Image, '~/activations', 1)
+        compressed = self.settings.image_transport == COMPRESSED_TRANSPORT
+        # image_transport's rule: the compressed stream is <the remapped image topic>/compressed
+        topic = f'{self.resolve_topic_name(IMAGE_TOPIC)}/compressed' if compressed else IMAGE_TOPIC
         self.images = MatchingImageSubscription(
-            self,
-            Image,
-            IMAGE_TOPIC,
-            self._on_image,
-            self.settings.image_qos,
-            self.settings.image_queue_depth,
-        )
+            self, CompressedImage if compressed else Image, topic, self._on_image,
+            self.settings.image_qos, self.settings.image_queue_depth)
 
     def parameters_changed(self) -> None:
         self._watchdog.timeout_s = self.settings.no_frame_warning_s
@@ -109,11 +112,11 @@ class CollisionNode(ModelNode):
             self.images.set_mode(self.settings.image_qos)
 
     # -------------------------------------------------------------------------------- frames
-    def _on_image(self, message: Image) -> None:
+    def _on_image(self, message) -> None:
         with self.callback_guard:
             self._process(message)
 
-    def _process(self, message: Image) -> None:
+    def _process(self, message) -> None:
         self._watchdog.frame_arrived(time.monotonic())
         result = self.runtime.process(message, self.get_clock().now().nanoseconds * 1e-9)
         self.log_state(result)

@@ -8,8 +8,11 @@ One camera frame goes through :meth:`CollisionRuntime.process`:
 
 1. **Stale?** A frame older than ``max_frame_age_s`` against the node's clock is dropped and
    counted (:class:`StalenessCheck`; the rule for clocks that cannot be compared is there).
-2. **Readable?** The image is converted to RGB (:mod:`rnn_perception.data.image_conversion`);
-   garbage is dropped and counted with its reason, and the next good frame is answered.
+2. **Readable?** The image is converted to RGB: a raw ``sensor_msgs/Image`` by
+   :mod:`rnn_perception.data.image_conversion`, a ``sensor_msgs/CompressedImage`` (parameter
+   ``image_transport`` ``compressed``) by :mod:`rnn_perception.data.compressed_image`, at the
+   smallest JPEG scale that keeps the model's input size. Garbage is dropped and counted with its
+   reason, the recurrent state is left alone, and the next good frame is answered.
 3. **Reset?** The recurrent state goes back to zeros on a stamp gap over ``reset_gap_s``, on
    stamps going backwards (a bag that loops) and on a resolution change (:class:`ResetPolicy`);
    the node adds a ``~/reset`` service.
@@ -31,16 +34,17 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
+from ..data.compressed_image import CompressedImageDecoder
 from ..data.image_conversion import ImageConversionError, image_to_rgb
 from ..models.collision import (CollisionPredictor, default_weights_path, frames_to_tensor,
                                 load_collision_model, model_threshold, resize_frames)
 from ..models.loading import load_model, LoadedModel
-from .collision_parameters import CollisionSettings, USE_MODEL_THRESHOLD
+from .collision_parameters import COMPRESSED_TRANSPORT, CollisionSettings, USE_MODEL_THRESHOLD
 from .device_fallback import CpuFallback
 from .diagnostics import LatencyStats
 from .frame_policy import AlertHysteresis, FrameSubsampler, StalenessCheck
@@ -57,6 +61,12 @@ class FrameCounters:
     stale: int = 0         # older than max_frame_age_s
     rejected: int = 0      # unreadable images
     resets: int = 0        # recurrent state resets, any cause
+
+
+def raw_frame(message) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """A ``sensor_msgs/Image`` -> its RGB pixels and its ``(width, height)``."""
+    rgb = image_to_rgb(message)
+    return rgb, (rgb.shape[1], rgb.shape[0])
 
 
 def load_predictor(weights: str, device_name: str) -> LoadedModel:
@@ -101,6 +111,9 @@ class CollisionRuntime:
         self.last_rejection = 'none'
         self._state = None
         self.settings = settings
+        # the transport is read-only: one reader for the node's life
+        self.read_frame = (CompressedImageDecoder(model.config.image_size)
+                           if settings.image_transport == COMPRESSED_TRANSPORT else raw_frame)
         self._resets = ResetPolicy(settings.reset_gap_s)
         self._subsampler = FrameSubsampler(self.model_fps, settings.subsample_to_model_rate)
         self.staleness = StalenessCheck(settings.max_frame_age_s)
@@ -145,7 +158,8 @@ class CollisionRuntime:
         self.last_reset_reason = reason
 
     def process(self, message, now_s: float) -> FrameResult:
-        """One ``sensor_msgs/msg/Image`` (any object with its fields) received at node time
+        """One ``sensor_msgs/msg/Image`` or, with the compressed transport, one
+        ``sensor_msgs/msg/CompressedImage`` (any object with its fields) received at node time
         ``now_s`` -> its :class:`FrameResult`."""
         started = time.perf_counter()
         self.counters.received += 1
@@ -154,12 +168,12 @@ class CollisionRuntime:
             self.counters.stale += 1
             return FrameResult(Outcome.STALE, stamp_s)
         try:
-            rgb = image_to_rgb(message)
+            rgb, size = self.read_frame(message)
         except ImageConversionError as error:
             self.counters.rejected += 1
             self.last_rejection = str(error)
             return FrameResult(Outcome.REJECTED, stamp_s, error=str(error))
-        reset_reason = self._resets.check(stamp_s, (rgb.shape[1], rgb.shape[0]))
+        reset_reason = self._resets.check(stamp_s, size)
         if reset_reason is not None:
             self.reset(reset_reason)
         if not self._subsampler.accept(stamp_s):

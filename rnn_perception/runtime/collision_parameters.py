@@ -9,6 +9,8 @@ from .parameters import (at_least_one, DIAGNOSTICS_PERIOD, finite_above, model_p
                          parameter_checker, ParameterSpec, settings_class)
 
 
+RAW_TRANSPORT, COMPRESSED_TRANSPORT = 'raw', 'compressed'
+IMAGE_TRANSPORTS = (RAW_TRANSPORT, COMPRESSED_TRANSPORT)
 USE_MODEL_THRESHOLD = -1.0             # alert_on_threshold: take the weights' own threshold
 
 
@@ -27,6 +29,15 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
         'collision',
         '1 is fastest for one small frame per step, more threads only wait '
         'on each other (and on a busy CPU wreck the tail latency)',
+    ),
+    ParameterSpec(
+        'image_transport',
+        RAW_TRANSPORT,
+        'how the camera is subscribed, as image_transport names it: raw (sensor_msgs/Image on '
+        'the image topic) or compressed (sensor_msgs/CompressedImage, JPEG or PNG, on '
+        '<image topic>/compressed)',
+        one_of(IMAGE_TRANSPORTS),
+        read_only=True,
     ),
     ParameterSpec(
         'image_qos',
