@@ -125,9 +125,9 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
         return report_error(f'bringup {what}', error)
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
-    from .nodes.common import StartupError
+    from .nodes.common import spin_until_shutdown, StartupError
 
     node_parameters = [f'device:={args.device}']
     if DODGEBALL in launches:
@@ -148,9 +148,7 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
     for node in nodes:
         executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(executor)
     finally:
         executor.shutdown()
         for node in nodes:

@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterValueException, ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
@@ -203,6 +203,24 @@ class ModelNode(Node):
         self._diagnostics_pub.publish(array)
 
 
+def spin_until_shutdown(executor: Executor) -> None:
+    """Spin ``executor`` until Ctrl-C, SIGTERM or another shutdown of its context.
+
+    rclpy's signal handler shuts the context down from under the executor. Where ``spin`` was at
+    that moment decides what surfaces: ``KeyboardInterrupt``, ``ExternalShutdownException``, or,
+    when it was about to build its next wait set, an ``RCLError`` (a ``RuntimeError``) saying
+    the context is not valid. All three are the shutdown that was asked for; a ``RuntimeError``
+    while the context is still valid is a real failure and propagates.
+    """
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RuntimeError:
+        if executor.context.ok():
+            raise
+
+
 def run_node(name: str, make_node: Callable[[], Node], args: Optional[List[str]] = None) -> int:
     """``ros2 run rnn_perception <name>``: start the node and spin it until shut down. Exit
     status 0, or 1 with one line ``<name>: error: ...`` when it cannot start."""
@@ -212,11 +230,12 @@ def run_node(name: str, make_node: Callable[[], Node], args: Optional[List[str]]
     except StartupError as error:
         rclpy.try_shutdown()
         return report_error(name, error)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(executor)
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
