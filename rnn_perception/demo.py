@@ -338,7 +338,7 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from .data.bags import BagError
-    from .models.collision import ModelFileError
+    from .models.weights_file import ModelFileError
 
     try:
         run(build_parser().parse_args(argv))

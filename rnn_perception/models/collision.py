@@ -32,8 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..cells import ConvLSTMCell, FrozenConv, FrozenConvStep, State
-from .weights_file import (checked_weights_path, load_model_file, ModelFileError, save_model_file,
-                           shipped_model_path)
+from .weights_file import load_model_file, save_model_file, shipped_model_path
 
 KIND = 'collision'
 SCHEMA_VERSION = 2          # 2: leaky ReLU in encoder and head (version 1 files were ReLU)
@@ -349,26 +348,25 @@ def model_threshold(metadata: Dict[str, Any]) -> float:
     return float(metadata.get('threshold', DEFAULT_THRESHOLD))
 
 
-def load_collision_model(path, device='cpu') -> Tuple[CollisionPredictor, Dict[str, Any]]:
-    """Rebuild a ``CollisionPredictor`` from a safetensors file (no pickle anywhere) and check the
-    metadata every user of it reads (``fps``, ``threshold``, ``channel_order``); every problem
-    raises ``ModelFileError`` naming the file and what is wrong with it."""
-    path = checked_weights_path(path)          # ~ expanded, resolved: the name the errors give
-    model, metadata = load_model_file(
-        path,
-        KIND,
-        SCHEMA_VERSION,
-        lambda config: CollisionPredictor(CollisionConfig.from_dict(config)),
-        device,
-    )
+def metadata_problem(metadata: Dict[str, Any]) -> Optional[str]:
+    """What is wrong with the metadata every user of a collision model reads (``fps``,
+    ``threshold``, ``channel_order``), or ``None``."""
     fps = metadata.get('fps')
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 0 < fps < MAX_FPS:
-        raise ModelFileError(f'{path}: metadata fps {fps!r} is not a frame rate '
-                             f'(need a number in (0, {MAX_FPS}))')
+        return f'metadata fps {fps!r} is not a frame rate (need a number in (0, {MAX_FPS}))'
     threshold = metadata.get('threshold', DEFAULT_THRESHOLD)
     if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        raise ModelFileError(f'{path}: metadata threshold {threshold!r} is not a probability')
+        return f'metadata threshold {threshold!r} is not a probability'
     if metadata.get('channel_order', 'rgb') != 'rgb':
-        raise ModelFileError(f'{path}: metadata channel_order {metadata["channel_order"]!r} '
-                             "is not the 'rgb' the model is fed")
-    return model, metadata
+        return (f'metadata channel_order {metadata["channel_order"]!r} '
+                "is not the 'rgb' the model is fed")
+    return None
+
+
+def load_collision_model(path, device='cpu') -> Tuple[CollisionPredictor, Dict[str, Any]]:
+    """Rebuild a ``CollisionPredictor`` from a safetensors file (no pickle anywhere) and check the
+    metadata every user of it reads (:func:`metadata_problem`); every problem raises
+    ``ModelFileError`` naming the file and what is wrong with it."""
+    return load_model_file(path, KIND, SCHEMA_VERSION,
+                           lambda config: CollisionPredictor(CollisionConfig.from_dict(config)),
+                           device, metadata_problem)

@@ -47,8 +47,7 @@ from torch import Tensor, nn
 
 from ..cells import LSTMCell, SequenceRunner
 from ..data.tactile_dataset import PAC_INDEX, POSE_FIELDS, TACTILE_FIELDS
-from .weights_file import (checked_weights_path, load_model_file, ModelFileError, save_model_file,
-                           shipped_model_path)
+from .weights_file import load_model_file, save_model_file, shipped_model_path
 
 KIND = 'tactile'
 SCHEMA_VERSION = 1
@@ -234,24 +233,22 @@ def default_weights_path() -> Path:
     return shipped_model_path('tactile.safetensors')
 
 
-def load_tactile_model(path, device='cpu') -> Tuple[TactilePredictor, Dict[str, Any]]:
-    """Rebuild a ``TactilePredictor`` from a safetensors file (no pickle anywhere) and check the
-    metadata its users read (``rate_hz``, ``tactile_fields``); every problem raises
-    ``ModelFileError`` naming the file and what is wrong with it."""
-    path = checked_weights_path(path)          # ~ expanded, resolved: the name the errors give
-    model, metadata = load_model_file(
-        path,
-        KIND,
-        SCHEMA_VERSION,
-        lambda config: TactilePredictor(TactileConfig.from_dict(config)),
-        device,
-    )
+def metadata_problem(metadata: Dict[str, Any]) -> Optional[str]:
+    """What is wrong with the metadata the users of a tactile model read (``rate_hz``,
+    ``tactile_fields``), or ``None``."""
     rate = metadata.get('rate_hz')
     if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 < rate < MAX_RATE_HZ:
-        raise ModelFileError(f'{path}: metadata rate_hz {rate!r} is not a sample rate')
+        return f'metadata rate_hz {rate!r} is not a sample rate'
     if metadata.get('tactile_fields') != list(TACTILE_FIELDS):
-        raise ModelFileError(
-            f'{path}: metadata tactile_fields {metadata.get("tactile_fields")!r} are '
-            f'not the {NUM_TACTILE} fields of /tactile/raw'
-        )
-    return model, metadata
+        return (f'metadata tactile_fields {metadata.get("tactile_fields")!r} are '
+                f'not the {NUM_TACTILE} fields of /tactile/raw')
+    return None
+
+
+def load_tactile_model(path, device='cpu') -> Tuple[TactilePredictor, Dict[str, Any]]:
+    """Rebuild a ``TactilePredictor`` from a safetensors file (no pickle anywhere) and check the
+    metadata its users read (:func:`metadata_problem`); every problem raises
+    ``ModelFileError`` naming the file and what is wrong with it."""
+    return load_model_file(path, KIND, SCHEMA_VERSION,
+                           lambda config: TactilePredictor(TactileConfig.from_dict(config)),
+                           device, metadata_problem)

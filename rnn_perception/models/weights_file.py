@@ -18,7 +18,7 @@ import importlib.resources
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -82,9 +82,12 @@ def load_model_file(
     schema_version: int,
     build: Callable[[Dict[str, Any]], Model],
     device='cpu',
+    metadata_problem: Callable[[Dict[str, Any]], Optional[str]] = lambda metadata: None,
 ) -> Tuple[Model, Dict[str, Any]]:
-    """Rebuild a model of ``kind`` with ``build(metadata['config'])`` and load its tensors; every
-    problem raises :class:`ModelFileError` naming the file and what is wrong with it."""
+    """Rebuild a model of ``kind`` with ``build(metadata['config'])`` and load its tensors, then
+    ask ``metadata_problem`` (the kind's checks of the metadata its users read) what is wrong
+    with the rest; every problem raises :class:`ModelFileError` naming the file and what is
+    wrong with it."""
     path = checked_weights_path(path)
     try:
         tensors, metadata = load_checkpoint(path)
@@ -124,6 +127,9 @@ def load_model_file(
         raise ModelFileError(f'{path}: weights do not match their metadata ({shown}{more})')
     model = build(config)
     model.load_state_dict(tensors, strict=True)
+    problem = metadata_problem(metadata)
+    if problem is not None:
+        raise ModelFileError(f'{path}: {problem}')
     return model.to(device).eval(), metadata
 
 
