@@ -14,9 +14,11 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,6 +75,13 @@ class SimulatorSpec:
 _worker_simulator = None
 _stop_requested = threading.Event()
 
+# Episodes handed to the pool ahead of the one being written, per worker: enough to keep every
+# worker busy, few enough that the pool's task pipe never fills. With a long backlog queued
+# (``imap`` over every episode), ``Pool.terminate()`` on Ctrl-C/SIGTERM can wait forever on a
+# task handler blocked writing to that full pipe (cpython #78178, #96995; `sim` hung on SIGTERM
+# once in a loaded stress run).
+EPISODES_AHEAD_PER_WORKER = 2
+
 
 def request_stop(signum=None, frame=None) -> None:
     """Signal handler (the CLI installs it for SIGINT and SIGTERM): stop after the episode in
@@ -109,7 +118,20 @@ def simulate_episodes(simulator: Callable, config: SimulationConfig) -> Iterator
     # spawn, not fork: each worker starts fresh (its own pybullet), whatever the parent imported.
     context = multiprocessing.get_context('spawn')
     with context.Pool(workers, initializer=_start_worker, initargs=(simulator, config)) as pool:
-        yield from pool.imap(_simulate_in_worker, range(config.episodes))
+        yield from imap_bounded(pool, _simulate_in_worker, range(config.episodes),
+                                ahead=workers * EPISODES_AHEAD_PER_WORKER)
+
+
+def imap_bounded(pool, function: Callable, items: Iterable, ahead: int) -> Iterator:
+    """``pool.imap(function, items)`` with at most ``ahead`` items submitted and not yet
+    taken by the caller, so stopping never leaves a backlog for ``pool.terminate()``."""
+    items = iter(items)
+    in_flight = deque(pool.apply_async(function, (item,)) for item in islice(items, ahead))
+    while in_flight:
+        result = in_flight.popleft().get()
+        # Keep `ahead` submitted beyond the results handed out.
+        in_flight.extend(pool.apply_async(function, (item,)) for item in islice(items, 1))
+        yield result
 
 
 def write_shards(episodes: Iterable, dataset_dir: Path, episodes_per_shard: int,

@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from sim.dodgeball import generate as generate_module
 from sim.dodgeball.config import load_dodgeball_config
 from sim.dodgeball.episode import EpisodeSimulator
+from sim.pipeline import imap_bounded
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,3 +55,29 @@ def test_signal_to_a_running_command_exits_130_and_leaves_nothing(tmp_path, sign
     assert 'sim: interrupted; partial outputs were removed' in stderr.splitlines()
     assert 'Traceback' not in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+class CountingPool:
+    """A real (thread) pool that records how many tasks were submitted."""
+
+    def __init__(self, pool):
+        self.pool, self.submitted = pool, 0
+
+    def apply_async(self, function, args):
+        self.submitted += 1
+        return self.pool.apply_async(function, args)
+
+
+@pytest.mark.parametrize('ahead', [1, 4])
+def test_workers_never_get_more_than_a_few_episodes_ahead(ahead):
+    # A long backlog in the pool's task pipe is what can hang Pool.terminate() on SIGTERM.
+    with ThreadPool(2) as threads:
+        pool = CountingPool(threads)
+        results = []
+        for result in imap_bounded(pool, lambda item: item * item, range(20), ahead=ahead):
+            results.append(result)
+            # Exactly `ahead` submitted beyond the ones handed out: a bounded backlog that
+            # still keeps the workers busy.
+            assert pool.submitted == min(20, len(results) + ahead)
+    assert results == [item * item for item in range(20)]
+    assert pool.submitted == 20
