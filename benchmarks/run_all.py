@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from tqdm import tqdm
@@ -208,14 +208,27 @@ def write_atomically(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
-def update_readme(readme: Path, table: str) -> Optional[str]:
-    """Replace the README's table between the bench markers; the problem when it cannot."""
-    text = readme.read_text()
+class ReadmeError(Exception):
+    """The README given cannot take the table."""
+
+
+def readme_block(readme: Path) -> Tuple[str, int, int]:
+    """The README's text and the span between its bench markers; :class:`ReadmeError` saying
+    what is wrong when it has none."""
+    try:
+        text = readme.read_text()
+    except OSError as error:
+        raise ReadmeError(f'{readme}: {error.strerror}') from None
     start, end = text.find(README_START), text.find(README_END)
     if start < 0 or end < start:
-        return f'{readme}: no {README_START} ... {README_END} block to replace'
-    write_atomically(readme, text[:start + len(README_START)] + '\n' + table + text[end:])
-    return None
+        raise ReadmeError(f'{readme}: no {README_START} ... {README_END} block to replace')
+    return text, start + len(README_START), end
+
+
+def update_readme(readme: Path, table: str) -> None:
+    """Replace the README's table between the bench markers."""
+    text, start, end = readme_block(readme)
+    write_atomically(readme, text[:start] + '\n' + table + text[end:])
 
 
 def main() -> int:
@@ -241,6 +254,12 @@ def main() -> int:
             parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: "
                          f"{', '.join(benchmark.name for benchmark in catalogue)}")
         catalogue = [benchmark for benchmark in catalogue if benchmark.name in args.only]
+    if args.readme:
+        try:  # a README that cannot take the table is refused before an hour of benchmarks
+            readme_block(args.readme)
+        except ReadmeError as error:
+            print(f'run_all: error: {error}', file=sys.stderr)
+            return 1
     started = time.perf_counter()
     report = {'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
               'quick': args.quick, 'machine': machine(), 'benchmarks': {}}
@@ -255,10 +274,7 @@ def main() -> int:
     print(f'wrote {args.out / "latest.json"} and {args.out / "latest.md"}')
     failed = [name for name, result in report['benchmarks'].items() if 'error' in result]
     if args.readme:
-        problem = update_readme(args.readme, table)
-        if problem:
-            print(f'run_all: error: {problem}', file=sys.stderr)
-            return 1
+        update_readme(args.readme, table)
     if failed:
         print(f"run_all: error: benchmark(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1

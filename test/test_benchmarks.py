@@ -73,6 +73,7 @@ def test_run_all_refuses_a_readme_without_the_markers_and_unknown_benchmarks(tmp
         and 'bench:start' in result.stderr
     )
     assert readme.read_text() == 'no markers here\n'
+    assert not (tmp_path / 'latest.json').exists()  # refused before running any benchmark
     result = run_all('--only', 'no_such_benchmark', '--out', str(tmp_path))
     assert result.returncode == 2 and 'unknown benchmark(s) no_such_benchmark' in result.stderr
 
