@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from .cli import OneLineParser, report_error, UsageError
+from .data.camera_frames import IMAGE_TRANSPORTS, RAW_TRANSPORT
 from .device import add_device_option
-from .runtime.collision_parameters import IMAGE_TRANSPORTS, RAW_TRANSPORT
 
 PACKAGE = 'rnn_perception'
 

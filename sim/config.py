@@ -97,7 +97,7 @@ class ConfigOption:
 
     flag: str
     path: tuple[str, ...]
-    type: type
+    type: typing.Callable[[str], typing.Any]   # parses the flag: int, float, str, bool or a parser
     help: str
     choices: Sequence[str] | None = None
     metavar: str | None = None

@@ -2,7 +2,9 @@
 
     sim -> bag -> ``play`` -> ``bringup dodgeball`` (collision node) -> subscriber -> metrics
 
-compared with the offline ``eval --bag`` of the same bag and weights.
+compared with the offline ``eval --bag`` of the same bag and weights, on a bag as a real camera
+leaves it: 4:3 JPEG ``CompressedImage`` frames on ``/camera/image_raw/compressed``, the node on
+``image_transport`` ``compressed`` (the raw path is ``test_demo.py``'s).
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+import test_collision_node
 from ros_helpers import PYTHON, process_output, python_subprocess, spin_until, wait_until
 
 pytestmark = pytest.mark.dds
@@ -22,9 +24,10 @@ pytestmark = pytest.mark.dds
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_SEC = 60.0
 IMAGE_TOPIC = '/camera/image_raw'
+COMPRESSED_TOPIC = f'{IMAGE_TOPIC}/compressed'
 
 
-def make_bag(root: Path, episodes: int, storage: str) -> Path:
+def make_bag(root: Path, episodes: int, storage: str, *sim_options: str) -> Path:
     """A dodgeball bag from the simulator (``python -m sim`` runs from the repository root)."""
     bag = root / f'bag_{storage}'
     subprocess.run(
@@ -43,6 +46,7 @@ def make_bag(root: Path, episodes: int, storage: str) -> Path:
             str(bag),
             '--storage',
             storage,
+            *sim_options,
         ],
         cwd=REPO,
         check=True,
@@ -65,14 +69,8 @@ def reliable_qos(depth: int):
     return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
 
 
-@pytest.fixture(scope='module')
-def weights(tmp_path_factory):
-    from rnn_perception.models.collision import CollisionPredictor, save_collision_model
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp('weights') / 'collision.safetensors'
-    save_collision_model(path, CollisionPredictor(), {'fps': 30.0, 'threshold': 0.5})
-    return path
+# untrained collision weights: a fixture of another test module, assigned, not imported by name
+weights = test_collision_node.weights
 
 
 # ---------------------------------------------------------------------------------------- player
@@ -291,14 +289,14 @@ def bag_passes(stream):
 def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_node, ros_executor,
                                                        record_property, capsys):
     from geometry_msgs.msg import PointStamped
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage
 
     from rnn_perception.data.bags import stamp_to_ns
     from rnn_perception.data.dodgeball_bag import episodes_from_bag
     from rnn_perception.evaluation.collision import evaluate_bag, METRIC_KEYS
     from rnn_perception.evaluation.collision_metrics import collision_metrics, EpisodeTrace
 
-    bag = make_bag(tmp_path, episodes=4, storage='mcap')
+    bag = make_bag(tmp_path, 4, 'mcap', '--bag-image', 'jpeg', '--bag-resolution', '96x72')
     offline_traces, offline_metrics = evaluate_bag(weights, bag)
     episodes = list(episodes_from_bag(bag))
     stamps = np.concatenate([episode.header_stamps_ns for episode in episodes])
@@ -314,7 +312,7 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
     def on_answer(message):
         answers.append((stamp_to_ns(message.header.stamp), message.point.x, time.monotonic()))
 
-    probe.create_subscription(Image, IMAGE_TOPIC, on_image, reliable_qos(10))
+    probe.create_subscription(CompressedImage, COMPRESSED_TOPIC, on_image, reliable_qos(10))
     probe.create_subscription(
         PointStamped, '/collision_node/collision_probability_stamped', on_answer, reliable_qos(10)
     )
@@ -329,10 +327,11 @@ def test_replay_through_dds_matches_offline_evaluation(tmp_path, weights, make_n
                 return {stamp: (probability, arrival) for stamp, probability, arrival in run}
         return None
 
-    with python_subprocess(run_cli('bringup', 'dodgeball', '--device', 'cpu', '--ros-args',
+    with python_subprocess(run_cli('bringup', 'dodgeball', '--device', 'cpu',
+                                   '--image-transport', 'compressed', '--ros-args',
                                    '-p', f'weights:={weights}')) as node:
         def node_subscribed():
-            subscribers = probe.get_subscriptions_info_by_topic(IMAGE_TOPIC)
+            subscribers = probe.get_subscriptions_info_by_topic(COMPRESSED_TOPIC)
             return 'collision_node' in [info.node_name for info in subscribers]
 
         assert spin_until(

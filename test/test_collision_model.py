@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor,
+from rnn_perception.models.collision import (centre_crop, CollisionConfig, CollisionPredictor,
                                              frames_to_tensor, load_collision_model,
                                              resize_frames, save_collision_model)
 from rnn_perception.models.weights_file import ModelFileError
@@ -121,6 +121,21 @@ def test_resize_frames_averages_areas_when_shrinking_and_keeps_the_right_size():
     assert resize_frames(checker, (2, 2)).tolist() == np.full((1, 2, 2, 3), 100).tolist()
     assert resize_frames(checker, (4, 4)) is checker
     assert resize_frames(checker, (8, 6)).shape == (1, 8, 6, 3)
+
+
+@pytest.mark.parametrize('height, width', [(480, 640), (720, 1280), (90, 64), (61, 64)])
+def test_resize_frames_keeps_the_centre_at_the_models_aspect_ratio(height, width):
+    # Grey inside the centred square, red bands outside it: a camera with the training camera's
+    # vertical field of view and another aspect shows the model the grey square, not the bands.
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    frame = np.zeros((1, height, width, 3), np.uint8)
+    frame[..., 0] = 255
+    frame[0, top:top + side, left:left + side] = 128
+    assert (resize_frames(frame, (64, 64)) == 128).all()
+    assert centre_crop(frame, (64, 64)).shape[1:3] == (side, side)
+    assert centre_crop(frame, (3, 4)).shape[1] * 4 == pytest.approx(
+        centre_crop(frame, (3, 4)).shape[2] * 3, abs=4)
 
 
 def test_frames_to_tensor_is_channels_first_in_unit_range():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import test_collision_node
 from ros_helpers import PYTHON, spin_until
 
 pytestmark = pytest.mark.dds
@@ -54,13 +55,8 @@ def keyword(call: ast.Call, name: str):
     return next(k.value for k in call.keywords if k.arg == name)
 
 
-@pytest.fixture(scope='module')
-def weights(tmp_path_factory):
-    from rnn_perception.models.collision import CollisionPredictor, save_collision_model
-
-    path = tmp_path_factory.mktemp('weights') / 'collision.safetensors'
-    save_collision_model(path, CollisionPredictor(), {'fps': 30.0, 'threshold': 0.5})
-    return path
+# untrained collision weights: a fixture of another test module, assigned, not imported by name
+weights = test_collision_node.weights
 
 
 # ------------------------------------------------------------------------------- launch file

@@ -72,6 +72,12 @@ BAD_INPUTS = {
                     'throw.distance_m must be a list'),
     'storage from config': ([*OUT, '--config', '{tmp}/storage.yaml'], 1,
                             "unknown bag storage 'zip'"),
+    'bag resolution not WxH': ([*OUT, '--bag-resolution', '640by480'], 2,
+                               "expected WIDTHxHEIGHT such as 640x480, got '640by480'"),
+    'bag resolution too small': ([*OUT, '--bag-resolution', '640x4'], 1,
+                                 'bag_camera.resolution sides must be between 8 and 4096'),
+    'unknown bag image': ([*OUT, '--bag-image', 'h264'], 2, "invalid choice: 'h264'"),
+    'jpeg quality': ([*OUT, '--bag-jpeg-quality', '0'], 1, 'jpeg_quality must be in 1..100'),
 }
 
 

@@ -43,7 +43,10 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.interfaces import Connection
 from rosbags.typesys import Stores, get_typestore
 
+from .compressed_image import encode
+
 IMAGE_MSGTYPE = 'sensor_msgs/msg/Image'
+COMPRESSED_IMAGE_MSGTYPE = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO_MSGTYPE = 'sensor_msgs/msg/CameraInfo'
 LABELLED_ARRAY_MSGTYPE = 'std_msgs/msg/Float32MultiArray'
 POSE_STAMPED_MSGTYPE = 'geometry_msgs/msg/PoseStamped'
@@ -167,6 +170,15 @@ def rgb_image_message(rgb: np.ndarray, stamp_ns: int, frame_id: str):
         is_bigendian=0, step=width * 3, data=np.ascontiguousarray(rgb).reshape(-1))
 
 
+def compressed_image_message(rgb: np.ndarray, codec: str, jpeg_quality: int, stamp_ns: int,
+                             frame_id: str):
+    """A ``sensor_msgs/msg/CompressedImage`` of an (H, W, 3) uint8 RGB array, encoded as
+    ``compressed_image_transport`` does (``codec``: ``'jpeg'`` or ``'png'``)."""
+    image_format, data = encode(rgb, codec, jpeg_quality)
+    return typestore().types[COMPRESSED_IMAGE_MSGTYPE](
+        header=header(stamp_ns, frame_id), format=image_format, data=data)
+
+
 def camera_info_message(width: int, height: int, k: np.ndarray, stamp_ns: int, frame_id: str):
     """A ``sensor_msgs/msg/CameraInfo`` for an undistorted pinhole camera with matrix ``k``."""
     types = typestore().types
@@ -247,6 +259,19 @@ def open_bag(path: str | os.PathLike) -> Reader:
         # corrupt byte leads to
         raise BagError(f'{path}: cannot read the bag ({one_line(error)})') from None
     return reader
+
+
+def bag_topics(path: str | os.PathLike) -> dict[str, set[str]]:
+    """Topic -> its message types (one, in a sane bag) of every topic of a rosbag2
+    (:class:`BagError` for a bad bag)."""
+    reader = open_bag(path)
+    try:
+        topics: dict[str, set[str]] = {}
+        for connection in reader.connections:
+            topics.setdefault(connection.topic, set()).add(connection.msgtype)
+        return topics
+    finally:
+        reader.close()
 
 
 def bag_records(

@@ -76,21 +76,31 @@ def _decode(codec: str, data: np.ndarray, flag: int) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def encode(rgb: np.ndarray, codec: str, jpeg_quality: int = 95) -> Tuple[str, np.ndarray]:
+    """``(H, W, 3)`` uint8 RGB -> the ``format`` and bytes ``compressed_image_transport``
+    publishes for an ``rgb8`` camera: ``'rgb8; jpeg compressed bgr8'`` (or ``png``)."""
+    flags = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if codec == JPEG else []
+    ok, data = cv2.imencode(f'.{codec}', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), flags)
+    if not ok:
+        raise CompressedImageError(f'OpenCV could not encode a {rgb.shape} frame as {codec}')
+    return f'rgb8; {codec} compressed bgr8', data.reshape(-1)
+
+
 class CompressedImageDecoder:
     """Decodes one camera's ``CompressedImage`` stream at the smallest scale that keeps frames at
-    least ``min_size`` ``(height, width)`` (see the module docstring)."""
+    least ``min_size`` ``(height, width)`` (see the module docstring); ``None``: at full size."""
 
-    def __init__(self, min_size: Sequence[int]):
-        self.min_height, self.min_width = min_size
+    def __init__(self, min_size: Optional[Sequence[int]] = None):
+        self.min_size = min_size
         self.full_size: Optional[Tuple[int, int]] = None    # (height, width) of the frames
         self.scale = 1                                      # the last frame's denominator
 
     def _scale_for(self, codec: str) -> Tuple[int, int]:
-        if codec != JPEG or self.full_size is None:
+        if codec != JPEG or self.full_size is None or self.min_size is None:
             return 1, cv2.IMREAD_COLOR
-        height, width = self.full_size
+        (height, width), (min_height, min_width) = self.full_size, self.min_size
         for scale, flag in REDUCED_FLAGS:
-            if height // scale >= self.min_height and width // scale >= self.min_width:
+            if height // scale >= min_height and width // scale >= min_width:
                 return scale, flag
         return 1, cv2.IMREAD_COLOR
 

@@ -105,6 +105,9 @@ class DodgeballEpisode:
     aim_offset_m: float
     aimed_at_robot: bool
     has_distractor: bool
+    # The simulator's frames of a bag camera with its own resolution (python -m sim dodgeball
+    # --bag-resolution); never stored in shards, None when read back.
+    bag_frames: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:

@@ -2,7 +2,7 @@
 traces and the episode-level metrics below.
 
     python -m rnn_perception eval collision --weights FILE --data DIR [--json]
-    python -m rnn_perception eval collision --weights FILE --bag PATH [--json]
+    python -m rnn_perception eval collision --weights FILE --bag PATH [--image-topic T] [--json]
 
 Metrics (:func:`collision_metrics`), over episodes, at a threshold ``p*`` (the weights'
 metadata ``threshold``, 0.5 without one; ``--threshold`` overrides it):
@@ -24,10 +24,11 @@ metadata ``threshold``, 0.5 without one; ``--threshold`` overrides it):
 
 A dataset is run through the model's whole-sequence ``forward``; a bag is run frame by frame
 with ``step`` and a state reset per episode, exactly as the collision node runs it (the two
-agree to float rounding: the model is causal). A bag must hold ``/camera/image_raw`` and
-``/dodgeball/ground_truth`` (see :mod:`rnn_perception.data.dodgeball_dataset`); frames of
-another size are resized to the model's input by
-:func:`~rnn_perception.models.collision.resize_frames`.
+agree to float rounding: the model is causal). A bag must hold ``/dodgeball/ground_truth`` (see
+:mod:`rnn_perception.data.dodgeball_dataset`) and a camera: its one ``sensor_msgs/Image`` or
+``sensor_msgs/CompressedImage`` topic, or the one ``--image-topic`` names. Compressed frames are
+decoded as the node decodes them (:mod:`rnn_perception.data.camera_frames`); frames of another
+size are brought to the model's input by :func:`~rnn_perception.models.collision.resize_frames`.
 
 To score another runner of the model (e.g. the collision node replaying a bag over DDS) the same
 way: read the bag with :func:`~rnn_perception.data.dodgeball_bag.episodes_from_bag`, match the
@@ -45,7 +46,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from rnn_perception.cli import probability
+from rnn_perception.cli import probability, UsageError
 from rnn_perception.data.bags import BagError
 from rnn_perception.data.dodgeball_bag import episodes_from_bag
 from rnn_perception.data.dodgeball_dataset import DodgeballEpisode, load_dodgeball_dataset
@@ -151,13 +152,16 @@ def evaluate_dataset(
 
 
 def evaluate_bag(weights_path: PathLike, bag_path: PathLike, device='cpu',
-                 threshold: Optional[float] = None) -> Tuple[List[EpisodeTrace], Dict[str, Any]]:
+                 threshold: Optional[float] = None, image_topic: Optional[str] = None
+                 ) -> Tuple[List[EpisodeTrace], Dict[str, Any]]:
     """Traces and metrics of a weights file on a dodgeball bag, stepped frame by frame with a
-    fresh state per episode, as the node does; ``threshold`` defaults to the weights' own."""
+    fresh state per episode, as the node does; ``threshold`` defaults to the weights' own,
+    ``image_topic`` to the bag's only image topic."""
     device = torch.device(device)
     model, metadata = load_collision_model(weights_path, device)
+    episodes = episodes_from_bag(bag_path, image_topic, min_size=model.config.image_size)
     traces = [bag_trace(episode, stepped_probabilities(model, episode.frames, device))
-              for episode in episodes_from_bag(bag_path)]
+              for episode in episodes]
     if not traces:
         raise BagError(f'{bag_path}: no labelled frames')
     return traces, collision_metrics(
@@ -180,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
         '--traces', metavar='PNG', help='also plot probability traces of sample episodes'
     )
     parser.add_argument('--roc', metavar='PNG', help='also plot the episode ROC curve')
+    parser.add_argument(
+        '--image-topic', metavar='TOPIC',
+        help="with --bag: the camera topic, sensor_msgs/Image or CompressedImage (default: the "
+             "bag's only image topic)")
     return parser
 
 
@@ -210,11 +218,14 @@ def report_lines(rows: Sequence[Dict[str, Any]], metrics: Dict[str, Any]) -> Lis
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.image_topic is not None and args.bag is None:
+        raise UsageError('--image-topic reads a bag: give --bag, not --data (see --help)')
     device = select_device(args.device)
     if args.data is not None:
         traces, metrics = evaluate_dataset(args.weights, args.data, device, args.threshold)
     else:
-        traces, metrics = evaluate_bag(args.weights, args.bag, device, args.threshold)
+        traces, metrics = evaluate_bag(args.weights, args.bag, device, args.threshold,
+                                       args.image_topic)
     rows = episode_rows(traces, metrics['threshold'])
     if args.traces:
         plot_traces(traces, args.traces, metrics['threshold'])

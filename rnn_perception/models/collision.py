@@ -16,8 +16,10 @@ with the constants folded and the convolutions fused: the same outputs, faster.
 
 Input: RGB in ``[0, 1]``, channels first; the model normalises with its own stored mean/std.
 Camera images of another size are brought to ``config.image_size`` by :func:`resize_frames`
-(area averaging when shrinking, bilinear when enlarging), the same in training, evaluation and
-the node, so the model always sees pixels made the way it was trained on.
+(centre crop to the model's aspect ratio, then area averaging when shrinking, bilinear when
+enlarging), the same in training, evaluation and the node, so the model always sees pixels made
+the way it was trained on, and a 4:3 or 16:9 camera with the training camera's vertical field of
+view shows it the same scene, not a squashed one.
 """
 from __future__ import annotations
 
@@ -302,13 +304,29 @@ class FrozenCollisionPredictor:
 
 
 # ---------------------------------------------------------------------------------- input frames
+def centre_crop(frames: np.ndarray, aspect: Sequence[int]) -> np.ndarray:
+    """The largest centred ``(N, H', W', 3)`` view of ``(N, H, W, 3)`` frames whose
+    ``H' : W'`` is ``aspect`` ``(height, width)`` (to the nearest pixel); no copy."""
+    rows, columns = frames.shape[1:3]
+    aspect_height, aspect_width = aspect
+    if rows * aspect_width > columns * aspect_height:          # too tall: crop rows
+        keep = round(columns * aspect_height / aspect_width)
+        top = (rows - keep) // 2
+        return frames[:, top:top + keep]
+    keep = round(rows * aspect_width / aspect_height)          # too wide (or exact): columns
+    left = (columns - keep) // 2
+    return frames[:, :, left:left + keep]
+
+
 def resize_frames(frames: np.ndarray, image_size: Sequence[int]) -> np.ndarray:
-    """``(N, H, W, 3)`` uint8 RGB -> ``(N, h, w, 3)`` uint8 with ``(h, w) = image_size``: area
-    averaging when shrinking (a far ball stays a faint blob instead of vanishing between
-    samples), bilinear when enlarging; returned unchanged when already that size."""
+    """``(N, H, W, 3)`` uint8 RGB -> ``(N, h, w, 3)`` uint8 with ``(h, w) = image_size``: cropped
+    to the centre at the model's aspect ratio (:func:`centre_crop`), then area averaging when
+    shrinking (a far ball stays a faint blob instead of vanishing between samples), bilinear when
+    enlarging; returned unchanged when already that size."""
     height, width = image_size
     if frames.shape[1:3] == (height, width):
         return frames
+    frames = centre_crop(frames, image_size)
     shrinking = frames.shape[1] * frames.shape[2] > height * width
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return np.stack(

@@ -57,13 +57,13 @@ from geometry_msgs.msg import PointStamped
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, Float32
 
+from ..data.camera_frames import COMPRESSED_TRANSPORT
 from ..data.image_conversion import array_to_image_fields, decoder_name
 from ..ros.qos import MatchingImageSubscription
 from ..runtime.activation_mosaic import activation_mosaic
 from ..runtime.collision import CollisionRuntime, load_predictor, Outcome
 from ..runtime.collision_diagnostics import DiagnosticsSummary
-from ..runtime.collision_parameters import (CollisionSettings, COMPRESSED_TRANSPORT,
-                                            PARAMETERS)
+from ..runtime.collision_parameters import CollisionSettings, PARAMETERS
 from ..runtime.diagnostics import DiagnosticReport
 from ..runtime.watchdog import NoFrameWatchdog
 from .common import ModelNode, OUTPUT_DEPTH, run_node, WARNING_THROTTLE_S

@@ -34,17 +34,17 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 
-from ..data.compressed_image import CompressedImageDecoder
-from ..data.image_conversion import ImageConversionError, image_to_rgb
+from ..data.camera_frames import frame_reader
+from ..data.image_conversion import ImageConversionError
 from ..models.collision import (CollisionPredictor, default_weights_path, frames_to_tensor,
                                 load_collision_model, model_threshold, resize_frames)
 from ..models.loading import load_model, LoadedModel
-from .collision_parameters import COMPRESSED_TRANSPORT, CollisionSettings, USE_MODEL_THRESHOLD
+from .collision_parameters import CollisionSettings, USE_MODEL_THRESHOLD
 from .device_fallback import CpuFallback
 from .diagnostics import LatencyStats
 from .frame_policy import AlertHysteresis, FrameSubsampler, StalenessCheck
@@ -61,12 +61,6 @@ class FrameCounters:
     stale: int = 0         # older than max_frame_age_s
     rejected: int = 0      # unreadable images
     resets: int = 0        # recurrent state resets, any cause
-
-
-def raw_frame(message) -> Tuple[np.ndarray, Tuple[int, int]]:
-    """A ``sensor_msgs/Image`` -> its RGB pixels and its ``(width, height)``."""
-    rgb = image_to_rgb(message)
-    return rgb, (rgb.shape[1], rgb.shape[0])
 
 
 def load_predictor(weights: str, device_name: str) -> LoadedModel:
@@ -112,8 +106,7 @@ class CollisionRuntime:
         self._state = None
         self.settings = settings
         # the transport is read-only: one reader for the node's life
-        self.read_frame = (CompressedImageDecoder(model.config.image_size)
-                           if settings.image_transport == COMPRESSED_TRANSPORT else raw_frame)
+        self.read_frame = frame_reader(settings.image_transport, model.config.image_size)
         self._resets = ResetPolicy(settings.reset_gap_s)
         self._subsampler = FrameSubsampler(self.model_fps, settings.subsample_to_model_rate)
         self.staleness = StalenessCheck(settings.max_frame_age_s)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+from ..data.camera_frames import IMAGE_TRANSPORTS, RAW_TRANSPORT
 from ..ros.reliability import RELIABILITY_CHOICES
 from .parameters import (at_least_one, DIAGNOSTICS_PERIOD, finite_above, model_parameters, one_of,
                          parameter_checker, ParameterSpec, settings_class)
 
 
-RAW_TRANSPORT, COMPRESSED_TRANSPORT = 'raw', 'compressed'
-IMAGE_TRANSPORTS = (RAW_TRANSPORT, COMPRESSED_TRANSPORT)
 USE_MODEL_THRESHOLD = -1.0             # alert_on_threshold: take the weights' own threshold
 
 

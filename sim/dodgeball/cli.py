@@ -4,7 +4,16 @@ from __future__ import annotations
 import argparse
 
 from sim.config import ConfigOption, add_simulator, overrides_from_args, run_options
-from sim.dodgeball.config import DEFAULTS_PATH, load_dodgeball_config
+from sim.dodgeball.config import BAG_IMAGE_FORMATS, DEFAULTS_PATH, load_dodgeball_config
+
+
+def resolution(text: str) -> list[int]:
+    """``'640x480'`` -> ``[640, 480]`` (width, height)."""
+    width, separator, height = text.lower().partition('x')
+    if not (separator and width.isdigit() and height.isdigit()):
+        raise argparse.ArgumentTypeError(f'expected WIDTHxHEIGHT such as 640x480, got {text!r}')
+    return [int(width), int(height)]
+
 
 OPTIONS = (
     *run_options('throws', 'image, camera info, ground truth',
@@ -13,6 +22,15 @@ OPTIONS = (
                  metavar='PX'),
     ConfigOption('--fps', ('camera', 'fps'), float, 'camera rate in Hz', metavar='HZ'),
     ConfigOption('--depth', ('camera', 'depth'), bool, 'also store metric depth per frame'),
+    ConfigOption('--bag-image', ('bag_camera', 'image'), str,
+                 'camera message in the bag: raw (sensor_msgs/Image) or jpeg/png '
+                 '(sensor_msgs/CompressedImage on /camera/image_raw/compressed, as '
+                 'image_transport records it)', choices=BAG_IMAGE_FORMATS),
+    ConfigOption('--bag-resolution', ('bag_camera', 'resolution'), resolution,
+                 "the bag's camera resolution, e.g. 640x480, rendered with the head camera's "
+                 "vertical field of view (the dataset keeps --image-size)", metavar='WxH'),
+    ConfigOption('--bag-jpeg-quality', ('bag_camera', 'jpeg_quality'), int,
+                 'JPEG quality of --bag-image jpeg (1-100)', metavar='Q'),
 )
 
 DESCRIPTION = """\

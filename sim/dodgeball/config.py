@@ -25,6 +25,18 @@ class CameraConfig:
     shadows: bool
 
 
+BAG_IMAGE_FORMATS = ('raw', 'jpeg', 'png')
+
+
+@dataclass(frozen=True)
+class BagCameraConfig:
+    """How the bag records the camera: its message and, optionally, its own resolution."""
+
+    image: str
+    resolution: tuple[int, int] | None       # (width, height); None: the dataset's frames
+    jpeg_quality: int
+
+
 @dataclass(frozen=True)
 class PhysicsConfig:
     """Physics stepping and ball dynamics."""
@@ -71,9 +83,16 @@ class DodgeballConfig(SimulatorConfig):
     """Everything ``python -m sim dodgeball`` needs."""
 
     camera: CameraConfig
+    bag_camera: BagCameraConfig
     physics: PhysicsConfig
     throw: ThrowConfig
     episode: EpisodeConfig
+
+    def dataset_parameters(self) -> dict:
+        """As every simulator's, less the bag's camera, which only shapes the bag."""
+        parameters = super().dataset_parameters()
+        del parameters['bag_camera']
+        return parameters
 
     def _checks(self):
         camera, physics, throw, episode = self.camera, self.physics, self.throw, self.episode
@@ -86,6 +105,16 @@ class DodgeballConfig(SimulatorConfig):
         yield 0 < camera.vertical_fov_deg < 180, (
             f'vertical_fov_deg must be in (0, 180), got {camera.vertical_fov_deg}')
         yield 0 < camera.near_m < camera.far_m, 'camera needs 0 < near_m < far_m'
+        bag_camera = self.bag_camera
+        yield bag_camera.image in BAG_IMAGE_FORMATS, (
+            f'bag_camera.image must be one of {", ".join(BAG_IMAGE_FORMATS)}, '
+            f'got {bag_camera.image!r}')
+        yield bag_camera.resolution is None or all(
+            8 <= side <= 4096 for side in bag_camera.resolution), (
+            f'bag_camera.resolution sides must be between 8 and 4096 pixels, '
+            f'got {bag_camera.resolution}')
+        yield 1 <= bag_camera.jpeg_quality <= 100, (
+            f'bag_camera.jpeg_quality must be in 1..100, got {bag_camera.jpeg_quality}')
         yield physics.gravity_mps2 > 0, 'gravity_mps2 must be positive'
         yield physics.ball_mass_kg > 0, 'ball_mass_kg must be positive'
         yield 0 <= physics.ball_restitution <= 1, 'ball_restitution must be in [0, 1]'

@@ -11,6 +11,7 @@ or, without contact, once the ball has passed behind the robot or touched the fl
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,16 @@ def head_camera(config: DodgeballConfig) -> PinholeCamera:
                          pitch_deg=camera.pitch_deg)
 
 
+def bag_camera(config: DodgeballConfig) -> PinholeCamera | None:
+    """The camera the bag records when it has a resolution of its own: the head camera at that
+    size, same vertical field of view (so its centre square is the dataset's view); else
+    None (the bag records the dataset's frames)."""
+    if config.bag_camera.resolution is None:
+        return None
+    width, height = config.bag_camera.resolution
+    return dataclasses.replace(head_camera(config), width=width, height=height)
+
+
 @dataclass(frozen=True)
 class EpisodeClock:
     """Camera frames and physics steps on one sim clock."""
@@ -53,18 +64,24 @@ class EpisodeClock:
 
 
 class FrameLog:
-    """What the camera and the ground truth saw, frame by frame."""
+    """What the camera (and the bag's camera, if any) and the ground truth saw, frame by
+    frame."""
 
-    def __init__(self, camera: PinholeCamera, with_depth: bool):
+    def __init__(self, camera: PinholeCamera, with_depth: bool,
+                 bag_camera: PinholeCamera | None = None):
         self._camera = camera
         self._with_depth = with_depth
+        self._bag_camera = bag_camera
         self.images, self.depths, self.positions, self.velocities = [], [], [], []
+        self.bag_images = []
 
     def record(self, world: DodgeballWorld, ball: int) -> None:
         """Render the current frame and log the ball's state."""
         rgb, zbuffer = world.render()
         position, velocity = world.ball_state(ball)
         self.images.append(rgb)
+        if self._bag_camera is not None:
+            self.bag_images.append(world.render(self._bag_camera)[0])
         if self._with_depth:
             self.depths.append(self._camera.metric_depth(zbuffer))
         self.positions.append(position)
@@ -76,13 +93,15 @@ class FrameLog:
 
 def run_throw(world: DodgeballWorld, throw: Throw, look: SceneLook, clock: EpisodeClock,
               stop: EpisodeConfig, *, index: int = 0, with_depth: bool = False,
-              distractor: Throw | None = None) -> DodgeballEpisode:
-    """Simulate ``throw`` (and an optional distractor ball) and label what happened."""
+              distractor: Throw | None = None,
+              bag_camera: PinholeCamera | None = None) -> DodgeballEpisode:
+    """Simulate ``throw`` (and an optional distractor ball) and label what happened; with a
+    ``bag_camera``, also render its frames for the bag."""
     world.reset(look)
     ball = world.launch(throw, look.ball_rgba)
     if distractor is not None:
         world.ignore_collisions(ball, world.launch(distractor, look.distractor_rgba))
-    log = FrameLog(world.camera, with_depth)
+    log = FrameLog(world.camera, with_depth, bag_camera)
     max_frames = int(stop.max_duration_s * clock.fps) + 1
     contact_step = None
     landed = False
@@ -123,7 +142,8 @@ def _label(log: FrameLog, throw: Throw, clock: EpisodeClock, contact_step: int |
         hit=contact_step is not None, contact_time_s=contact_time,
         ball_radius_m=throw.radius_m, launch_speed_mps=throw.speed_mps,
         aim_offset_m=throw.aim_offset_m, aimed_at_robot=throw.aimed_at_robot,
-        has_distractor=has_distractor)
+        has_distractor=has_distractor,
+        bag_frames=np.stack(log.bag_images) if log.bag_images else None)
 
 
 class EpisodeSimulator:
@@ -139,6 +159,7 @@ class EpisodeSimulator:
         self._clock = EpisodeClock(fps, config.physics.steps_per_frame(fps))
         self._world = DodgeballWorld(head_camera(config), config.physics, self._clock.time_step_s,
                                      shadows=config.camera.shadows)
+        self._bag_camera = bag_camera(config)
 
     def __call__(self, index: int) -> DodgeballEpisode:
         config = self._config
@@ -150,7 +171,8 @@ class EpisodeSimulator:
         if rng.random() < config.throw.distractor_probability:
             distractor = sample_throw(rng, config.throw, gravity, kind=AimKind.WIDE_MISS)
         return run_throw(self._world, throw, look, self._clock, config.episode, index=index,
-                         with_depth=config.camera.depth, distractor=distractor)
+                         with_depth=config.camera.depth, distractor=distractor,
+                         bag_camera=self._bag_camera)
 
     def close(self) -> None:
         """Release the physics client."""

@@ -12,7 +12,7 @@ from rnn_perception.data.dodgeball_dataset import (
 from sim import pipeline
 from sim.dodgeball.bag_export import DodgeballBagRecorder
 from sim.dodgeball.config import DodgeballConfig
-from sim.dodgeball.episode import EpisodeSimulator, head_camera
+from sim.dodgeball.episode import EpisodeSimulator, bag_camera, head_camera
 from sim.dodgeball.preview import write_contact_sheet
 from sim.dodgeball.robot import ROBOT
 
@@ -27,7 +27,8 @@ def dodgeball_spec(config: DodgeballConfig) -> pipeline.SimulatorSpec:
             shards, seed=config.seed, fps=config.camera.fps, has_depth=config.camera.depth,
             camera_info=camera_info, parameters=parameters),
         recorder=lambda writer: DodgeballBagRecorder(
-            writer, camera_info, config.output.bag_episode_gap_s),
+            writer, (bag_camera(config) or head_camera(config)).camera_info(),
+            config.output.bag_episode_gap_s, config.bag_camera),
         preview=lambda root, png: write_contact_sheet(load_dodgeball_dataset(root), png))
 
 

@@ -36,10 +36,7 @@ class DodgeballWorld:
         with native_stdout_silenced():  # connecting prints pybullet's argv
             self._client = BulletClient(connection_mode=pybullet.DIRECT)
         self._client.setAdditionalSearchPath(pybullet_data.getDataPath())
-        self._view = self._client.computeViewMatrix(
-            camera.position_m, camera.look_at_target().tolist(), camera.up_vector().tolist())
-        self._projection = self._client.computeProjectionMatrixFOV(
-            camera.vertical_fov_deg, camera.width / camera.height, camera.near_m, camera.far_m)
+        self._matrices: dict[PinholeCamera, tuple] = {}
         self._look: SceneLook | None = None
         self.floor = self.robot = -1
 
@@ -115,15 +112,29 @@ class DodgeballWorld:
         velocity, _ = self._client.getBaseVelocity(ball)
         return np.array(position), np.array(velocity)
 
-    def render(self) -> tuple[np.ndarray, np.ndarray]:
-        """The head camera's (H, W, 3) uint8 RGB image and its [0, 1] OpenGL depth buffer."""
-        look = self._look
+    def _view_and_projection(self, camera: PinholeCamera) -> tuple:
+        """The OpenGL view and projection matrices of ``camera`` (computed once)."""
+        if camera not in self._matrices:
+            self._matrices[camera] = (
+                self._client.computeViewMatrix(camera.position_m,
+                                               camera.look_at_target().tolist(),
+                                               camera.up_vector().tolist()),
+                self._client.computeProjectionMatrixFOV(camera.vertical_fov_deg,
+                                                        camera.width / camera.height,
+                                                        camera.near_m, camera.far_m))
+        return self._matrices[camera]
+
+    def render(self, camera: PinholeCamera | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The (H, W, 3) uint8 RGB image of ``camera`` (default: the head camera) and its
+        [0, 1] OpenGL depth buffer."""
+        look, camera = self._look, camera or self.camera
+        view, projection = self._view_and_projection(camera)
         _, _, rgba, zbuffer, _ = self._client.getCameraImage(
-            self.camera.width, self.camera.height, self._view, self._projection,
+            camera.width, camera.height, view, projection,
             renderer=pybullet.ER_TINY_RENDERER, flags=pybullet.ER_NO_SEGMENTATION_MASK,
             shadow=int(self._shadows), lightDirection=look.light_direction,
             lightAmbientCoeff=look.light_ambient, lightDiffuseCoeff=look.light_diffuse)
-        shape = (self.camera.height, self.camera.width)
+        shape = (camera.height, camera.width)
         rgb = np.asarray(rgba, dtype=np.uint8).reshape(*shape, 4)
         zbuffer = np.asarray(zbuffer, dtype=np.float32).reshape(shape)
         return rgb[..., :3].copy(), zbuffer
