@@ -1,8 +1,11 @@
 """``make demo`` / ``python -m rnn_perception demo``: the dodgeball loop end to end, through
 real DDS.
 
-1. the simulator throws a few balls and records the robot's camera as a rosbag2;
-2. ``bringup dodgeball`` starts the collision node with the shipped model, in its own process;
+1. the simulator throws a few balls and records the robot's camera as a rosbag2 (raw frames, or
+   with ``--bag-image jpeg`` the ``CompressedImage`` stream ``image_transport`` publishes, at
+   ``--bag-resolution`` if given);
+2. ``bringup dodgeball`` starts the collision node with the shipped model, in its own process
+   (on the ``compressed`` transport for a compressed bag);
 3. ``play`` publishes the bag over DDS with its recorded timing, in a third process;
 4. this process listens to the node's answers, prints each throw's prediction against the
    truth and the metrics, the end-to-end latency per frame (a frame's arrival here -> the
@@ -32,6 +35,7 @@ from .device import add_device_option
 REPO = Path(__file__).resolve().parent.parent
 ANSWER_TOPIC = '/collision_node/collision_probability_stamped'
 IMAGE_TOPIC = '/camera/image_raw'
+RAW_IMAGE = 'raw'
 DEMO_SEED = 20261124          # never used to make training data
 DEMO_QUEUE_DEPTH = 30         # a second of frames
 
@@ -97,8 +101,13 @@ Arrivals = Dict[int, float]          # image stamp (ns) -> time.monotonic() of a
 Answers = Dict[int, Tuple[float, float]]     # image stamp (ns) -> (probability, arrival time)
 
 
+def camera_topic(bag_image: str) -> str:
+    """Where the bag's camera is: ``image_transport``'s raw topic, or its ``/compressed``."""
+    return IMAGE_TOPIC if bag_image == RAW_IMAGE else f'{IMAGE_TOPIC}/compressed'
+
+
 def listen_to_replay(
-    bag: Path, node: subprocess.Popen, rate: float, timeout_s: float
+    bag: Path, node: subprocess.Popen, rate: float, timeout_s: float, bag_image: str
 ) -> Tuple[Answers, Arrivals]:
     """Start the player once the node subscribes; collect the node's answers and, to measure
     latency, when each frame reached this process."""
@@ -106,7 +115,7 @@ def listen_to_replay(
     from geometry_msgs.msg import PointStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
 
     from .data.bags import stamp_to_ns
 
@@ -124,8 +133,8 @@ def listen_to_replay(
         reliable,
     )
     listener.create_subscription(
-        Image,
-        IMAGE_TOPIC,
+        Image if bag_image == RAW_IMAGE else CompressedImage,
+        camera_topic(bag_image),
         lambda m: arrivals.__setitem__(stamp_to_ns(m.header.stamp), time.monotonic()),
         reliable,
     )
@@ -150,7 +159,8 @@ def listen_to_replay(
         if not node_ready:
             raise DemoError(f'the collision node did not publish {ANSWER_TOPIC} within 60 s')
         print(
-            '--- replaying the bag through DDS: play -> /camera/image_raw -> collision_node',
+            f'--- replaying the bag through DDS: play -> {camera_topic(bag_image)} -> '
+            'collision_node',
             flush=True,
         )
         with background(
@@ -164,7 +174,7 @@ def listen_to_replay(
                 '--rate',
                 str(rate),
                 '--wait-for-subscriber',
-                f'{IMAGE_TOPIC}=2',
+                f'{camera_topic(bag_image)}=2',
                 '--start-delay',
                 '1',
             ]
@@ -282,10 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--rate', type=float, default=1.0, help='replay speed (1 = recorded timing)'
     )
+    parser.add_argument(
+        '--bag-image', choices=(RAW_IMAGE, 'jpeg', 'png'), default=RAW_IMAGE,
+        help='the camera in the bag: raw sensor_msgs/Image, or a CompressedImage stream the '
+             'node takes on its compressed transport (default raw)')
+    parser.add_argument(
+        '--bag-resolution', metavar='WxH',
+        help="the bag camera's resolution, e.g. 640x480 (default: the model's 64x64)")
     return parser
 
 
 def run(args: argparse.Namespace) -> None:
+    from .data.camera_frames import COMPRESSED_TRANSPORT, RAW_TRANSPORT
     from .models.collision import default_weights_path, load_collision_model, model_threshold
 
     if args.episodes < 1 or args.rate <= 0:
@@ -303,9 +321,13 @@ def run(args: argparse.Namespace) -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     bag = out / 'bag'
+    camera = ['--bag-image', args.bag_image]
+    if args.bag_resolution:
+        camera += ['--bag-resolution', args.bag_resolution]
     run_step(f'simulating {args.episodes} throws (seed {args.seed}) into a rosbag2',
              [sys.executable, '-m', 'sim', 'dodgeball', '--episodes', str(args.episodes), '--seed',
-              str(args.seed), '--out', str(out / 'data'), '--bag', str(bag)], timeout_s=300)
+              str(args.seed), '--out', str(out / 'data'), '--bag', str(bag), *camera],
+             timeout_s=300)
     print(f'--- starting the collision node (bringup dodgeball) with {weights.name}', flush=True)
     # image_qos reliable, as the player offers: with auto the node would resubscribe when the
     # player appears, and the first frames could fall into that gap. A queue, not keep-last 1: a
@@ -319,6 +341,8 @@ def run(args: argparse.Namespace) -> None:
         'dodgeball',
         '--device',
         args.device,
+        '--image-transport',
+        RAW_TRANSPORT if args.bag_image == RAW_IMAGE else COMPRESSED_TRANSPORT,
         '--ros-args',
         '-p',
         f'weights:={weights}',
@@ -329,8 +353,8 @@ def run(args: argparse.Namespace) -> None:
     ]
     with background(node_command) as node:
         answers, arrivals = listen_to_replay(
-            bag, node, args.rate, timeout_s=60 + 4 * args.episodes / args.rate
-        )
+            bag, node, args.rate, timeout_s=60 + 4 * args.episodes / args.rate,
+            bag_image=args.bag_image)
     report(
         bag, weights, answers, arrivals, model_threshold(metadata), out / 'collision_traces.png'
     )

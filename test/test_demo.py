@@ -63,3 +63,5 @@ def test_demo_refuses_bad_arguments_with_one_line(tmp_path):
     )
     result = run_demo('--weights', str(tmp_path / 'missing.safetensors'), timeout=60)
     assert result.returncode == 1 and 'missing.safetensors' in result.stderr, result.stderr
+    result = run_demo('--bag-image', 'h264', timeout=60)
+    assert result.returncode == 2 and "invalid choice: 'h264'" in result.stderr, result.stderr
