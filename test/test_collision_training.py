@@ -199,6 +199,21 @@ def test_augmentation_mirrors_frames_and_the_ball_together(dataset):
     torch.testing.assert_close(mirrored.frames[~flipped], batch.frames[~flipped])
 
 
+def test_a_random_camera_changes_the_frames_of_most_episodes_and_never_the_labels(dataset):
+    episodes, _ = training.load_episodes(str(dataset), (16, 16), GRID)
+    rng = np.random.default_rng(0)
+    changed = 0
+    for _ in range(10):
+        for episode in episodes:
+            camera = training.with_random_camera(episode, rng)
+            assert camera.frames.shape == episode.frames.shape
+            np.testing.assert_array_equal(camera.ball_mask, episode.ball_mask)
+            assert camera.hit == episode.hit
+            changed += not np.array_equal(camera.frames, episode.frames)
+    assert changed / (10 * len(episodes)) == pytest.approx(training.CAMERA_EFFECTS_SHARE,
+                                                           abs=0.1)
+
+
 # -------------------------------------------------------------------------------------- training
 def test_a_one_epoch_run_writes_weights_metrics_and_plots(trained, dataset):
     run_dir = trained.parent
@@ -227,6 +242,7 @@ def test_a_one_epoch_run_writes_weights_metrics_and_plots(trained, dataset):
         'python -m rnn_perception train collision --data '
     )
     assert set(evaluation.METRIC_KEYS) <= set(metadata['validation_metrics'])
+    assert metadata['camera_effects'] == training.CAMERA_EFFECTS_TRAIN
     summary = json.loads((run_dir / 'tiny_metrics.json').read_text())
     assert summary['validation'] == metadata['validation_metrics'] and summary['train_seconds'] > 0
     assert len(json.loads((run_dir / 'tiny_epochs.json').read_text())) == 1

@@ -7,7 +7,11 @@ Data: the whole dataset is held in memory as uint8, resized once to the model's 
 episode** (stratified by label, seeded). A batch is whole episodes of similar length from their
 first frame, zero-padded at the end (padded frames weigh 0), so training sees episodes exactly
 as the node does: from a fresh state at the throw. Training episodes augment with a horizontal
-flip (a mirrored throw has the same label) and per-channel gain/offset jitter.
+flip (a mirrored throw has the same label), per-channel gain/offset jitter and, with
+``--camera-effects train`` (the default), a random camera for :data:`CAMERA_EFFECTS_SHARE` of the
+episodes each epoch (exposure, motion blur, noise, mono, JPEG at random quality:
+:data:`~rnn_perception.data.sensor_effects.TRAINING_EFFECTS`), so the model survives real cameras;
+the ball masks stay those of the clean frames. Validation runs on the frames as rendered.
 
 Loss, three terms:
 
@@ -39,6 +43,7 @@ Beside ``--out`` (or in ``--run-dir``), for ``--out DIR/NAME.safetensors``: ``NA
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -54,6 +59,7 @@ from tqdm import tqdm
 
 from rnn_perception.cli import number
 from rnn_perception.data.dodgeball_dataset import DodgeballEpisode, load_dodgeball_dataset
+from rnn_perception.data.sensor_effects import TRAINING_EFFECTS
 from rnn_perception.data.shards import DatasetError
 from rnn_perception.evaluation.collision import sequence_probabilities
 from rnn_perception.evaluation.collision_metrics import (calibrate_threshold, collision_metrics,
@@ -79,6 +85,8 @@ NORMALISATION_SAMPLE_STEP = 4      # mean/std from every 4th training frame: ple
 BALL_STATE_SCALE = np.array([5.0, 5.0, 5.0, 10.0, 10.0, 10.0, 0.25], dtype=np.float32)
 LATERAL = [1, 4, 6]                # the sideways components: a mirrored image negates them
 BALL_PIXEL_DIFFERENCE = 40  # |RGB - background| summed over channels (0..765) that marks a ball
+CAMERA_EFFECTS_TRAIN, CAMERA_EFFECTS_NONE = 'train', 'none'
+CAMERA_EFFECTS_SHARE = 0.8  # the other episodes of each epoch as rendered: plain stays sharp
 BALL_MASK_POSITIVE_WEIGHT = 10.0   # a ball covers few cells: weigh them up in the mask loss
 
 
@@ -304,6 +312,15 @@ def episode_bce(logits: Tensor, labels: Tensor, warning_mask: Tensor) -> Tensor:
 
 
 # -------------------------------------------------------------------------------------- training
+def with_random_camera(episode: Episode, rng: np.random.Generator) -> Episode:
+    """The episode as a random camera (:data:`TRAINING_EFFECTS`) would have delivered it, for
+    :data:`CAMERA_EFFECTS_SHARE` of the calls; unchanged otherwise."""
+    if rng.random() >= CAMERA_EFFECTS_SHARE:
+        return episode
+    return dataclasses.replace(episode,
+                               frames=TRAINING_EFFECTS.sample(rng).apply(episode.frames, rng))
+
+
 def train_epoch(
     model: CollisionPredictor,
     auxiliary: AuxiliaryHeads,
@@ -328,6 +345,8 @@ def train_epoch(
         disable=args.quiet,
     )
     for chosen in batches:
+        if args.camera_effects == CAMERA_EFFECTS_TRAIN:
+            chosen = [with_random_camera(episode, rng) for episode in chosen]
         batch = augment(
             make_batch(chosen, args.ramp_s, args.warning_s, device), generator, args.jitter
         )
@@ -406,6 +425,7 @@ def model_metadata(args: argparse.Namespace, data: Dict[str, Any], epoch: int,
         'val_episodes': data['val_episodes'],
         'frame_weighting': f'0 from contact; linear ramp over the first {args.ramp_s} s',
         'accuracy_margin': args.accuracy_margin,
+        'camera_effects': args.camera_effects,
     }
 
 
@@ -610,6 +630,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument('--jitter', type=number(float, zero_allowed=True), default=0.15,
                         help='per-channel colour gain/offset jitter (default: 0.15)')
+    parser.add_argument('--camera-effects', choices=(CAMERA_EFFECTS_TRAIN, CAMERA_EFFECTS_NONE),
+                        default=CAMERA_EFFECTS_TRAIN,
+                        help='train: a random camera (exposure, blur, noise, mono, JPEG) for '
+                             f'{CAMERA_EFFECTS_SHARE:.0%} of the training episodes each epoch; '
+                             'none: the frames as rendered (default: train)')
     parser.add_argument('--episode-weight', type=number(float, zero_allowed=True), default=1.0,
                         help="weight of the loss on each episode's highest logit (default: 1.0)")
     parser.add_argument(

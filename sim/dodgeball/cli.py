@@ -5,6 +5,7 @@ import argparse
 
 from sim.config import ConfigOption, add_simulator, overrides_from_args, run_options
 from sim.dodgeball.config import BAG_IMAGE_FORMATS, DEFAULTS_PATH, load_dodgeball_config
+from sim.dodgeball.randomisation import SCENE_PRESETS
 
 
 def resolution(text: str) -> list[int]:
@@ -22,6 +23,10 @@ OPTIONS = (
                  metavar='PX'),
     ConfigOption('--fps', ('camera', 'fps'), float, 'camera rate in Hz', metavar='HZ'),
     ConfigOption('--depth', ('camera', 'depth'), bool, 'also store metric depth per frame'),
+    ConfigOption('--randomise', ('randomisation', 'scene'), str,
+                 'domain randomisation of the scene: plain, train (textures, tinted light, '
+                 'clutter, camera jitter) or held_out (other textures and light, for evaluation '
+                 'only)', choices=SCENE_PRESETS),
     ConfigOption('--bag-image', ('bag_camera', 'image'), str,
                  'camera message in the bag: raw (sensor_msgs/Image) or jpeg/png '
                  '(sensor_msgs/CompressedImage on /camera/image_raw/compressed, as '

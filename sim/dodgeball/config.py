@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim.config import SimulatorConfig, load_config
+from sim.dodgeball.randomisation import SCENE_PRESETS
 
 DEFAULTS_PATH = Path(__file__).resolve().parents[2] / 'config' / 'dodgeball_sim.yaml'
 
@@ -26,6 +27,13 @@ class CameraConfig:
 
 
 BAG_IMAGE_FORMATS = ('raw', 'jpeg', 'png')
+
+
+@dataclass(frozen=True)
+class RandomisationConfig:
+    """Domain randomisation of the scene (see ``sim.dodgeball.randomisation``)."""
+
+    scene: str
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class DodgeballConfig(SimulatorConfig):
     """Everything ``python -m sim dodgeball`` needs."""
 
     camera: CameraConfig
+    randomisation: RandomisationConfig
     bag_camera: BagCameraConfig
     physics: PhysicsConfig
     throw: ThrowConfig
@@ -105,6 +114,9 @@ class DodgeballConfig(SimulatorConfig):
         yield 0 < camera.vertical_fov_deg < 180, (
             f'vertical_fov_deg must be in (0, 180), got {camera.vertical_fov_deg}')
         yield 0 < camera.near_m < camera.far_m, 'camera needs 0 < near_m < far_m'
+        yield self.randomisation.scene in SCENE_PRESETS, (
+            f'randomisation.scene must be one of {", ".join(SCENE_PRESETS)}, '
+            f'got {self.randomisation.scene!r}')
         bag_camera = self.bag_camera
         yield bag_camera.image in BAG_IMAGE_FORMATS, (
             f'bag_camera.image must be one of {", ".join(BAG_IMAGE_FORMATS)}, '

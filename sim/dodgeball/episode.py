@@ -19,6 +19,7 @@ import numpy as np
 from rnn_perception.data.dodgeball_dataset import DodgeballEpisode
 from sim.dodgeball.camera import PinholeCamera
 from sim.dodgeball.config import DodgeballConfig, EpisodeConfig
+from sim.dodgeball.randomisation import PLAIN_VARIATION, sample_variation, SceneVariation
 from sim.dodgeball.robot import ROBOT
 from sim.dodgeball.scene import SceneLook, sample_look
 from sim.dodgeball.throws import AimKind, Throw, sample_throw
@@ -43,6 +44,18 @@ def bag_camera(config: DodgeballConfig) -> PinholeCamera | None:
         return None
     width, height = config.bag_camera.resolution
     return dataclasses.replace(head_camera(config), width=width, height=height)
+
+
+def jittered(camera: PinholeCamera, variation: SceneVariation) -> PinholeCamera:
+    """``camera`` moved and turned by ``variation``'s camera jitter (itself when there is
+    none)."""
+    if variation is PLAIN_VARIATION:
+        return camera
+    x, y, z = camera.position_m
+    return dataclasses.replace(
+        camera, position_m=(x, y, z + variation.camera_height_offset_m),
+        pitch_deg=camera.pitch_deg + variation.camera_pitch_offset_deg,
+        vertical_fov_deg=camera.vertical_fov_deg + variation.camera_fov_offset_deg)
 
 
 @dataclass(frozen=True)
@@ -93,11 +106,12 @@ class FrameLog:
 
 def run_throw(world: DodgeballWorld, throw: Throw, look: SceneLook, clock: EpisodeClock,
               stop: EpisodeConfig, *, index: int = 0, with_depth: bool = False,
-              distractor: Throw | None = None,
-              bag_camera: PinholeCamera | None = None) -> DodgeballEpisode:
-    """Simulate ``throw`` (and an optional distractor ball) and label what happened; with a
-    ``bag_camera``, also render its frames for the bag."""
-    world.reset(look)
+              distractor: Throw | None = None, bag_camera: PinholeCamera | None = None,
+              variation: SceneVariation = PLAIN_VARIATION) -> DodgeballEpisode:
+    """Simulate ``throw`` (and an optional distractor ball) in a scene of ``look`` and
+    ``variation`` and label what happened; with a ``bag_camera``, also render its frames for the
+    bag."""
+    world.reset(look, variation)
     ball = world.launch(throw, look.ball_rgba)
     if distractor is not None:
         world.ignore_collisions(ball, world.launch(distractor, look.distractor_rgba))
@@ -157,12 +171,16 @@ class EpisodeSimulator:
         self._config = config
         fps = config.camera.fps
         self._clock = EpisodeClock(fps, config.physics.steps_per_frame(fps))
-        self._world = DodgeballWorld(head_camera(config), config.physics, self._clock.time_step_s,
+        self._head_camera = head_camera(config)
+        self._world = DodgeballWorld(self._head_camera, config.physics, self._clock.time_step_s,
                                      shadows=config.camera.shadows)
         self._bag_camera = bag_camera(config)
 
     def __call__(self, index: int) -> DodgeballEpisode:
         config = self._config
+        variation = sample_variation(config.randomisation.scene, config.seed, index)
+        self._world.camera = jittered(self._head_camera, variation)
+        bag_camera = None if self._bag_camera is None else jittered(self._bag_camera, variation)
         rng = episode_rng(config.seed, index)
         gravity = config.physics.gravity_mps2
         look = sample_look(rng)
@@ -172,7 +190,7 @@ class EpisodeSimulator:
             distractor = sample_throw(rng, config.throw, gravity, kind=AimKind.WIDE_MISS)
         return run_throw(self._world, throw, look, self._clock, config.episode, index=index,
                          with_depth=config.camera.depth, distractor=distractor,
-                         bag_camera=self._bag_camera)
+                         bag_camera=bag_camera, variation=variation)
 
     def close(self) -> None:
         """Release the physics client."""

@@ -6,6 +6,10 @@ Rendering uses the CPU TinyRenderer, which is deterministic and needs no display
 """
 from __future__ import annotations
 
+import os
+import tempfile
+
+import cv2
 import numpy as np
 import pybullet
 import pybullet_data
@@ -13,6 +17,7 @@ from pybullet_utils.bullet_client import BulletClient
 
 from sim.dodgeball.camera import PinholeCamera
 from sim.dodgeball.config import PhysicsConfig
+from sim.dodgeball.randomisation import Clutter, PLAIN_VARIATION, SceneVariation
 from sim.dodgeball.robot import ROBOT, RobotBody
 from sim.dodgeball.scene import ROBOT_RGBA, SceneLook
 from sim.dodgeball.throws import Throw
@@ -36,12 +41,15 @@ class DodgeballWorld:
         with native_stdout_silenced():  # connecting prints pybullet's argv
             self._client = BulletClient(connection_mode=pybullet.DIRECT)
         self._client.setAdditionalSearchPath(pybullet_data.getDataPath())
-        self._matrices: dict[PinholeCamera, tuple] = {}
+        self._textures_dir = tempfile.TemporaryDirectory(prefix='dodgeball-textures-')
+        self._textures_loaded = 0
+        self._variation = PLAIN_VARIATION
         self._look: SceneLook | None = None
         self.floor = self.robot = -1
 
-    def reset(self, look: SceneLook) -> None:
-        """Empty the world and rebuild floor, backdrop and robot in the colours of ``look``."""
+    def reset(self, look: SceneLook, variation: SceneVariation = PLAIN_VARIATION) -> None:
+        """Empty the world and rebuild floor, backdrop and robot in the colours of ``look``,
+        with ``variation``'s textures, clutter and light (:mod:`sim.dodgeball.randomisation`)."""
         sim = self._client
         sim.resetSimulation()
         sim.setPhysicsEngineParameter(fixedTimeStep=self.time_step_s,
@@ -52,8 +60,41 @@ class DodgeballWorld:
         sim.changeVisualShape(self.floor, -1, rgbaColor=look.floor_rgba)
         backdrop = sim.createVisualShape(pybullet.GEOM_BOX, halfExtents=BACKDROP_HALF_EXTENTS_M,
                                          rgbaColor=look.backdrop_rgba)
-        sim.createMultiBody(0, -1, backdrop, [BACKDROP_DISTANCE_M, 0, BACKDROP_HALF_EXTENTS_M[2]])
+        backdrop = sim.createMultiBody(0, -1, backdrop,
+                                       [BACKDROP_DISTANCE_M, 0, BACKDROP_HALF_EXTENTS_M[2]])
         self.robot = self._build_robot()
+        self._variation = variation
+        for body, texture in ((self.floor, variation.floor_texture),
+                              (backdrop, variation.backdrop_texture)):
+            if texture is not None:
+                self._apply_texture(body, texture)
+        for item in variation.clutter:
+            self._add_clutter(item)
+
+    def _apply_texture(self, body: int, rgb: np.ndarray) -> None:
+        """Paint ``body`` with an RGB texture. pybullet loads textures from files and caches
+        them by file name, so every texture gets a name of its own."""
+        self._textures_loaded += 1
+        path = os.path.join(self._textures_dir.name, f'texture{self._textures_loaded}.png')
+        cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        texture = self._client.loadTexture(path)
+        os.remove(path)
+        self._client.changeVisualShape(body, -1, textureUniqueId=texture,
+                                       rgbaColor=[1.0, 1.0, 1.0, 1.0])
+
+    def _add_clutter(self, item: Clutter) -> None:
+        sim = self._client
+        half_x, half_y, half_z = item.half_extents_m
+        if item.cylinder:
+            radius = max(half_x, half_y)
+            shape = {'shapeType': pybullet.GEOM_CYLINDER, 'radius': radius}
+            visual = sim.createVisualShape(**shape, length=2 * half_z, rgbaColor=item.rgba)
+            collision = sim.createCollisionShape(**shape, height=2 * half_z)
+        else:
+            shape = {'shapeType': pybullet.GEOM_BOX, 'halfExtents': item.half_extents_m}
+            visual = sim.createVisualShape(**shape, rgbaColor=item.rgba)
+            collision = sim.createCollisionShape(**shape)
+        sim.createMultiBody(0, collision, visual, [*item.position_m, half_z])
 
     def _build_robot(self) -> int:
         """The robot as one static body of three primitive shapes."""
@@ -113,16 +154,13 @@ class DodgeballWorld:
         return np.array(position), np.array(velocity)
 
     def _view_and_projection(self, camera: PinholeCamera) -> tuple:
-        """The OpenGL view and projection matrices of ``camera`` (computed once)."""
-        if camera not in self._matrices:
-            self._matrices[camera] = (
-                self._client.computeViewMatrix(camera.position_m,
+        """The OpenGL view and projection matrices of ``camera`` (microseconds to compute)."""
+        return (self._client.computeViewMatrix(camera.position_m,
                                                camera.look_at_target().tolist(),
                                                camera.up_vector().tolist()),
                 self._client.computeProjectionMatrixFOV(camera.vertical_fov_deg,
                                                         camera.width / camera.height,
                                                         camera.near_m, camera.far_m))
-        return self._matrices[camera]
 
     def render(self, camera: PinholeCamera | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The (H, W, 3) uint8 RGB image of ``camera`` (default: the head camera) and its
@@ -133,12 +171,14 @@ class DodgeballWorld:
             camera.width, camera.height, view, projection,
             renderer=pybullet.ER_TINY_RENDERER, flags=pybullet.ER_NO_SEGMENTATION_MASK,
             shadow=int(self._shadows), lightDirection=look.light_direction,
-            lightAmbientCoeff=look.light_ambient, lightDiffuseCoeff=look.light_diffuse)
+            lightAmbientCoeff=look.light_ambient, lightDiffuseCoeff=look.light_diffuse,
+            lightColor=list(self._variation.light_rgb))
         shape = (camera.height, camera.width)
         rgb = np.asarray(rgba, dtype=np.uint8).reshape(*shape, 4)
         zbuffer = np.asarray(zbuffer, dtype=np.float32).reshape(shape)
         return rgb[..., :3].copy(), zbuffer
 
     def close(self) -> None:
-        """Disconnect the physics client."""
+        """Disconnect the physics client and remove the texture files."""
         self._client.disconnect()
+        self._textures_dir.cleanup()
