@@ -26,6 +26,7 @@ from sim.native_output import native_stdout_silenced
 # A wall far behind the throwers fills the view above the floor with a per-episode colour.
 BACKDROP_DISTANCE_M = 14.0
 BACKDROP_HALF_EXTENTS_M = (0.1, 20.0, 8.0)
+BACKDROP_TEXTURE_REPEATS = (3, 6)    # (rows, columns) of a texture on the 16 x 40 m face
 
 
 class DodgeballWorld:
@@ -64,10 +65,12 @@ class DodgeballWorld:
                                        [BACKDROP_DISTANCE_M, 0, BACKDROP_HALF_EXTENTS_M[2]])
         self.robot = self._build_robot()
         self._variation = variation
-        for body, texture in ((self.floor, variation.floor_texture),
-                              (backdrop, variation.backdrop_texture)):
-            if texture is not None:
-                self._apply_texture(body, texture)
+        if variation.floor_texture is not None:
+            self._apply_texture(self.floor, variation.floor_texture)
+        if variation.backdrop_texture is not None:
+            # A box face takes its texture once: repeat it so a pattern cell is about a metre
+            self._apply_texture(backdrop, np.tile(variation.backdrop_texture,
+                                                  BACKDROP_TEXTURE_REPEATS + (1,)))
         for item in variation.clutter:
             self._add_clutter(item)
 
