@@ -90,6 +90,14 @@ def benchmarks(cuda: bool) -> List[Benchmark]:
             single_thread=True,
         ),
         Benchmark(
+            'onnx_step',
+            'model step in ONNX Runtime vs the torch step the nodes run, CPU',
+            'bench_onnx_step.py',
+            (),
+            ('--steps', '100'),
+            single_thread=True,
+        ),
+        Benchmark(
             'tactile_node',
             'tactile node step, CPU',
             'bench_tactile_node.py',

@@ -44,6 +44,11 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {
             'evaluate tactile weights against baselines on a dataset or a rosbag2',
         ),
     },
+    'export': {
+        'collision': ('rnn_perception.export:collision',
+                      'one collision step as an ONNX graph (ONNX Runtime, TensorRT)'),
+        'tactile': ('rnn_perception.export:tactile', 'one tactile step as an ONNX graph'),
+    },
     'play': (
         'rnn_perception.ros.player:main',
         'publish a rosbag2 over DDS with its recorded timing',

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 import subprocess
 import sys
@@ -76,6 +77,19 @@ def test_run_all_refuses_a_readme_without_the_markers_and_unknown_benchmarks(tmp
     assert not (tmp_path / 'latest.json').exists()  # refused before running any benchmark
     result = run_all('--only', 'no_such_benchmark', '--out', str(tmp_path))
     assert result.returncode == 2 and 'unknown benchmark(s) no_such_benchmark' in result.stderr
+
+
+def test_onnx_step_benchmark_times_both_models_on_both_backends():
+    result = subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'bench_onnx_step.py'),
+                             '--steps', '60', '--json'], capture_output=True, text=True, cwd=REPO,
+                            timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert set(report['ratios']) == {'collision_torch_over_onnx_p50',
+                                     'tactile_torch_over_onnx_p50'}
+    assert all(value > 0 for key, value in report['figures'].items() if 'difference' not in key)
+    for model in ('collision', 'tactile'):
+        assert report['figures'][f'{model}_max_relative_difference'] < 1e-5
 
 
 def test_collision_node_benchmark_times_the_frozen_step_against_both_window_layouts():

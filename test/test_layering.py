@@ -33,7 +33,7 @@ FLOORS = {
     'models': 2, 'ros': 2,
     'runtime': 3, 'evaluation': 3,
     'nodes': 4, 'training': 4,
-    'bringup': 5, 'demo': 5,
+    'bringup': 5, 'demo': 5, 'export': 5,
     'commands': 6,
     '__main__': 7,
 }
