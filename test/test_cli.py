@@ -33,7 +33,7 @@ def test_a_bad_option_is_one_line_and_exit_status_2(capsys, words, name):
         (
             ['fly'],
             "rnn_perception: error: unknown command 'fly'; "
-            'choose from demo, zoo, train, eval, play, bringup',
+            'choose from demo, zoo, train, eval, export, play, bringup',
         ),
         (['train'], 'rnn_perception train: error: choose what to train: collision, tactile'),
         (
