@@ -287,6 +287,22 @@ def test_run_dir_takes_the_reports(dataset, tmp_path):
     assert (reports / 'model_metrics.json').is_file() and (reports / 'model_curves.png').is_file()
 
 
+def test_init_fine_tunes_the_given_weights_with_their_architecture(trained, dataset, tmp_path,
+                                                                  capsys):
+    weights = tmp_path / 'tuned.safetensors'
+    start, _ = load_collision_model(trained)
+    assert training.main(['--data', str(dataset), '--out', str(weights), '--init', str(trained),
+                          '--epochs', '1', '--batch-size', '4', '--image-size', '32',
+                          '--quiet']) == 0
+    tuned, metadata = load_collision_model(weights)
+    assert tuned.config == start.config                  # --image-size 32 is ignored
+    torch.testing.assert_close(tuned.mean, start.mean)   # so is the dataset's normalisation
+    assert metadata['initial_weights'] == str(trained)
+    assert training.main(['--data', str(dataset), '--out', str(tmp_path / 'x.safetensors'),
+                          '--init', str(tmp_path / 'missing.safetensors'), '--quiet']) == 1
+    assert 'missing.safetensors' in capsys.readouterr().err
+
+
 def test_a_given_threshold_is_kept(dataset, tmp_path):
     weights = tmp_path / 'model.safetensors'
     assert (

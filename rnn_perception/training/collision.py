@@ -426,6 +426,7 @@ def model_metadata(args: argparse.Namespace, data: Dict[str, Any], epoch: int,
         'frame_weighting': f'0 from contact; linear ramp over the first {args.ramp_s} s',
         'accuracy_margin': args.accuracy_margin,
         'camera_effects': args.camera_effects,
+        'initial_weights': args.init,
     }
 
 
@@ -457,7 +458,9 @@ def write_reports(paths: OutputPaths, model: CollisionPredictor, metadata: Dict[
 
 def train(args: argparse.Namespace, device: torch.device) -> int:
     """Train, keep the best epoch by validation, write the weights and the reports."""
-    config = CollisionConfig(
+    # --init: fine-tune those weights, with their architecture and input normalisation
+    initial = load_collision_model(args.init)[0] if args.init else None
+    config = initial.config if initial is not None else CollisionConfig(
         image_size=(args.image_size, args.image_size),
         encoder_channels=args.encoder_channels,
         recurrent_channels=args.recurrent_channels,
@@ -475,8 +478,11 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     data = {'fps': manifest['fps'], 'manifest_sha256': manifest_sha256(args.data),
             'train_episodes': len(train_set), 'val_episodes': len(val)}
     torch.manual_seed(args.seed)
-    model = CollisionPredictor(config).to(device)
-    model.set_normalisation(*channel_statistics(train_set))
+    if initial is None:
+        model = CollisionPredictor(config).to(device)
+        model.set_normalisation(*channel_statistics(train_set))
+    else:
+        model = initial.to(device)
     train_set = [trained_part(e) for e in train_set]
     steps_per_epoch = -(-len(train_set) // args.batch_size)
     auxiliary = AuxiliaryHeads(model).to(device)
@@ -630,6 +636,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument('--jitter', type=number(float, zero_allowed=True), default=0.15,
                         help='per-channel colour gain/offset jitter (default: 0.15)')
+    parser.add_argument('--init', metavar='FILE',
+                        help='start from these collision weights (fine-tuning): their '
+                             'architecture and input normalisation; the architecture options are '
+                             'then ignored (default: random initialisation)')
     parser.add_argument('--camera-effects', choices=(CAMERA_EFFECTS_TRAIN, CAMERA_EFFECTS_NONE),
                         default=CAMERA_EFFECTS_TRAIN,
                         help='train: a random camera (exposure, blur, noise, mono, JPEG) for '
