@@ -45,6 +45,13 @@ class Checkpoint(NamedTuple):
     metadata: Dict[str, Any]
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path: PathLike, tensors: Dict[str, Tensor], metadata: Dict[str, Any]) -> None:
     """Write ``tensors`` (e.g. a ``state_dict``) and JSON-serialisable ``metadata`` to a
     safetensors file atomically. Each metadata value is stored JSON-encoded under its key."""
@@ -54,6 +61,9 @@ def save_checkpoint(path: PathLike, tensors: Dict[str, Tensor], metadata: Dict[s
                for key, tensor in tensors.items()}
     with atomic_path(path) as temporary:
         save_file(tensors, temporary, metadata=header)
+        # safetensors creates its file readable by its owner only; a weights file is read by
+        # nodes that may run as another user, so give it the mode any new file gets
+        os.chmod(temporary, 0o666 & ~current_umask())
 
 
 def load_checkpoint(path: PathLike, device: Union[str, torch.device] = 'cpu') -> Checkpoint:

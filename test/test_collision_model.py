@@ -1,6 +1,7 @@
 """The collision predictor: causality, step == forward, input frames, and its safetensors file."""
 import os
 import pickle
+import stat
 
 import numpy as np
 import pytest
@@ -228,3 +229,12 @@ def test_loading_refuses_a_pickle_renamed_safetensors_and_runs_none_of_it(tmp_pa
     os.replace(tmp_path / 'torch.pt', path)                   # a torch.save zip, renamed
     assert_refused(path, 'not a readable checkpoint')
     assert not marker.exists()
+
+
+def test_a_weights_file_is_readable_by_other_users_as_any_new_file(tmp_path):
+    """safetensors writes owner-only files; a node running as another user must read them."""
+    path = tmp_path / 'model.safetensors'
+    save_collision_model(path, make_model(), {'fps': 30.0})
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
