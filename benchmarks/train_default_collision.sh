@@ -27,7 +27,9 @@ TEST_SEED=2
 mkdir -p "$WORK/run" "$DEST" "$PLOTS"
 
 GENERATE_TRAIN="python -m sim dodgeball --episodes 4000 --seed $TRAIN_SEED --workers $WORKERS --out $WORK/train"
-TRAIN="python -m rnn_perception train collision --data $WORK/train --out $WORK/run/collision.safetensors --quiet"
+# --camera-effects none: this model was trained before the trainer added camera effects (now its
+# default); benchmarks/train_randomised_collision.sh fine-tunes it with them
+TRAIN="python -m rnn_perception train collision --data $WORK/train --camera-effects none --out $WORK/run/collision.safetensors --quiet"
 GENERATE_TEST="python -m sim dodgeball --episodes 400 --seed $TEST_SEED --workers $WORKERS --out $WORK/test"
 EVALUATE="python -m rnn_perception eval collision --weights $WORK/run/collision.safetensors --data $WORK/test --json"
 
