@@ -287,8 +287,8 @@ def test_run_dir_takes_the_reports(dataset, tmp_path):
     assert (reports / 'model_metrics.json').is_file() and (reports / 'model_curves.png').is_file()
 
 
-def test_init_fine_tunes_the_given_weights_with_their_architecture(trained, dataset, tmp_path,
-                                                                  capsys):
+def test_init_fine_tunes_the_given_weights_with_their_architecture(
+        trained, dataset, tmp_path, capsys):
     weights = tmp_path / 'tuned.safetensors'
     start, _ = load_collision_model(trained)
     assert training.main(['--data', str(dataset), '--out', str(weights), '--init', str(trained),
