@@ -15,7 +15,9 @@ What a camera does to the image (exposure, blur, noise, JPEG) is not here: it is
 ``rnn_perception.data.sensor_effects``, applied by the trainer per epoch.
 
 An episode's randomisation draws from its own stream, ``SeedSequence(seed, spawn_key=(index,
-RANDOMISATION_STREAM))``, so it never shifts the throws and colours ``sample_look`` draws.
+RANDOMISATION_STREAM))``, so it never shifts the throws and colours ``sample_look`` draws. The
+clutter is solid: the rare ball that hits it (9 in 1000 throws of seed 1) bounces off, and its
+label is what physics then makes of it.
 """
 from __future__ import annotations
 
