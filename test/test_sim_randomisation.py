@@ -1,6 +1,6 @@
-"""Domain randomisation of the dodgeball scene: the same throws as the plain scene (here, where no
-ball meets the solid clutter, the same paths and labels), a different look; reproducible for any worker count; the held-out preset shares no texture family
-or light range with training."""
+"""Domain randomisation of the dodgeball scene: the same throws as the plain scene (here, where
+no ball meets the solid clutter, the same paths and labels), a different look; reproducible for
+any worker count; the held-out preset shares no texture family or light range with training."""
 from __future__ import annotations
 
 import numpy as np
