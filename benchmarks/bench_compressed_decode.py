@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from types import SimpleNamespace
-from typing import Callable, Dict, List, Tuple
+from typing import List
 
 import cv2
 import numpy as np
 
 from rnn_perception.data.compressed_image import CompressedImageDecoder
 from rnn_perception.models.collision import CollisionConfig, resize_frames
+from timing import alternate_blocks  # this script's folder is on sys.path
 
 SIZES = ((480, 640), (720, 1280))
 BLOCK = 20          # frames per path before switching to the other
@@ -56,21 +56,6 @@ def jpeg_messages(height: int, width: int, count: int) -> List[SimpleNamespace]:
     return messages
 
 
-def time_paths(paths: Dict[str, Callable], messages: List) -> Tuple[Dict[str, List[float]],
-                                                                    Dict[str, List[np.ndarray]]]:
-    """Per-frame milliseconds and outputs of each path, the paths taking turns by blocks."""
-    times = {name: [] for name in paths}
-    outputs = {name: [] for name in paths}
-    for start in range(0, len(messages), BLOCK):
-        for name, path in paths.items():
-            for message in messages[start:start + BLOCK]:
-                began = time.perf_counter()
-                result = path(message)
-                times[name].append((time.perf_counter() - began) * 1e3)
-                outputs[name].append(result)
-    return times, outputs
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,7 +76,7 @@ def main() -> None:
             bgr = cv2.imdecode(np.frombuffer(message.data, np.uint8), cv2.IMREAD_COLOR)
             return resize_frames(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None], model_size)[0]
 
-        times, outputs = time_paths({'reduced': reduced, 'full': full}, messages)
+        times, outputs = alternate_blocks({'reduced': reduced, 'full': full}, messages, BLOCK)
         name = f'{width}x{height}'
         p50 = {path: float(np.percentile(values, 50)) for path, values in times.items()}
         p99 = {path: float(np.percentile(values, 99)) for path, values in times.items()}

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable, Dict, List
 
 import numpy as np
 import onnxruntime
@@ -23,6 +21,7 @@ import torch
 
 from rnn_perception.models import collision, tactile
 from rnn_perception.models.onnx_export import export_step, initial_state
+from timing import alternate_blocks  # this script's folder is on sys.path
 
 BLOCK = 50          # steps per path before switching to the other
 
@@ -33,19 +32,6 @@ def session(path: Path) -> onnxruntime.InferenceSession:
     return onnxruntime.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
 
 
-def alternate(paths: Dict[str, Callable[[int], float]], steps: int) -> Dict[str, List[float]]:
-    """Per-step seconds of each path, run in alternating blocks of :data:`BLOCK` steps; each
-    path is called with the step index and returns its output (kept for the comparison)."""
-    times = {name: [] for name in paths}
-    for start in range(0, steps, BLOCK):
-        for name, path in paths.items():
-            for index in range(start, min(start + BLOCK, steps)):
-                began = time.perf_counter()
-                path(index)
-                times[name].append(time.perf_counter() - began)
-    return times
-
-
 def collision_paths(root: Path, steps: int):
     weights = collision.default_weights_path()
     model, metadata = collision.load_collision_model(weights)
@@ -53,21 +39,20 @@ def collision_paths(root: Path, steps: int):
     graph, frozen = session(root / 'collision.onnx'), model.frozen()
     frames = np.random.default_rng(0).integers(0, 256, (steps, 64, 64, 3), dtype=np.uint8)
     state = {'torch': None, 'onnx': [t.numpy() for t in initial_state(model)]}
-    outputs = {'torch': {}, 'onnx': {}}
 
-    def torch_step(index: int) -> None:
+    def torch_step(index: int) -> float:
         with torch.inference_mode():
             tensor = collision.frames_to_tensor(frames[index][None])
             logits, state['torch'] = frozen.step(tensor, state['torch'])
-            outputs['torch'][index] = float(torch.sigmoid(logits[0]))
+            return float(torch.sigmoid(logits[0]))
 
-    def onnx_step(index: int) -> None:
+    def onnx_step(index: int) -> float:
         probability, *state['onnx'] = graph.run(None, {
             'frame': frames[index][None],
             **{f'state_{i}': value for i, value in enumerate(state['onnx'])}})
-        outputs['onnx'][index] = float(probability[0])
+        return float(probability[0])
 
-    return {'torch': torch_step, 'onnx': onnx_step}, outputs
+    return {'torch': torch_step, 'onnx': onnx_step}
 
 
 def tactile_paths(root: Path, steps: int):
@@ -83,21 +68,20 @@ def tactile_paths(root: Path, steps: int):
     poses = (scale['pose_mean'] + np.cumsum(scale['velocity_std'] * rng.standard_normal(
         (steps, 1, 4)), 0)).astype(np.float32)
     state = {'torch': None, 'onnx': [t.numpy() for t in initial_state(model)]}
-    outputs = {'torch': {}, 'onnx': {}}
 
-    def torch_step(index: int) -> None:
+    def torch_step(index: int) -> np.ndarray:
         with torch.inference_mode():
             predicted, state['torch'] = model.step(torch.from_numpy(samples[index]),
                                                    torch.from_numpy(poses[index]), state['torch'])
-            outputs['torch'][index] = predicted.numpy()
+            return predicted.numpy()
 
-    def onnx_step(index: int) -> None:
+    def onnx_step(index: int) -> np.ndarray:
         predicted, *state['onnx'] = graph.run(None, {
             'tactile': samples[index], 'pose': poses[index],
             **{f'state_{i}': value for i, value in enumerate(state['onnx'])}})
-        outputs['onnx'][index] = predicted
+        return predicted
 
-    return {'torch': torch_step, 'onnx': onnx_step}, outputs
+    return {'torch': torch_step, 'onnx': onnx_step}
 
 
 def main() -> None:
@@ -110,10 +94,10 @@ def main() -> None:
     figures, ratios, lines = {}, {}, []
     with tempfile.TemporaryDirectory() as root:
         for name, make in (('collision', collision_paths), ('tactile', tactile_paths)):
-            paths, outputs = make(Path(root), args.steps)
-            times = alternate(paths, args.steps)
-            p50 = {path: 1e3 * float(np.percentile(t, 50)) for path, t in times.items()}
-            p99 = {path: 1e3 * float(np.percentile(t, 99)) for path, t in times.items()}
+            times, outputs = alternate_blocks(make(Path(root), args.steps), range(args.steps),
+                                              BLOCK)
+            p50 = {path: float(np.percentile(t, 50)) for path, t in times.items()}
+            p99 = {path: float(np.percentile(t, 99)) for path, t in times.items()}
             # relative to the output's size: a tactile pose far from the origin is large
             difference = max(float(np.max(np.abs(np.asarray(outputs['onnx'][i])
                                                  - np.asarray(outputs['torch'][i]))
