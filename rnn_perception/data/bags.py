@@ -261,15 +261,19 @@ def open_bag(path: str | os.PathLike) -> Reader:
     return reader
 
 
+def topic_types(reader: Reader) -> dict[str, set[str]]:
+    """Topic -> its message types (one, in a sane bag) of every topic of an open bag."""
+    topics: dict[str, set[str]] = {}
+    for connection in reader.connections:
+        topics.setdefault(connection.topic, set()).add(connection.msgtype)
+    return topics
+
+
 def bag_topics(path: str | os.PathLike) -> dict[str, set[str]]:
-    """Topic -> its message types (one, in a sane bag) of every topic of a rosbag2
-    (:class:`BagError` for a bad bag)."""
+    """:func:`topic_types` of the rosbag2 at ``path`` (:class:`BagError` for a bad bag)."""
     reader = open_bag(path)
     try:
-        topics: dict[str, set[str]] = {}
-        for connection in reader.connections:
-            topics.setdefault(connection.topic, set()).add(connection.msgtype)
-        return topics
+        return topic_types(reader)
     finally:
         reader.close()
 

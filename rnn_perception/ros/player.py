@@ -51,7 +51,7 @@ from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
 from ..cli import OneLineParser, UsageError, report_error
-from ..data.bags import BagError, bag_records, one_line, open_bag
+from ..data.bags import BagError, bag_records, one_line, open_bag, topic_types
 
 MAX_QUEUE_DEPTH = 1000
 SUBSCRIBER_WAIT_S = 60.0
@@ -76,10 +76,8 @@ def open_playable_bag(path: Path) -> Reader:
     """An open rosbags ``Reader`` of a bag with messages, each topic of one type; :class:`BagError`
     or :class:`PlayerError` saying what is wrong with ``path`` otherwise."""
     reader = open_bag(path)
-    types: Dict[str, set] = {}
-    for connection in reader.connections:
-        types.setdefault(connection.topic, set()).add(connection.msgtype)
-    mixed = {topic: sorted(msgtypes) for topic, msgtypes in types.items() if len(msgtypes) > 1}
+    mixed = {topic: sorted(msgtypes) for topic, msgtypes in topic_types(reader).items()
+             if len(msgtypes) > 1}
     problem = None
     if reader.message_count == 0:
         problem = f'{path}: the bag holds no messages'
