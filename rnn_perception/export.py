@@ -37,24 +37,24 @@ def loader(kind: str) -> Callable:
 
 
 def run(kind: str, argv: Optional[List[str]]) -> int:
-    from .models.weights_file import checked_weights_path, ModelFileError
+    from .models.loading import load_model
+    from .models.weights_file import ModelFileError
 
     try:
         args = build_parser(kind).parse_args(argv)
         if not args.out.parent.is_dir():
             raise UsageError(f'--out {args.out}: {args.out.parent} is not a directory')
         load, shipped = loader(kind)
-        weights = checked_weights_path(args.weights or shipped)
-        model, metadata = load(weights)
+        loaded = load_model(args.weights, 'cpu', shipped, load)
         try:
             from .models.onnx_export import export_step
         except ImportError as error:
             raise OSError(f'exporting needs onnx and onnxscript ({error.name} is missing); '
                           'pip install -r requirements.txt') from None
-        export_step(kind, model, metadata, weights, args.out)
+        export_step(kind, loaded.model, loaded.metadata, loaded.path, args.out)
     except (UsageError, ModelFileError, OSError) as error:
         return report_error(f'export {kind}', error)
-    print(f'wrote {args.out} (one {kind} step, opset 18) from {weights}')
+    print(f'wrote {args.out} (one {kind} step, opset 18) from {loaded.path}')
     return 0
 
 
