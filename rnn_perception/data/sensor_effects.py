@@ -15,6 +15,8 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
+from .compressed_image import encode, JPEG
+
 Range = Tuple[float, float]
 
 
@@ -68,11 +70,9 @@ def motion_blur_kernel(length: int, angle_deg: float) -> np.ndarray:
 
 
 def jpeg_round_trip(rgb: np.ndarray, quality: int) -> np.ndarray:
-    """``rgb`` encoded as JPEG at ``quality`` and decoded again (OpenCV's libjpeg)."""
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError(f'OpenCV could not JPEG-encode a {rgb.shape} frame')
+    """``rgb`` encoded as JPEG at ``quality`` as a camera's compressed stream carries it, and
+    decoded again (OpenCV's libjpeg)."""
+    _, data = encode(rgb, JPEG, int(quality))
     return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
