@@ -28,6 +28,7 @@ from rnn_perception.data.dodgeball_dataset import load_dodgeball_dataset
 from rnn_perception.data.sensor_effects import SensorEffects
 from rnn_perception.evaluation.collision import dataset_traces, evaluate_bag
 from rnn_perception.evaluation.collision_metrics import collision_metrics
+from rnn_perception.files import atomic_path, write_text_atomic
 from rnn_perception.models.collision import load_collision_model, model_threshold
 
 EFFECTS: Dict[str, SensorEffects] = {
@@ -91,10 +92,9 @@ def plot(rows: Dict[str, Dict], path: Path) -> None:
     axes[0].invert_yaxis()
     figure.suptitle('collision model against camera effects (same throws; dashed: plain)')
     figure.tight_layout()
-    temporary = path.with_name(f'.{path.name}.tmp.png')
-    figure.savefig(temporary, dpi=110)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format='png')
     plt.close(figure)
-    temporary.replace(path)
 
 
 def main() -> int:
@@ -132,12 +132,10 @@ def main() -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     table = markdown(rows)
-    for file_name, text in (('robustness.json', json.dumps(
-            {'weights': str(args.weights), 'data': str(args.data), 'threshold': threshold,
-             'rows': rows}, indent=1) + '\n'), ('robustness.md', table)):
-        temporary = args.out / f'.{file_name}.tmp'
-        temporary.write_text(text)
-        temporary.replace(args.out / file_name)
+    write_text_atomic(args.out / 'robustness.json', json.dumps(
+        {'weights': str(args.weights), 'data': str(args.data), 'threshold': threshold,
+         'rows': rows}, indent=1) + '\n')
+    write_text_atomic(args.out / 'robustness.md', table)
     plot(rows, args.out / 'robustness.png')
     print(table)
     print(f'wrote {args.out / "robustness.md"}, .json and .png')

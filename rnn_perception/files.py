@@ -5,6 +5,7 @@ Every file is written under a temporary name beside its target and then renamed 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -38,6 +39,15 @@ def write_text_atomic(path: PathLike, text: str) -> None:
     with atomic_path(path) as temporary, \
             open(temporary, 'w', encoding='utf-8', newline='') as stream:
         stream.write(text)
+
+
+def file_sha256(path: PathLike) -> str:
+    """The SHA-256 of a file's bytes, hex (read a megabyte at a time)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class Checkpoint(NamedTuple):

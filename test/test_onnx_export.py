@@ -12,7 +12,8 @@ import torch
 from rnn_perception.commands import main
 from rnn_perception.models.collision import (CollisionPredictor, frames_to_tensor,
                                              save_collision_model)
-from rnn_perception.models.onnx_export import export_metadata, file_sha256, initial_state
+from rnn_perception.files import file_sha256
+from rnn_perception.models.onnx_export import export_metadata, initial_state
 from rnn_perception.models.tactile import save_tactile_model, TactilePredictor
 
 

@@ -18,11 +18,8 @@ detected), written under a temporary name and renamed when complete.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
@@ -30,7 +27,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 from torch import nn, Tensor
 
-from ..files import PathLike
+from ..files import atomic_path, file_sha256, PathLike
 
 OPSET = 18
 METADATA_PREFIX = 'rnn_perception.'
@@ -101,15 +98,6 @@ def example_inputs(kind: str, model: nn.Module) -> Tuple[Tuple[Tensor, ...], Lis
     return inputs, ['tactile', 'pose'], TactileStep(model)
 
 
-def file_sha256(path: PathLike) -> str:
-    """The sha256 of a file's bytes, hex."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as stream:
-        for block in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_step(kind: str, model: nn.Module, metadata: Dict[str, Any], weights_path: PathLike,
                 out: PathLike) -> Path:
     """Write ``model``'s step as ONNX at ``out`` (see the module docstring); return ``out``."""
@@ -136,7 +124,7 @@ def export_step(kind: str, model: nn.Module, metadata: Dict[str, Any], weights_p
     proto = program.model_proto
     properties = {
         'kind': kind, 'source_sha256': file_sha256(weights_path),
-        'config': json.dumps(metadata.get('config') or model_config(model)),
+        'config': json.dumps(model.config.to_dict()),
         **{key: json.dumps(value) for key, value in metadata.items()
            if key in ('threshold', 'fps', 'rate_hz')},
     }
@@ -144,23 +132,9 @@ def export_step(kind: str, model: nn.Module, metadata: Dict[str, Any], weights_p
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_PREFIX + key, str(value)
     onnx.checker.check_model(proto, full_check=True)
-    out = Path(out)
-    descriptor, temporary = tempfile.mkstemp(prefix=f'.{out.name}.', dir=out.parent)
-    os.close(descriptor)
-    try:
+    with atomic_path(out) as temporary:
         onnx.save_model(proto, temporary)
-        os.replace(temporary, out)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return out
-
-
-def model_config(model: nn.Module) -> Dict[str, Any]:
-    """The model's config as a plain mapping."""
-    from dataclasses import asdict
-
-    return asdict(model.config)
+    return Path(out)
 
 
 def export_metadata(path: PathLike) -> Dict[str, str]:

@@ -4,7 +4,6 @@ errors."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shlex
 import sys
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import torch
 from ..cli import fraction, OneLineParser, report_error
 from ..data.shards import DatasetError, MANIFEST_NAME
 from ..device import add_device_option, DeviceUnavailableError, select_device
-from ..files import PathLike
+from ..files import file_sha256, PathLike
 
 
 def trainer_parser(model: str, description: str, dataset: str) -> argparse.ArgumentParser:
@@ -47,7 +46,7 @@ def add_run_options(parser: argparse.ArgumentParser, seeded: str) -> None:
 
 def manifest_sha256(data_dir: PathLike) -> str:
     """SHA-256 of a dataset's manifest (it lists every shard's counts: the dataset's identity)."""
-    return hashlib.sha256((Path(data_dir) / MANIFEST_NAME).read_bytes()).hexdigest()
+    return file_sha256(Path(data_dir) / MANIFEST_NAME)
 
 
 @dataclass
