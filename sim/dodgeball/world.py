@@ -44,6 +44,7 @@ class DodgeballWorld:
         self._client.setAdditionalSearchPath(pybullet_data.getDataPath())
         self._textures_dir = tempfile.TemporaryDirectory(prefix='dodgeball-textures-')
         self._textures_loaded = 0
+        self._matrices: dict[PinholeCamera, tuple] = {}   # this episode's cameras
         self._variation = PLAIN_VARIATION
         self._look: SceneLook | None = None
         self.floor = self.robot = -1
@@ -53,6 +54,7 @@ class DodgeballWorld:
         with ``variation``'s textures, clutter and light (:mod:`sim.dodgeball.randomisation`)."""
         sim = self._client
         sim.resetSimulation()
+        self._matrices.clear()
         sim.setPhysicsEngineParameter(fixedTimeStep=self.time_step_s,
                                       deterministicOverlappingPairs=1)
         sim.setGravity(0, 0, -self._physics.gravity_mps2)
@@ -157,13 +159,17 @@ class DodgeballWorld:
         return np.array(position), np.array(velocity)
 
     def _view_and_projection(self, camera: PinholeCamera) -> tuple:
-        """The OpenGL view and projection matrices of ``camera`` (microseconds to compute)."""
-        return (self._client.computeViewMatrix(camera.position_m,
+        """The OpenGL view and projection matrices of ``camera``, computed once per episode
+        (a camera may be jittered from one episode to the next, never within one)."""
+        if camera not in self._matrices:
+            self._matrices[camera] = (
+                self._client.computeViewMatrix(camera.position_m,
                                                camera.look_at_target().tolist(),
                                                camera.up_vector().tolist()),
                 self._client.computeProjectionMatrixFOV(camera.vertical_fov_deg,
                                                         camera.width / camera.height,
                                                         camera.near_m, camera.far_m))
+        return self._matrices[camera]
 
     def render(self, camera: PinholeCamera | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The (H, W, 3) uint8 RGB image of ``camera`` (default: the head camera) and its
