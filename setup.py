@@ -10,7 +10,8 @@ setup(
     version='0.1.0',
     packages=find_packages(include=[PACKAGE, f'{PACKAGE}.*']),
     # the shipped default models travel inside the Python package
-    package_data={f'{PACKAGE}.models': ['default/*.safetensors', 'default/*.json']},
+    package_data={
+        f'{PACKAGE}.models': ['default/*.safetensors', 'default/*.onnx', 'default/*.json']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),

@@ -86,8 +86,8 @@ def build_runtime(weights: str, settings: CollisionSettings) -> tuple[CollisionR
     if not weights and not default_weights_path().is_file():
         weights = str(Path(tempfile.mkdtemp()) / 'random.safetensors')
         save_collision_model(weights, CollisionPredictor(), {'fps': FPS})
-    model, metadata, path, device = load_predictor(weights, settings.device)
-    return CollisionRuntime(model, metadata, device, settings), str(path)
+    loaded = load_predictor(weights, settings.device)
+    return CollisionRuntime(loaded, settings), str(loaded.path)
 
 
 def side_by_side(runtime: CollisionRuntime, frames: int, window: int, window_every: int) -> dict:
@@ -114,7 +114,8 @@ def side_by_side(runtime: CollisionRuntime, frames: int, window: int, window_eve
         if position >= REWARM_STEPS and result.outcome is Outcome.PROCESSED:
             step_times.append(elapsed)
         if position == BLOCK_FRAMES - 1 and len(history) == window:
-            frames_tensor = frames_to_tensor(np.stack(history)[None], runtime.device)
+            frames_tensor = frames_to_tensor(np.stack(history)[None],
+                                             torch.device(runtime.device))
             for run in range(BLOCK_FRAMES // window_every):
                 name = list(layouts)[run % len(layouts)]
                 started = time.perf_counter()
@@ -141,7 +142,7 @@ def model_variants(runtime: CollisionRuntime, with_compile: bool) -> dict:
 
     Each variant is a ``(model copy, input dtype, memory format)``; a variant whose outputs
     differ from float32's by more than its tolerance is reported, not hidden."""
-    device, size = runtime.device, runtime.model.config.image_size
+    device, size = torch.device(runtime.device), runtime.model.config.image_size
     base = runtime.model
     variants = {
         'float32': (base, torch.float32, torch.contiguous_format, 0.0),

@@ -89,10 +89,10 @@ def in_process(frames: int, warmup: int) -> Dict[str, List[float]]:
 
     settings = CollisionSettings(max_frame_age_s=0.0)
     torch.set_num_threads(settings.cpu_threads)
-    model, metadata, _, device = load_predictor(settings.weights, settings.device)
+    loaded = load_predictor(settings.weights, settings.device)
     results = {}
     for width, height in SIZES:
-        runtime = CollisionRuntime(model, metadata, device, settings)
+        runtime = CollisionRuntime(loaded, settings)
         latencies = []
         for index in range(warmup + frames):
             message = camera_frame(width, height, index, 10**9 + round(index * 1e9 / FPS))

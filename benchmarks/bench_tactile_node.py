@@ -68,8 +68,8 @@ def main() -> None:
     args = parser.parse_args()
     settings = TactileSettings(weights=args.weights, device='cpu')
     torch.set_num_threads(settings.cpu_threads)
-    model, metadata, path, device = load_predictor(settings.weights, settings.device)
-    runtime = TactileRuntime(model, metadata, device, settings)
+    loaded = load_predictor(settings.weights, settings.device)
+    runtime = TactileRuntime(loaded, settings)
     latencies = []
     for index, (tactile, pose) in enumerate(messages(args.warmup + args.samples)):
         started = time.perf_counter()
@@ -82,7 +82,7 @@ def main() -> None:
     p50, p99 = np.percentile(latencies, [50, 99])
     report = {
         'benchmark': 'tactile_node',
-        'weights': str(path),
+        'weights': str(loaded.path),
         'samples': args.samples,
         'p50_ms': round(float(p50), 4),
         'p99_ms': round(float(p99), 4),
@@ -100,7 +100,8 @@ def main() -> None:
     else:
         print(
             f"tactile node step on CPU ({report['threads']} thread, {args.samples} samples, "
-            f"{path.name}): p50 {p50:.3f} ms, p99 {p99:.3f} ms (target <= {P99_TARGET_MS} ms), "
+            f"{loaded.path.name}): p50 {p50:.3f} ms, p99 {p99:.3f} ms "
+            f"(target <= {P99_TARGET_MS} ms), "
             f"max {max(latencies):.2f} ms"
         )
 

@@ -46,6 +46,8 @@ run $TRAIN
 run $EVALUATE > "$WORK/test_metrics.json"
 
 cp "$WORK/run/collision.safetensors" "$DEST/collision.safetensors"
+# the step graph the onnxruntime backend loads beside the weights, made from these weights
+"$PYTHON" -m rnn_perception export collision --weights "$DEST/collision.safetensors" --out "$DEST/collision.onnx"
 for plot in curves roc traces; do cp "$WORK/run/collision_$plot.png" "$PLOTS/validation_$plot.png"; done
 "$PYTHON" -m rnn_perception eval collision --weights "$DEST/collision.safetensors" --data "$WORK/test" \
     --traces "$PLOTS/test_traces.png" --roc "$PLOTS/test_roc.png" > "$PLOTS/test_table.txt"

@@ -39,6 +39,8 @@ run $GENERATE_TEST
 run $EVALUATE > "$WORK/test_metrics.json"
 
 cp "$WORK/run/tactile.safetensors" "$DEST/tactile.safetensors"
+# the step graph the onnxruntime backend loads beside the weights, made from these weights
+"$PYTHON" -m rnn_perception export tactile --weights "$DEST/tactile.safetensors" --out "$DEST/tactile.onnx"
 for plot in curves trajectories; do cp "$WORK/run/tactile_$plot.png" "$PLOTS/validation_$plot.png"; done
 "$PYTHON" -m rnn_perception eval tactile --weights "$DEST/tactile.safetensors" --data "$WORK/test" \
     --plot "$PLOTS/test_trajectories.png" > "$PLOTS/test_table.txt"

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Dict, Iterator, NamedTuple, Union
 
 import torch
@@ -33,6 +34,12 @@ def atomic_path(path: PathLike) -> Iterator[str]:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def user_cache_dir() -> Path:
+    """Where the package keeps what it can make again (exported ONNX steps, TensorRT engines):
+    ``$XDG_CACHE_HOME/rnn_perception``, by default ``~/.cache/rnn_perception``."""
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'rnn_perception'
 
 
 def write_text_atomic(path: PathLike, text: str) -> None:

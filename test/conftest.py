@@ -14,6 +14,9 @@ subprocess a test starts inherits it:
   (it is a no-op there) and on Jazzy it only triggers a deprecation warning.
 * ``ROS_LOG_DIR``: rcl's spdlog files go to a temp dir of this run (removed at
   the end) instead of ~/.ros/log, unless the caller set one.
+* ``XDG_CACHE_HOME``: a temp dir of this run (removed at the end), so the ONNX
+  steps the onnxruntime backend exports never land in the user's cache, and every
+  run starts without them.
 """
 from __future__ import annotations
 
@@ -40,12 +43,17 @@ _OWN_LOG_DIR = None
 if not os.environ.get('ROS_LOG_DIR'):
     _OWN_LOG_DIR = tempfile.mkdtemp(prefix='rnn_perception_roslog_')
     os.environ['ROS_LOG_DIR'] = _OWN_LOG_DIR
+_OWN_CACHE_DIR = tempfile.mkdtemp(prefix='rnn_perception_cache_')
+os.environ['XDG_CACHE_HOME'] = _OWN_CACHE_DIR
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'dds: talks over real DDS (rclpy nodes, player or node processes); '
         '`benchmarks/stress_tests.py` runs these again and again under load')
+    config.addinivalue_line(
+        'markers', 'cuda: needs a CUDA GPU (skips without one); `benchmarks/gpu_check.sh` runs '
+        'these on a GPU machine')
     # rclpy's message-type loading imports lark, which imports the deprecated
     # sre_parse/sre_constants modules: third-party noise, not ours.
     config.addinivalue_line(
@@ -60,6 +68,7 @@ def pytest_report_header(config):
 def pytest_unconfigure(config):
     if _OWN_LOG_DIR is not None:
         shutil.rmtree(_OWN_LOG_DIR, ignore_errors=True)
+    shutil.rmtree(_OWN_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture

@@ -267,7 +267,7 @@ def intact_messages(samples: Sequence[TactileSample]) -> List[Tuple[str, object,
 # ------------------------------------------------------------------------------------ oracles
 @cache
 def shipped_model(kind: str) -> tuple:
-    """(model, metadata, device) of the shipped ``'collision'`` or ``'tactile'`` model on the
+    """The loaded (``LoadedModel``) shipped ``'collision'`` or ``'tactile'`` model on the
     CPU, loaded once: every fresh runtime of a test run shares it. One torch thread, as the
     nodes run (``cpu_threads``): more only wait on each other on a busy machine."""
     from importlib import import_module
@@ -275,10 +275,7 @@ def shipped_model(kind: str) -> tuple:
     import torch
 
     torch.set_num_threads(1)
-    model, metadata, _, device = import_module(f'rnn_perception.runtime.{kind}').load_predictor(
-        '', 'cpu'
-    )
-    return model, metadata, device
+    return import_module(f'rnn_perception.runtime.{kind}').load_predictor('', 'cpu')
 
 
 def collision_runtime():
@@ -286,14 +283,14 @@ def collision_runtime():
     from rnn_perception.runtime.collision import CollisionRuntime
     from rnn_perception.runtime.collision_parameters import CollisionSettings
 
-    return CollisionRuntime(*shipped_model('collision'), CollisionSettings(max_frame_age_s=0.0))
+    return CollisionRuntime(shipped_model('collision'), CollisionSettings(max_frame_age_s=0.0))
 
 
 def tactile_runtime():
     from rnn_perception.runtime.tactile import TactileRuntime
     from rnn_perception.runtime.tactile_parameters import TactileSettings
 
-    return TactileRuntime(*shipped_model('tactile'), TactileSettings())
+    return TactileRuntime(shipped_model('tactile'), TactileSettings())
 
 
 def feed_tactile(runtime, kind: str, message):

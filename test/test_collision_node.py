@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 
@@ -280,10 +281,12 @@ def test_reset_service(start_node, make_node, ros_executor, frames, weights):
     assert probe.stamped[1][1] == pytest.approx(fresh_probability(weights, frames[1]), abs=1e-5)
 
 
+@pytest.mark.parametrize('backend', ['torch', 'onnxruntime'])
 def test_stamps_going_backwards_reset_the_state(
-    start_node, make_node, ros_executor, frames, weights
+    start_node, make_node, ros_executor, frames, weights, backend
 ):
-    node = start_node()
+    node = start_node(backend=backend)
+    assert node.runtime.engine.describe().startswith(backend)
     probe = Probe(make_node, node)
     for index, stamp in enumerate([10.0, 10.0 + 1 / FPS, 10.0 + 2 / FPS, 5.0]):
         probe.send(ros_executor, node, image_message(frames[index], stamp))
@@ -395,6 +398,16 @@ def test_every_parameter_has_a_description(start_node):
     [
         ({'reset_gap_s': 0.0}, r'^reset_gap_s=0\.0 refused: must be a finite number > 0$'),
         ({'device': 'tpu'}, r"^device='tpu' refused: must be one of: auto, cpu, cuda$"),
+        ({'backend': 'tensorflow'},
+         r"^backend='tensorflow' refused: must be one of: torch, onnxruntime$"),
+        ({'onnx_providers': 'cuda,npu'}, r"^onnx_providers='cuda,npu' refused: must be auto or a "
+                                         r'comma-separated list of tensorrt, cuda, cpu '
+                                         r'\(unknown: npu\)$'),
+        pytest.param({'backend': 'onnxruntime', 'device': 'cuda'},
+                     r'^device cuda requested but this onnxruntime has no CUDA execution provider',
+                     marks=pytest.mark.skipif(
+                         'CUDAExecutionProvider' in onnxruntime.get_available_providers(),
+                         reason='this onnxruntime has the CUDA provider')),
         (
             {'weights': '/nonexistent/collision.safetensors'},
             r'/nonexistent/collision\.safetensors not found',

@@ -24,6 +24,7 @@ from rnn_perception.runtime.frame_policy import (AlertHysteresis, CLOCK_MISMATCH
                                                  FrameSubsampler, StalenessCheck)
 from rnn_perception.runtime.reset_policy import ResetPolicy
 from rnn_perception.runtime.watchdog import NoFrameWatchdog
+from rnn_perception.models.loading import LoadedModel
 
 FPS = 30.0
 
@@ -184,8 +185,8 @@ TWO_LAYERS = CollisionConfig(
 
 
 def make_runtime(model, **settings):
-    return CollisionRuntime(model, {'fps': FPS, 'threshold': 0.5}, torch.device('cpu'),
-                            CollisionSettings(**settings))
+    return CollisionRuntime(LoadedModel(model, {'fps': FPS, 'threshold': 0.5}, None,
+                                        torch.device('cpu')), CollisionSettings(**settings))
 
 
 def image(rgb: np.ndarray, stamp_s: float, encoding='rgb8') -> SimpleNamespace:
@@ -367,7 +368,7 @@ def test_tile_maps_layout_and_grey_levels():
 def test_activation_mosaic_shows_every_state_map(model, frames):
     runtime = make_runtime(model)
     runtime.process(image(frames[0], 1.0), 0.0)
-    mosaic = activation_mosaic(runtime.state, columns=8)
+    mosaic = activation_mosaic(runtime.engine.state_arrays(), columns=8)
     # two layers x (h, c), 32 channels each -> 4 blocks of 4 rows of 16 px cells, 3 px gaps
     block_height = 4 * 17 - 1
     assert mosaic.dtype == np.uint8

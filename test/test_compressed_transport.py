@@ -47,10 +47,14 @@ def camera_frames(count: int, height: int = 480, width: int = 640):
 
 def offline_probabilities(node, messages):
     """What a fresh runtime with the node's model and settings answers to ``messages``."""
+    import torch
+
+    from rnn_perception.models.loading import LoadedModel
     from rnn_perception.runtime.collision import CollisionRuntime
 
-    runtime = CollisionRuntime(node.runtime.model, {'fps': FPS, 'threshold': 0.5},
-                               node.runtime.device, node.settings)
+    runtime = CollisionRuntime(LoadedModel(node.runtime.model, {'fps': FPS, 'threshold': 0.5},
+                                           None, torch.device(node.runtime.device)),
+                               node.settings)
     results = [runtime.process(message, 0.0) for message in messages]
     return [result.probability for result in results if result.probability is not None]
 

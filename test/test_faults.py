@@ -21,12 +21,13 @@ from rnn_perception.models.collision import CollisionConfig, CollisionPredictor,
 from rnn_perception.runtime.collision import CollisionRuntime, Outcome
 from rnn_perception.runtime.collision_diagnostics import DiagnosticsSummary
 from rnn_perception.runtime.collision_parameters import CollisionSettings
-from rnn_perception.runtime.device_fallback import is_device_failure
+from rnn_perception.models.torch_engine import is_device_failure, TactileTorchEngine
 from rnn_perception.runtime.diagnostics import DIAGNOSTIC_WARN
 from rnn_perception.runtime.tactile import Outcome as TactileOutcome
 from rnn_perception.runtime.tactile import TactileRuntime
 from rnn_perception.runtime.tactile_diagnostics import TactileDiagnostics
 from rnn_perception.runtime.tactile_parameters import TactileSettings
+from rnn_perception.models.loading import LoadedModel
 from test_collision_runtime import image
 from test_tactile_runtime import CONFIG as TACTILE_CONFIG
 from test_tactile_runtime import PERIOD_NS, pose_message, samples, tactile_message
@@ -47,13 +48,12 @@ def small_collision_model(seed: int = 0) -> CollisionPredictor:
 
 
 def collision_runtime(model, device=torch.device('cpu'), **settings) -> CollisionRuntime:
-    return CollisionRuntime(
-        model, {'fps': FPS, 'threshold': 0.5}, device, CollisionSettings(**settings)
-    )
+    return CollisionRuntime(LoadedModel(model, {'fps': FPS, 'threshold': 0.5}, None, device),
+                            CollisionSettings(**settings))
 
 
 def tactile_runtime(model, device=torch.device('cpu')) -> TactileRuntime:
-    return TactileRuntime(model, {'rate_hz': 100.0}, device, TactileSettings())
+    return TactileRuntime(LoadedModel(model, {'rate_hz': 100.0}, None, device), TactileSettings())
 
 
 def offline_probabilities(model, frames) -> np.ndarray:
@@ -160,9 +160,8 @@ def test_tactile_state_resets_exactly_on_stamp_jumps(tactile_model, steps, lost)
     predicted = np.stack([r.poses for r in results])
     assert np.isfinite(predicted).all()
     for start, stop in segments([reason is not None for reason in expected]):
-        fresh = stepped_predictions(
-            tactile_model, tactile[start:stop], poses[start:stop], torch.device('cpu')
-        )
+        fresh = stepped_predictions(TactileTorchEngine(tactile_model, torch.device('cpu')),
+                                    tactile[start:stop], poses[start:stop])
         np.testing.assert_allclose(predicted[start:stop], fresh, atol=1e-5)
 
 
@@ -190,8 +189,9 @@ def test_a_camera_that_drops_frames_restarts_and_rewinds(collision_model, pool):
 # ------------------------------------------------------------------------------- GPU fallback
 @pytest.fixture
 def fake_cuda(monkeypatch):
-    """``torch.device('cuda')`` on a machine without one: tensors sent there stay on the CPU, so
-    a runtime built for CUDA runs, and a failure injected into its model is what stops it."""
+    """``torch.device('cuda')`` on a machine without one: tensors sent there stay on the CPU
+    (and pinning host memory is a no-op), so a runtime built for CUDA runs, and a failure
+    injected into its model is what stops it."""
     real_to = torch.Tensor.to
 
     def to(tensor, *args, **kwargs):
@@ -204,7 +204,11 @@ def fake_cuda(monkeypatch):
         return real_to(tensor, *args, **kwargs)
 
     monkeypatch.setattr(torch.Tensor, 'to', to)
-    return torch.device('cuda')
+    monkeypatch.setattr(torch.Tensor, 'pin_memory', lambda tensor: tensor)
+    # the engine turns TF32 off for CUDA, process-wide: put the flags back after the test
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    yield torch.device('cuda')
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 class FailingSteps:
@@ -266,7 +270,7 @@ def test_collision_runtime_falls_back_to_the_cpu(fake_cuda, pool, monkeypatch, e
     assert [r.device_failure for r in results] == [None, None, failure, None, None]
     assert results[2].reset_reason == failure and runtime.last_reset_reason == failure
     assert runtime.counters.resets == 1
-    assert runtime.device == torch.device('cpu') and all(
+    assert runtime.device == 'cpu' and all(
         p.device.type == 'cpu' for p in model.parameters()
     )
     # the failed frame is answered from a fresh state on the CPU, the next ones carry it on; the
@@ -300,14 +304,16 @@ def test_tactile_runtime_falls_back_to_the_cpu(fake_cuda, error, wipe):
     failure = results[1].device_failure
     assert failure.startswith('cuda failed, model moved to the CPU for good: CUDA ')
     assert [r.device_failure for r in results] == [None, failure, None, None]
-    assert runtime.counters.resets == 1 and runtime.device == torch.device('cpu')
+    assert runtime.counters.resets == 1 and runtime.device == 'cpu'
     predicted = np.stack([r.poses for r in results])
     cpu = torch.device('cpu')
     np.testing.assert_allclose(
-        predicted[:1], stepped_predictions(reference, tactile[:1], poses[:1], cpu), atol=1e-5
+        predicted[:1], stepped_predictions(TactileTorchEngine(reference, cpu), tactile[:1],
+                                           poses[:1]), atol=1e-5
     )
     np.testing.assert_allclose(
-        predicted[1:], stepped_predictions(reference, tactile[1:], poses[1:], cpu), atol=1e-5
+        predicted[1:], stepped_predictions(TactileTorchEngine(reference, cpu), tactile[1:],
+                                           poses[1:]), atol=1e-5
     )
     report = diagnostics.report(1.0)
     assert report.level == DIAGNOSTIC_WARN and f'degraded: {failure}' in report.message
@@ -331,7 +337,7 @@ def test_other_failures_propagate(fake_cuda, pool, device, error):
     with pytest.raises(RuntimeError) as raised:
         runtime.process(image(pool[0], 1.0), 0.0)
     assert (
-        raised.value is error and runtime.compute.failure is None and runtime.counters.resets == 0
+        raised.value is error and runtime.engine.failure is None and runtime.counters.resets == 0
     )
 
 

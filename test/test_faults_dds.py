@@ -99,6 +99,7 @@ def test_tactile_node_through_driver_restarts(
 
     from rnn_perception.data.tactile_bag import pose_vector
     from rnn_perception.evaluation.tactile import stepped_predictions
+    from rnn_perception.models.torch_engine import TactileTorchEngine
     from rnn_perception.models.tactile import load_tactile_model
     from rnn_perception.nodes.tactile_node import TactileNode
     from test_tactile_runtime import samples
@@ -152,9 +153,8 @@ def test_tactile_node_through_driver_restarts(
     assert np.isfinite(predicted).all()
     model, _ = load_tactile_model(tactile_weights_file)
     for start, stop in segments([False] * 5 + [True, False, True, False]):
-        fresh = stepped_predictions(
-            model, tactile[start:stop], poses[start:stop], torch.device('cpu')
-        )
+        fresh = stepped_predictions(TactileTorchEngine(model, torch.device('cpu')),
+                                    tactile[start:stop], poses[start:stop])
         np.testing.assert_allclose(predicted[start:stop], fresh, atol=1e-4)
 
 

@@ -106,8 +106,11 @@ def test_eval_decodes_compressed_frames_as_the_node_does(bags, weights):
     """``eval --bag`` on the JPEG bag steps the frames the node's decoder makes (libjpeg's
     reduced decoding for a model this small), close to the raw bag's answers."""
     from rnn_perception.data.compressed_image import CompressedImageDecoder
+    import torch
+
     from rnn_perception.evaluation.collision import stepped_probabilities
     from rnn_perception.models.collision import load_collision_model
+    from rnn_perception.models.torch_engine import CollisionTorchEngine
 
     _, paths = bags
     traces, metrics = evaluate_bag(weights, paths['jpeg_4_3'])
@@ -118,7 +121,9 @@ def test_eval_decodes_compressed_frames_as_the_node_does(bags, weights):
     messages = [record.message for record in read_bag(paths['jpeg_4_3'], [COMPRESSED_TOPIC])]
     node_frames = [decoder(message)[0] for message in messages]
     assert decoder.scale == 1  # 96x72 / 2 is under 64 rows: decoded in full
-    expected = stepped_probabilities(model, node_frames[:len(traces[0].probabilities)], 'cpu')
+    expected = stepped_probabilities(CollisionTorchEngine(model, torch.device('cpu')),
+                                     model.config.image_size,
+                                     node_frames[:len(traces[0].probabilities)])
     np.testing.assert_allclose(traces[0].probabilities, expected, atol=1e-6)
     for trace, raw in zip(traces, raw_traces):
         np.testing.assert_allclose(trace.probabilities, raw.probabilities, atol=0.05)

@@ -18,6 +18,8 @@ from rnn_perception.runtime.tactile_parameters import parameter_problem, PARAMET
 from rnn_perception.runtime.tactile_diagnostics import TactileDiagnostics
 from rnn_perception.runtime.tactile_input import BadInput, pose_fields, tactile_values
 from rnn_perception.runtime.tactile_parameters import TactileSettings
+from rnn_perception.models.loading import LoadedModel
+from rnn_perception.models.torch_engine import TactileTorchEngine
 from test_tactile_model import NORMALISATION, make_model
 
 CONFIG = TactileConfig(hidden_size=8, num_layers=2, head_size=6, horizon=5)
@@ -52,9 +54,13 @@ def samples(count, seed=0):
 
 @pytest.fixture
 def runtime():
-    return TactileRuntime(
-        make_model(CONFIG), {'rate_hz': 100.0}, torch.device('cpu'), TactileSettings()
-    )
+    return TactileRuntime(LoadedModel(make_model(CONFIG), {'rate_hz': 100.0}, None,
+                                      torch.device('cpu')), TactileSettings())
+
+
+def reference(runtime) -> TactileTorchEngine:
+    """An engine of its own on the runtime's model, for what the runtime must answer."""
+    return TactileTorchEngine(runtime.model, torch.device('cpu'))
 
 
 def feed(runtime, tactile, poses, start_ns=1_000_000_000):
@@ -71,7 +77,7 @@ def test_paired_samples_step_like_the_offline_evaluation(runtime):
     assert [r.outcome for r in results] == [Outcome.WAITING, Outcome.PROCESSED] * 12
     processed = [r for r in results if r.outcome is Outcome.PROCESSED]
     assert [r.stamp_ns for r in processed] == [1_000_000_000 + k * PERIOD_NS for k in range(12)]
-    offline = stepped_predictions(runtime.model, tactile, poses, torch.device('cpu'))
+    offline = stepped_predictions(reference(runtime), tactile, poses)
     # the pose goes through a quaternion and back: float32 rounding of the angle only
     np.testing.assert_allclose(np.stack([r.poses for r in processed]), offline, atol=1e-5)
     assert runtime.counters.processed == 12 and runtime.latency.percentile_ms(99) > 0
@@ -105,7 +111,7 @@ def test_bad_tactile_arrays_are_counted_and_skipped_with_their_sample_keeping_th
     ) == 2  # it keeps serving good samples
     # ... as if the bad array and its sample had never come
     good = np.concatenate([tactile[:2], tactile[3:]]), np.concatenate([poses[:2], poses[3:]])
-    expected = stepped_predictions(runtime.model, *good, torch.device('cpu'))[2:]
+    expected = stepped_predictions(reference(runtime), *good)[2:]
     np.testing.assert_allclose(
         np.stack([r.poses for r in later if r.poses is not None]), expected, atol=1e-5
     )
@@ -156,7 +162,7 @@ def test_a_lost_message_costs_one_sample_and_the_next_pair_up(runtime):
     result = runtime.on_pose(pose_message(1_020_000_000, poses[2]), 0.0)
     assert result.outcome is Outcome.PROCESSED and result.stamp_ns == 1_020_000_000
     assert runtime.pairer.unpaired == 2
-    expected = stepped_predictions(runtime.model, tactile[2:3], poses[2:3], torch.device('cpu'))[0]
+    expected = stepped_predictions(reference(runtime), tactile[2:3], poses[2:3])[0]
     np.testing.assert_allclose(result.poses, expected, atol=1e-5)
 
 
@@ -167,9 +173,8 @@ def test_stamp_gaps_and_stamps_going_back_reset_the_state(runtime):
     assert gap.reset_reason.startswith('stamp gap') and runtime.counters.resets == 1
     back = feed(runtime, tactile[4:5], poses[4:5], start_ns=1_500_000_000)[-1]
     assert back.reset_reason.startswith('stamps went backwards')
-    fresh = TactileRuntime(
-        runtime.model, {'rate_hz': 100.0}, torch.device('cpu'), TactileSettings()
-    )
+    fresh = TactileRuntime(LoadedModel(runtime.model, {'rate_hz': 100.0}, None,
+                                       torch.device('cpu')), TactileSettings())
     np.testing.assert_allclose(
         back.poses, feed(fresh, tactile[4:5], poses[4:5])[-1].poses, atol=1e-6
     )

@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable, List, Optional
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
 
-from ..cli import OneLineParser, report_error
+import torch
+
+from ..cli import OneLineParser, report_error, UsageError
 from ..data.bags import BagError
 from ..data.shards import DatasetError
-from ..device import add_device_option, DeviceUnavailableError
+from ..device import add_device_option, DeviceUnavailableError, select_device
+from ..files import PathLike
+from ..models.engines import EngineOptions, start_engine
+from ..models.loading import KindLoader, LoadedModel
+from ..models.step_engine import BACKENDS, EngineStartError, StepEngine, TORCH_BACKEND
 
 
 def evaluation_main(
@@ -21,7 +28,8 @@ def evaluation_main(
     (exit status 2 and 1, see :mod:`rnn_perception.cli`)."""
     try:
         return run(build_parser().parse_args(argv))
-    except (OSError, ValueError, DatasetError, BagError, DeviceUnavailableError) as error:
+    except (OSError, ValueError, DatasetError, BagError, DeviceUnavailableError,
+            EngineStartError) as error:
         return report_error(f'eval {model}', error)             # one line, no traceback
 
 
@@ -40,7 +48,27 @@ def evaluation_parser(model: str, description: str, sim: str) -> argparse.Argume
     )
     source.add_argument('--bag', metavar='PATH', help=f'{sim} rosbag2 (python -m sim {sim} --bag)')
     add_device_option(parser, default='cpu')
+    parser.add_argument('--backend', choices=BACKENDS, default=TORCH_BACKEND,
+                        help='with --bag: what steps the model, as the nodes\' backend parameter '
+                             f'(default: {TORCH_BACKEND}; --data runs torch\'s whole-sequence '
+                             'forward)')
     parser.add_argument(
         '--json', action='store_true', help='print one JSON object instead of tables'
     )
     return parser
+
+
+def check_backend(args: argparse.Namespace) -> None:
+    """``--backend`` other than torch steps a bag; a dataset runs whole sequences in torch."""
+    if args.backend != TORCH_BACKEND and args.bag is None:
+        raise UsageError(f'--backend {args.backend} steps a bag: give --bag, not --data')
+
+
+def bag_engine(kind: str, weights_path: PathLike, load: KindLoader, device='cpu',
+               backend: str = TORCH_BACKEND) -> Tuple[StepEngine, LoadedModel]:
+    """The engine that steps the ``kind`` weights at ``weights_path`` through a bag as the node
+    does (the same backend, the node's one thread), and the loaded weights."""
+    options = EngineOptions(backend=backend, device=torch.device(device).type)
+    model_device = select_device(options.model_device)
+    loaded = LoadedModel(*load(weights_path, model_device), Path(weights_path), model_device)
+    return start_engine(kind, loaded, options), loaded

@@ -51,7 +51,7 @@ from rnn_perception.data.bags import BagError
 from rnn_perception.data.dodgeball_bag import episodes_from_bag
 from rnn_perception.data.dodgeball_dataset import DodgeballEpisode, load_dodgeball_dataset
 from rnn_perception.device import select_device
-from rnn_perception.evaluation import evaluation_main, evaluation_parser
+from rnn_perception.evaluation import bag_engine, check_backend, evaluation_main, evaluation_parser
 from rnn_perception.evaluation.collision_metrics import (bag_trace, collision_metrics,
                                                          episode_rows, EpisodeTrace)
 from rnn_perception.evaluation.collision_plots import plot_roc, plot_traces
@@ -59,6 +59,7 @@ from rnn_perception.files import PathLike
 from rnn_perception.models.collision import (CollisionPredictor, DEFAULT_THRESHOLD,
                                              frames_to_tensor, load_collision_model,
                                              model_threshold, resize_frames)
+from rnn_perception.models.step_engine import StepEngine, TORCH_BACKEND
 
 EVAL_BATCH_SIZE = 32         # episodes per whole-sequence forward
 METRIC_KEYS = (
@@ -103,19 +104,13 @@ def sequence_probabilities(
     return results
 
 
-@torch.no_grad()
-def stepped_probabilities(model: CollisionPredictor, frames: Iterable[np.ndarray],
-                          device: torch.device) -> np.ndarray:
-    """One ``step`` per ``(H, W, 3)`` uint8 frame from a zero state, as the node runs the model
-    (its frozen snapshot)."""
-    model.eval()
-    frozen = model.frozen()
-    state, probabilities = None, []
-    for rgb in frames:
-        frame = frames_to_tensor(resize_frames(rgb[None], model.config.image_size), device)
-        logits, state = frozen.step(frame, state)
-        probabilities.append(float(torch.sigmoid(logits)[0]))
-    return np.array(probabilities)
+def stepped_probabilities(engine: StepEngine, image_size: Sequence[int],
+                          frames: Iterable[np.ndarray]) -> np.ndarray:
+    """One step of ``engine`` per ``(H, W, 3)`` uint8 frame, resized to ``image_size``, from
+    the initial state: what the node answers."""
+    engine.reset()
+    return np.array([float(engine.step(resize_frames(rgb[None], image_size)))
+                     for rgb in frames])
 
 
 def dataset_traces(model: CollisionPredictor, episodes: Iterable[DodgeballEpisode],
@@ -152,15 +147,15 @@ def evaluate_dataset(
 
 
 def evaluate_bag(weights_path: PathLike, bag_path: PathLike, device='cpu',
-                 threshold: Optional[float] = None, image_topic: Optional[str] = None
-                 ) -> Tuple[List[EpisodeTrace], Dict[str, Any]]:
-    """Traces and metrics of a weights file on a dodgeball bag, stepped frame by frame with a
-    fresh state per episode, as the node does; ``threshold`` defaults to the weights' own,
-    ``image_topic`` to the bag's only image topic."""
-    device = torch.device(device)
-    model, metadata = load_collision_model(weights_path, device)
-    episodes = episodes_from_bag(bag_path, image_topic, min_size=model.config.image_size)
-    traces = [bag_trace(episode, stepped_probabilities(model, episode.frames, device))
+                 threshold: Optional[float] = None, image_topic: Optional[str] = None,
+                 backend: str = TORCH_BACKEND) -> Tuple[List[EpisodeTrace], Dict[str, Any]]:
+    """Traces and metrics of a weights file on a dodgeball bag, stepped frame by frame on
+    ``backend`` with a fresh state per episode, as the node does; ``threshold`` defaults to the
+    weights' own, ``image_topic`` to the bag's only image topic."""
+    engine, loaded = bag_engine('collision', weights_path, load_collision_model, device, backend)
+    metadata, image_size = loaded.metadata, loaded.model.config.image_size
+    episodes = episodes_from_bag(bag_path, image_topic, min_size=image_size)
+    traces = [bag_trace(episode, stepped_probabilities(engine, image_size, episode.frames))
               for episode in episodes]
     if not traces:
         raise BagError(f'{bag_path}: no labelled frames')
@@ -220,12 +215,13 @@ def report_lines(rows: Sequence[Dict[str, Any]], metrics: Dict[str, Any]) -> Lis
 def run(args: argparse.Namespace) -> int:
     if args.image_topic is not None and args.bag is None:
         raise UsageError('--image-topic reads a bag: give --bag, not --data (see --help)')
+    check_backend(args)
     device = select_device(args.device)
     if args.data is not None:
         traces, metrics = evaluate_dataset(args.weights, args.data, device, args.threshold)
     else:
         traces, metrics = evaluate_bag(args.weights, args.bag, device, args.threshold,
-                                       args.image_topic)
+                                       args.image_topic, args.backend)
     rows = episode_rows(traces, metrics['threshold'])
     if args.traces:
         plot_traces(traces, args.traces, metrics['threshold'])

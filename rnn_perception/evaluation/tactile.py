@@ -47,12 +47,13 @@ from rnn_perception.data.tactile_dataset import (
     TactileEpisode,
 )
 from rnn_perception.device import select_device
-from rnn_perception.evaluation import evaluation_main, evaluation_parser
+from rnn_perception.evaluation import bag_engine, check_backend, evaluation_main, evaluation_parser
 from rnn_perception.evaluation.tactile_metrics import (bag_prediction, baseline_ratio,
                                                        EpisodePrediction, PREDICTORS,
                                                        tactile_metrics)
 from rnn_perception.evaluation.tactile_plots import plot_trajectories
 from rnn_perception.files import PathLike
+from rnn_perception.models.step_engine import StepEngine, TORCH_BACKEND
 from rnn_perception.models.tactile import load_tactile_model, TactilePredictor
 
 EVAL_BATCH_SIZE = 64         # episodes per whole-sequence forward
@@ -88,24 +89,14 @@ def sequence_predictions(model: TactilePredictor, episodes: Sequence[TactileEpis
     return results
 
 
-@torch.no_grad()
-def stepped_predictions(
-    model: TactilePredictor,
-    tactile: Iterable[np.ndarray],
-    poses: Iterable[np.ndarray],
-    device: torch.device,
-) -> np.ndarray:
-    """One ``step`` per sample from a zero state, as the node runs the model: ``(T, H, 4)``."""
-    model.eval()
-    state, futures = None, []
-    for values, pose in zip(tactile, poses):
-        predicted, state = model.step(
-            torch.as_tensor(values, dtype=torch.float32, device=device)[None],
-            torch.as_tensor(pose, dtype=torch.float32, device=device)[None],
-            state,
-        )
-        futures.append(predicted[0].cpu().numpy())
-    return np.stack(futures)
+def stepped_predictions(engine: StepEngine, tactile: Iterable[np.ndarray],
+                        poses: Iterable[np.ndarray]) -> np.ndarray:
+    """One step of ``engine`` per sample from the initial state, as the node runs the model:
+    ``(T, H, 4)``."""
+    engine.reset()
+    return np.stack([engine.step(np.asarray(values, np.float32)[None],
+                                 np.asarray(pose, np.float32)[None])
+                     for values, pose in zip(tactile, poses)])
 
 
 def evaluate_dataset(weights_path: PathLike, data_dir: PathLike,
@@ -123,14 +114,13 @@ def evaluate_dataset(weights_path: PathLike, data_dir: PathLike,
 # ----------------------------------------------------------------------------------------- bags
 
 
-def evaluate_bag(weights_path: PathLike, bag_path: PathLike,
-                 device='cpu') -> tuple[List[EpisodePrediction], Dict[str, Any]]:
-    """Predictions and metrics of a weights file on a tactile bag, stepped sample by sample with
-    a fresh state per episode, as the node does."""
-    device = torch.device(device)
-    model, _ = load_tactile_model(weights_path, device)
+def evaluate_bag(weights_path: PathLike, bag_path: PathLike, device='cpu',
+                 backend: str = TORCH_BACKEND) -> tuple[List[EpisodePrediction], Dict[str, Any]]:
+    """Predictions and metrics of a weights file on a tactile bag, stepped sample by sample on
+    ``backend`` with a fresh state per episode, as the node does."""
+    engine, _ = bag_engine('tactile', weights_path, load_tactile_model, device, backend)
     predictions = [
-        bag_prediction(episode, stepped_predictions(model, episode.tactile, episode.poses, device))
+        bag_prediction(episode, stepped_predictions(engine, episode.tactile, episode.poses))
         for episode in episodes_from_bag(bag_path)
     ]
     return predictions, tactile_metrics(predictions)
@@ -175,11 +165,12 @@ def report_lines(metrics: Dict[str, Any]) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_backend(args)
     device = select_device(args.device)
     if args.data is not None:
         predictions, metrics = evaluate_dataset(args.weights, args.data, device)
     else:
-        predictions, metrics = evaluate_bag(args.weights, args.bag, device)
+        predictions, metrics = evaluate_bag(args.weights, args.bag, device, args.backend)
     if args.plot:
         plot_trajectories(predictions, args.plot)
     print(json.dumps(metrics, allow_nan=False) if args.json else '\n'.join(report_lines(metrics)))

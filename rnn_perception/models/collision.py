@@ -334,10 +334,16 @@ def resize_frames(frames: np.ndarray, image_size: Sequence[int]) -> np.ndarray:
     )
 
 
+def frame_input(frames: Tensor) -> Tensor:
+    """``(..., H, W, 3)`` uint8 RGB -> ``(..., 3, H, W)`` float32 in [0, 1], the model's input
+    (channels-last in memory, as the frozen step wants it)."""
+    return frames.movedim(-1, -3).float().div_(255.0)
+
+
 def frames_to_tensor(frames: np.ndarray, device=None) -> Tensor:
-    """``(..., H, W, 3)`` uint8 RGB -> ``(..., 3, H, W)`` float32 in [0, 1], the model's input."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
-    return tensor.movedim(-1, -3).float().div_(255.0)
+    """``(..., H, W, 3)`` uint8 RGB numpy -> the model's input on ``device``
+    (:func:`frame_input`)."""
+    return frame_input(torch.from_numpy(np.ascontiguousarray(frames)).to(device))
 
 
 # ---------------------------------------------------------------------------------- weights file

@@ -15,6 +15,9 @@ Exported with ``torch.onnx.export(dynamo=True)`` at opset :data:`OPSET`, checked
 ``onnx.checker``, with the weights' metadata in the model's ``metadata_props`` (``kind``,
 ``threshold``, the config, and ``source_sha256``, the weights file's hash, so a stale export is
 detected), written under a temporary name and renamed when complete.
+
+:func:`step_graph` finds the graph of a weights file for the ``onnxruntime`` backend: beside the
+weights, in the cache, or exported into the cache when neither is current.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn, Tensor
@@ -144,3 +147,33 @@ def export_metadata(path: PathLike) -> Dict[str, str]:
     proto = onnx.load_model(str(path), load_external_data=False)
     return {entry.key[len(METADATA_PREFIX):]: entry.value for entry in proto.metadata_props
             if entry.key.startswith(METADATA_PREFIX)}
+
+
+def graph_source(path: PathLike) -> Optional[str]:
+    """The ``source_sha256`` of the step graph at ``path``; ``None`` when there is no readable
+    graph there (missing, truncated, not ONNX)."""
+    from google.protobuf.message import DecodeError
+
+    try:
+        return export_metadata(path).get('source_sha256')
+    except (OSError, DecodeError, ValueError):
+        return None
+
+
+def step_graph(kind: str, model: nn.Module, metadata: Dict[str, Any], weights_path: PathLike,
+               cache_dir: PathLike) -> Tuple[Path, str]:
+    """The step graph of the weights at ``weights_path``, and where it came from: the ``.onnx``
+    beside the weights when it was exported from exactly these weights (its ``source_sha256``),
+    else the one in ``cache_dir`` named by the weights' hash, exported there now when it is not
+    there yet. A graph of other weights is never used: retrained weights get a new graph."""
+    source = file_sha256(weights_path)
+    beside = Path(weights_path).with_suffix('.onnx')
+    if graph_source(beside) == source:
+        return beside, 'beside the weights'
+    cached = Path(cache_dir) / f'{kind}-{source[:16]}.onnx'
+    if graph_source(cached) == source:
+        return cached, 'cached'
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    export_step(kind, model, metadata, weights_path, cached)
+    why = 'is stale or unreadable' if beside.exists() else 'is missing'
+    return cached, f'exported at start: the .onnx beside the weights {why}'

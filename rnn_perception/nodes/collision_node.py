@@ -87,7 +87,7 @@ class CollisionNode(ModelNode):
         self._diagnostics = DiagnosticsSummary(self.runtime)
         self._watchdog = NoFrameWatchdog(self.settings.no_frame_warning_s)
         self.get_logger().info(
-            f'model {self.model_path} on {self.runtime.device} '
+            f'model {self.model_path}, {self.runtime.engine.describe()} '
             f'(trained at {self.runtime.model_fps:g} fps, alert '
             f'threshold {self.runtime.alert.on_threshold:g}); images decoded with {decoder_name()}'
         )
@@ -139,7 +139,7 @@ class CollisionNode(ModelNode):
         if (
             self._activations_pub.get_subscription_count() > 0
         ):  # the mosaic costs: only when watched
-            mosaic = activation_mosaic(self.runtime.state)
+            mosaic = activation_mosaic(self.runtime.engine.state_arrays())
             self._activations_pub.publish(
                 Image(header=message.header, **array_to_image_fields(mosaic))
             )

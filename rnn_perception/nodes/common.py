@@ -21,9 +21,10 @@ from std_srvs.srv import Trigger
 from ..cli import report_error
 from ..device import DeviceUnavailableError
 from ..models.loading import LoadedModel
+from ..models.step_engine import EngineStartError
 from ..models.weights_file import ModelFileError
 from ..runtime.diagnostics import DiagnosticReport
-from ..runtime.parameters import parameter_checker, ParameterSpec, Settings
+from ..runtime.parameters import engine_options, parameter_checker, ParameterSpec, Settings
 
 INTERNAL_ERROR_THROTTLE_S = 5.0
 WARNING_THROTTLE_S = 5.0        # bad-input warnings, at most one per this many seconds
@@ -120,9 +121,9 @@ class ModelNode(Node):
 
     A subclass names its parts as class attributes: ``parameters`` (the specs), ``settings_type``
     (the settings dataclass made from them), ``load_model(weights, device)`` (its runtime
-    module's ``load_predictor``) and ``runtime_type``, built as ``runtime_type(model, metadata,
-    device, settings)``. The base declares the validated parameters, gives torch
-    ``cpu_threads``, loads the weights and builds ``self.runtime`` (a problem with any of these
+    module's ``load_predictor``) and ``runtime_type``, built as ``runtime_type(loaded model,
+    settings)``. The base declares the validated parameters, gives torch ``cpu_threads``, loads
+    the weights and builds ``self.runtime`` with its step engine (a problem with any of these
     is a :class:`StartupError`: the node is destroyed and the message says which); gives the
     message callbacks ``self.callback_guard`` (:class:`CallbackGuard`); serves ``~/reset``;
     publishes :meth:`diagnostics_report` on ``/diagnostics`` every ``diagnostics_period_s`` of
@@ -143,14 +144,16 @@ class ModelNode(Node):
                 self.settings_type()
             )
             torch.set_num_threads(self.settings.cpu_threads)
-            loaded = type(self).load_model(self.settings.weights, self.settings.device)
-        except (StartupError, ParameterException, ModelFileError, DeviceUnavailableError) as error:
+            loaded = type(self).load_model(self.settings.weights,
+                                           engine_options(self.settings).model_device)
+            self.runtime = self.runtime_type(loaded, self.settings)
+        except (StartupError, ParameterException, ModelFileError, DeviceUnavailableError,
+                EngineStartError) as error:
             self.destroy_node()
             raise StartupError(str(error)) from None
         self.model_path = loaded.path
-        self.runtime = self.runtime_type(
-            loaded.model, loaded.metadata, loaded.device, self.settings
-        )
+        if self.runtime.engine.failure:
+            self.get_logger().warning(f'degraded at start: {self.runtime.engine.failure}')
         self.callback_guard = CallbackGuard(self.get_logger())
         self._diagnostics_pub = self.create_publisher(
             DiagnosticArray, '/diagnostics', OUTPUT_DEPTH

@@ -65,8 +65,9 @@ class TactileNode(ModelNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self._diagnostics = TactileDiagnostics(self.runtime)
-        self.get_logger().info(f'model {self.model_path} on {self.runtime.device} (trained at '
-                               f'{self.runtime.rate_hz:g} Hz, {self.runtime.horizon} poses ahead)')
+        self.get_logger().info(
+            f'model {self.model_path}, {self.runtime.engine.describe()} (trained at '
+            f'{self.runtime.rate_hz:g} Hz, {self.runtime.horizon} poses ahead)')
         self._poses_pub = self.create_publisher(PoseArray, OUTPUT_TOPIC, OUTPUT_DEPTH)
         qos = QoSProfile(depth=INPUT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(Float32MultiArray, TACTILE_TOPIC, self._on_tactile, qos)

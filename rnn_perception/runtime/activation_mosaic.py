@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import numpy as np
-import torch
 
 
 MIN_MAP_CELL_PX = 16      # coarse maps (the default model's are 8x8) are scaled up to stay visible
@@ -29,21 +28,21 @@ def tile_maps(maps: np.ndarray, columns: int, cell: int) -> np.ndarray:
     return grid
 
 
-def activation_mosaic(state: Sequence[Tuple[torch.Tensor, ...]], columns: int = 8) -> np.ndarray:
-    """The ConvLSTM state of the first batch item as one mono8 picture: per layer, the hidden
-    maps ``h`` then the cell maps ``c``, stacked top to bottom with 3 px gaps.
+def activation_mosaic(state: Sequence[np.ndarray], columns: int = 8) -> np.ndarray:
+    """The ConvLSTM state of the first batch item, as a step engine's ``state_arrays`` gives
+    it (per layer ``h`` then ``c``, each ``(C, h, w)``), as one mono8 picture: the maps stacked
+    top to bottom with 3 px gaps.
 
     ``h`` is already in [-1, 1]; each ``c`` (unbounded) is divided by its largest magnitude, so
     the picture shows where the memory is, not its absolute scale.
     """
     blocks: List[np.ndarray] = []
-    cell = max(MIN_MAP_CELL_PX, *(int(tensor.shape[-1]) for layer in state for tensor in layer))
-    for layer in state:
-        for name, tensor in zip(('h', 'c'), layer):
-            maps = tensor[0].detach().float().cpu().numpy()
-            if name == 'c':
-                maps = maps / max(float(np.abs(maps).max()), 1e-6)
-            blocks.append(tile_maps(maps, columns, cell))
+    cell = max(MIN_MAP_CELL_PX, *(int(maps.shape[-1]) for maps in state))
+    for index, maps in enumerate(state):
+        maps = np.asarray(maps, np.float32)
+        if index % 2:                          # a cell map c
+            maps = maps / max(float(np.abs(maps).max()), 1e-6)
+        blocks.append(tile_maps(maps, columns, cell))
     width = max(block.shape[1] for block in blocks)
     gap = np.zeros((3, width), np.uint8)
     padded = [np.pad(block, ((0, 0), (0, width - block.shape[1]))) for block in blocks]

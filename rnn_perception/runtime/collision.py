@@ -19,13 +19,16 @@ One camera frame goes through :meth:`CollisionRuntime.process`:
 4. **Subsample?** Frames faster than the model's training rate are thinned to it
    (:class:`FrameSubsampler`).
 5. **Step.** The frame is resized to the model's input (``resize_frames``, as in training and
-   evaluation) and the model runs **one** ``step`` with the carried state, in
-   ``torch.inference_mode``; never a window of frames again. It steps the model's frozen
-   snapshot (``CollisionPredictor.frozen``: constants folded, convolutions fused).
+   evaluation) and the model runs **one** step with the carried state, never a window of frames
+   again, on the backend the ``backend`` parameter names
+   (:mod:`rnn_perception.models.step_engine`): ``torch`` steps the model's frozen snapshot
+   (``CollisionPredictor.frozen``: constants folded, convolutions fused), ``onnxruntime`` the
+   exported step graph; both answer alike (within 1e-5).
 6. **Alert.** The probability goes through :class:`AlertHysteresis` for the boolean alert.
 
-If the GPU fails during a step (out of memory, a CUDA error), the model moves to the CPU for
-good, the state resets and the frame is answered there (:class:`~.device_fallback.CpuFallback`).
+If the GPU fails during a step (out of memory, a CUDA or execution provider error), the engine
+moves to the CPU for good, the state resets and the frame is answered there
+(:meth:`~rnn_perception.models.step_engine.StepEngine.run`).
 
 Frames without a stamp (zero) are timed by the node clock instead.
 """
@@ -34,20 +37,18 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
-
-import numpy as np
-import torch
+from typing import Optional
 
 from ..data.camera_frames import frame_reader
 from ..data.image_conversion import ImageConversionError
-from ..models.collision import (CollisionPredictor, default_weights_path, frames_to_tensor,
-                                load_collision_model, model_threshold, resize_frames)
+from ..models.collision import (default_weights_path, load_collision_model, model_threshold,
+                                resize_frames)
+from ..models.engines import start_engine
 from ..models.loading import load_model, LoadedModel
 from .collision_parameters import CollisionSettings, USE_MODEL_THRESHOLD
-from .device_fallback import CpuFallback
 from .diagnostics import LatencyStats
 from .frame_policy import AlertHysteresis, FrameSubsampler, StalenessCheck
+from .parameters import engine_options
 from .reset_policy import ResetPolicy, stamp_seconds
 
 
@@ -92,21 +93,20 @@ class FrameResult:
 class CollisionRuntime:
     """The collision node's work on one frame, and its statistics (see the module docstring)."""
 
-    def __init__(self, model: CollisionPredictor, metadata: Dict[str, Any], device: torch.device,
-                 settings: CollisionSettings):
-        self.model = model
-        self.compute = CpuFallback(model, device)
-        self._frozen, self._frozen_for = model.frozen(), device
-        self.model_fps = float(metadata['fps'])
-        self.model_threshold = model_threshold(metadata)
+    def __init__(self, loaded: LoadedModel, settings: CollisionSettings):
+        self.model = loaded.model
+        self.model_path = loaded.path
+        # raises EngineStartError when the backend cannot start as the settings ask
+        self.engine = start_engine('collision', loaded, engine_options(settings))
+        self.model_fps = float(loaded.metadata['fps'])
+        self.model_threshold = model_threshold(loaded.metadata)
         self.counters = FrameCounters()
         self.latency = LatencyStats()
         self.last_reset_reason = 'none yet'
         self.last_rejection = 'none'
-        self._state = None
         self.settings = settings
         # the transport is read-only: one reader for the node's life
-        self.read_frame = frame_reader(settings.image_transport, model.config.image_size)
+        self.read_frame = frame_reader(settings.image_transport, self.model.config.image_size)
         self._resets = ResetPolicy(settings.reset_gap_s)
         self._subsampler = FrameSubsampler(self.model_fps, settings.subsample_to_model_rate)
         self.staleness = StalenessCheck(settings.max_frame_age_s)
@@ -126,14 +126,15 @@ class CollisionRuntime:
         self.alert.set_thresholds(self._alert_threshold(settings), settings.alert_hysteresis)
 
     @property
-    def device(self) -> torch.device:
+    def device(self) -> str:
         """Where the model runs now (the CPU after a GPU failure)."""
-        return self.compute.device
+        return self.engine.device
 
     @property
     def state(self):
-        """The ConvLSTM state after the last processed frame (``None`` right after a reset)."""
-        return self._state
+        """The ConvLSTM state after the last processed frame, in the backend's form (``None``
+        right after a reset)."""
+        return self.engine.state
 
     @property
     def input_rate_hz(self) -> Optional[float]:
@@ -144,7 +145,7 @@ class CollisionRuntime:
 
     def reset(self, reason: str) -> None:
         """Zero the recurrent state (and clear the alert) before the next frame."""
-        self._state = None
+        self.engine.reset()
         self._subsampler.restart()
         self.alert.active = False
         self.counters.resets += 1
@@ -172,21 +173,10 @@ class CollisionRuntime:
         if not self._subsampler.accept(stamp_s):
             self.counters.subsampled += 1
             return FrameResult(Outcome.SUBSAMPLED, stamp_s, reset_reason=reset_reason)
-        probability, device_failure = self.compute.run(
-            lambda device: self._step_on(rgb, device), self.reset
-        )
+        frame = resize_frames(rgb[None], self.model.config.image_size)   # (1, h, w, 3)
+        output, device_failure = self.engine.run((frame,), self.reset)
+        probability = float(output)
         self.counters.processed += 1
         self.latency.add(time.perf_counter() - started)
         return FrameResult(Outcome.PROCESSED, stamp_s, probability, self.alert.update(probability),
                            device_failure or reset_reason, device_failure=device_failure)
-
-    def _step_on(self, rgb: np.ndarray, device: torch.device) -> float:
-        """Step the model once on an RGB frame with the carried state; the hit probability."""
-        with torch.inference_mode():
-            if device != self._frozen_for:  # the model fell back to the CPU: freeze it there
-                self._frozen, self._frozen_for = self.model.frozen(), device
-            frame = frames_to_tensor(
-                resize_frames(rgb[None], self.model.config.image_size), device
-            )
-            logits, self._state = self._frozen.step(frame, self._state)
-            return float(torch.sigmoid(logits[0]))

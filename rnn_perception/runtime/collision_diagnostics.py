@@ -40,7 +40,7 @@ class DiagnosticsSummary:
             )
         warnings += [
             warning
-            for warning in (runtime.slow_camera_warning(), runtime.compute.warning())
+            for warning in (runtime.slow_camera_warning(), runtime.engine.warning())
             if warning
         ]
         input_rate = runtime.input_rate_hz
@@ -60,7 +60,8 @@ class DiagnosticsSummary:
             ('model_fps', f'{runtime.model_fps:g}'),
             ('stale_check', runtime.staleness.status),
             ('device', str(runtime.device)),
-            ('device_fallback', runtime.compute.failure or 'none'),
+            ('backend', runtime.engine.describe()),
+            ('device_fallback', runtime.engine.failure or 'none'),
             *extra_values,
         ]
         if warnings:

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field, fields, make_dataclass, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from ..device import DEVICE_CHOICES
+from ..models.engines import EngineOptions
+from ..models.onnx_engine import AUTO_PROVIDERS, providers_problem
+from ..models.step_engine import BACKENDS, TORCH_BACKEND
 
 
 def finite_above(minimum: float, inclusive: bool) -> Callable[[float], Optional[str]]:
@@ -59,7 +62,8 @@ def parameter_checker(specs: Sequence[ParameterSpec]) -> Callable[[str, Any], Op
 
 def model_parameters(model: str, cpu_threads_note: str) -> Tuple[ParameterSpec, ...]:
     """The parameters every model node declares first, read at start (so read-only): the weights
-    file of ``model``, the torch device and the CPU threads (``cpu_threads_note`` says why 1)."""
+    file of ``model``, how its steps run (backend, device, execution providers, ONNX cache) and
+    the CPU threads (``cpu_threads_note`` says why 1)."""
     return (
         ParameterSpec(
             'weights',
@@ -68,20 +72,53 @@ def model_parameters(model: str, cpu_threads_note: str) -> Tuple[ParameterSpec, 
             read_only=True,
         ),
         ParameterSpec(
+            'backend',
+            TORCH_BACKEND,
+            'what runs each step: torch (eager PyTorch) or onnxruntime (the step exported to '
+            'ONNX: the .onnx beside the weights when it was made from them, else one exported at '
+            'start into onnx_cache_dir)',
+            one_of(BACKENDS),
+            read_only=True,
+        ),
+        ParameterSpec(
             'device',
             'auto',
-            'torch device: auto (CUDA if available, else CPU), cpu or cuda',
+            'where the steps run: auto (CUDA if available, else CPU), cpu or cuda; with backend '
+            'onnxruntime it picks the execution providers when onnx_providers is auto',
             one_of(DEVICE_CHOICES),
+            read_only=True,
+        ),
+        ParameterSpec(
+            'onnx_providers',
+            AUTO_PROVIDERS,
+            'backend onnxruntime: execution providers in order of preference, comma-separated '
+            "from tensorrt, cuda, cpu (the CPU always last); auto = from device. One this "
+            'machine lacks or that fails to start is skipped, with the reason in the diagnostics',
+            providers_problem,
+            read_only=True,
+        ),
+        ParameterSpec(
+            'onnx_cache_dir',
+            '',
+            'backend onnxruntime: where exported steps and TensorRT engines are kept; '
+            "'' = $XDG_CACHE_HOME/rnn_perception (~/.cache/rnn_perception)",
             read_only=True,
         ),
         ParameterSpec(
             'cpu_threads',
             1,
-            f'torch intra-op threads on the CPU; {cpu_threads_note}',
+            f'intra-op threads of torch or onnxruntime on the CPU; {cpu_threads_note}',
             at_least_one,
             read_only=True,
         ),
     )
+
+
+def engine_options(settings: 'Settings') -> EngineOptions:
+    """The engine options of a model node's settings (the parameters of
+    :func:`model_parameters`)."""
+    return EngineOptions(settings.backend, settings.device, settings.onnx_providers,
+                         settings.cpu_threads, settings.onnx_cache_dir)
 
 
 DIAGNOSTICS_PERIOD = ParameterSpec(

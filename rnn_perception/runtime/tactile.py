@@ -26,32 +26,29 @@ Per message (:meth:`TactileRuntime.on_tactile` / :meth:`TactileRuntime.on_pose`)
 2. **Reset?** The state goes back to zeros on a sample stamp gap over ``reset_gap_s`` or on
    stamps going backwards (:class:`~rnn_perception.runtime.reset_policy.ResetPolicy`), and on the
    node's ``~/reset`` service.
-3. **Step.** One ``model.step`` with the carried state, in ``torch.inference_mode``: the next
-   ``horizon`` poses ``(H, 4)`` (x, y, z, angle about the grasp axis y). If the GPU fails
-   (out of memory, a CUDA error), the model moves to the CPU for good, the state resets and the
-   sample is answered there (:class:`~rnn_perception.runtime.device_fallback.CpuFallback`).
+3. **Step.** One step with the carried state, on the backend the ``backend`` parameter names
+   (``torch``: ``TactilePredictor.step``; ``onnxruntime``: the exported step graph; see
+   :mod:`rnn_perception.models.step_engine`): the next ``horizon`` poses ``(H, 4)`` (x, y, z,
+   angle about the grasp axis y). If the GPU fails (out of memory, a CUDA or execution provider
+   error), the engine moves to the CPU for good, the state resets and the sample is answered
+   there (:meth:`~rnn_perception.models.step_engine.StepEngine.run`).
 """
 from __future__ import annotations
 
 import enum
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import numpy as np
-import torch
 
+from ..models.engines import start_engine
 from ..models.loading import load_model, LoadedModel
-from ..models.tactile import (
-    default_weights_path,
-    load_tactile_model,
-    TactilePredictor,
-    TactileState,
-)
-from .device_fallback import CpuFallback
+from ..models.tactile import default_weights_path, load_tactile_model
 from .diagnostics import LatencyStats
 from .reset_policy import ResetPolicy
 from .tactile_input import BadInput, NUM_TACTILE, pose_values, Sample, SamplePairer, tactile_values
+from .parameters import engine_options
 from .tactile_parameters import TactileSettings
 
 INPUT_SIZE = (NUM_TACTILE, 1)      # what ResetPolicy compares: fixed, only stamps can reset
@@ -96,12 +93,13 @@ class SampleCounters:
 class TactileRuntime:
     """The tactile node's work on each message, and its statistics (see the module docstring)."""
 
-    def __init__(self, model: TactilePredictor, metadata: Dict[str, Any], device: torch.device,
-                 settings: TactileSettings):
-        self.model = model
-        self.compute = CpuFallback(model, device)
-        self.rate_hz = float(metadata['rate_hz'])
-        self.horizon = model.config.horizon
+    def __init__(self, loaded: LoadedModel, settings: TactileSettings):
+        self.model = loaded.model
+        self.model_path = loaded.path
+        # raises EngineStartError when the backend cannot start as the settings ask
+        self.engine = start_engine('tactile', loaded, engine_options(settings))
+        self.rate_hz = float(loaded.metadata['rate_hz'])
+        self.horizon = self.model.config.horizon
         self.settings = settings
         self.counters = SampleCounters()
         self.latency = LatencyStats()
@@ -109,7 +107,6 @@ class TactileRuntime:
         self.last_rejection = 'none'
         self.pairer = SamplePairer()
         self._resets = ResetPolicy(settings.reset_gap_s)
-        self._state: Optional[TactileState] = None
 
     def configure(self, settings: TactileSettings) -> None:
         """Apply new parameter values; the recurrent state is kept."""
@@ -117,18 +114,19 @@ class TactileRuntime:
         self._resets.reset_gap_s = settings.reset_gap_s
 
     @property
-    def device(self) -> torch.device:
+    def device(self) -> str:
         """Where the model runs now (the CPU after a GPU failure)."""
-        return self.compute.device
+        return self.engine.device
 
     @property
-    def state(self) -> Optional[TactileState]:
-        """The carried state after the last sample (``None`` right after a reset)."""
-        return self._state
+    def state(self):
+        """The carried state after the last sample, in the backend's form (``None`` right after
+        a reset)."""
+        return self.engine.state
 
     def reset(self, reason: str) -> None:
         """Zero the recurrent state before the next sample."""
-        self._state = None
+        self.engine.reset()
         self.counters.resets += 1
         self.last_reset_reason = reason
 
@@ -164,9 +162,8 @@ class TactileRuntime:
         reset_reason = self._resets.check(sample.stamp_ns * 1e-9, INPUT_SIZE)
         if reset_reason is not None:
             self.reset(reset_reason)
-        poses, device_failure = self.compute.run(
-            lambda device: self._step_on(sample, device), self.reset
-        )
+        poses, device_failure = self.engine.run(
+            (sample.tactile[None], sample.pose[None]), self.reset)
         self.counters.processed += 1
         self.latency.add(time.perf_counter() - started)
         return StepResult(
@@ -176,13 +173,3 @@ class TactileRuntime:
             device_failure or reset_reason,
             device_failure=device_failure,
         )
-
-    def _step_on(self, sample: Sample, device: torch.device) -> np.ndarray:
-        """Step the model once with the carried state: the next ``horizon`` poses ``(H, 4)``."""
-        with torch.inference_mode():
-            predicted, self._state = self.model.step(
-                torch.from_numpy(sample.tactile).to(device)[None],
-                torch.from_numpy(sample.pose).to(device)[None],
-                self._state,
-            )
-            return predicted[0].cpu().numpy()

@@ -39,8 +39,8 @@ class TactileDiagnostics:
                 f'{unpaired - last_unpaired} message(s) without a partner on the other stream '
                 'since the last report (is /object/pose published with every tactile sample?)'
             )
-        if runtime.compute.warning():
-            warnings.append(runtime.compute.warning())
+        if runtime.engine.warning():
+            warnings.append(runtime.engine.warning())
         values = [
             ('rate_hz', f'{rate:.2f}'),
             ('latency_p50_ms', format_ms(runtime.latency.percentile_ms(50))),
@@ -56,7 +56,8 @@ class TactileDiagnostics:
             ('model_rate_hz', f'{runtime.rate_hz:g}'),
             ('horizon', str(runtime.horizon)),
             ('device', str(runtime.device)),
-            ('device_fallback', runtime.compute.failure or 'none'),
+            ('backend', runtime.engine.describe()),
+            ('device_fallback', runtime.engine.failure or 'none'),
             *extra_values,
         ]
         if warnings:
