@@ -5,7 +5,8 @@ Arguments:
   image_topic  camera image topic the node reads (default /camera/image_raw)
   image_transport  raw (sensor_msgs/Image on image_topic, default) or compressed
                (sensor_msgs/CompressedImage on <image_topic>/compressed), as image_transport
-  device       torch device: auto (CUDA if available, else CPU), cpu or cuda
+  device       where the model runs: auto (CUDA if available, else CPU), cpu or cuda
+  backend      what steps the model: torch (default) or onnxruntime (the exported step)
   namespace    namespace of the node and its topics (default: none)
 
 Without the ROS 2 CLI (pip installs, CI): ``python -m rnn_perception bringup dodgeball`` starts
@@ -42,6 +43,10 @@ def generate_launch_description():
                 'device', default_value='auto', description='torch device: auto, cpu or cuda'
             ),
             DeclareLaunchArgument(
+                'backend', default_value='torch', choices=['torch', 'onnxruntime'],
+                description='what steps the model: torch or onnxruntime (the exported step)'
+            ),
+            DeclareLaunchArgument(
                 'namespace', default_value='', description='namespace of the node and its topics'
             ),
             Node(
@@ -52,6 +57,7 @@ def generate_launch_description():
                 parameters=[
                     LaunchConfiguration('params_file'),
                     {'device': LaunchConfiguration('device'),
+                     'backend': LaunchConfiguration('backend'),
                      'image_transport': LaunchConfiguration('image_transport')},
                 ],
                 remappings=[('camera/image_raw', LaunchConfiguration('image_topic'))],

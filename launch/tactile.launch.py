@@ -4,7 +4,8 @@ Arguments:
   params_file     parameters YAML (default: the package's config/tactile.yaml)
   tactile_topic   tactile stream the node reads (default /tactile/raw)
   pose_topic      current object pose the node reads (default /object/pose)
-  device          torch device: auto (CUDA if available, else CPU), cpu or cuda
+  device          where the models run: auto (CUDA if available, else CPU), cpu or cuda
+  backend         what steps the models: torch (default) or onnxruntime (the exported step)
   namespace       namespace of the nodes and their topics (default: none)
   with_collision  also start the dodgeball collision node (dodgeball.launch.py) (default false)
 
@@ -44,6 +45,10 @@ def generate_launch_description():
                 'device', default_value='auto', description='torch device: auto, cpu or cuda'
             ),
             DeclareLaunchArgument(
+                'backend', default_value='torch', choices=['torch', 'onnxruntime'],
+                description='what steps the models: torch or onnxruntime (the exported step)'
+            ),
+            DeclareLaunchArgument(
                 'namespace',
                 default_value='',
                 description='namespace of the nodes and their topics',
@@ -60,7 +65,8 @@ def generate_launch_description():
                 namespace=LaunchConfiguration('namespace'),
                 parameters=[
                     LaunchConfiguration('params_file'),
-                    {'device': LaunchConfiguration('device')},
+                    {'device': LaunchConfiguration('device'),
+                     'backend': LaunchConfiguration('backend')},
                 ],
                 remappings=[
                     ('tactile/raw', LaunchConfiguration('tactile_topic')),
@@ -77,6 +83,7 @@ def generate_launch_description():
                 ),
                 launch_arguments={
                     'device': LaunchConfiguration('device'),
+                    'backend': LaunchConfiguration('backend'),
                     'namespace': LaunchConfiguration('namespace'),
                 }.items(),
                 condition=IfCondition(LaunchConfiguration('with_collision')),

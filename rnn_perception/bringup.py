@@ -6,8 +6,8 @@ with rclpy but without the ROS 2 CLI (pip installs, CI). ``all`` starts both nod
 Each node reads the same YAML its launch file passes (``--params``, default the package's
 ``config/dodgeball.yaml`` / ``config/tactile.yaml``; ``all`` takes ``--dodgeball-params`` and
 ``--tactile-params``) through rcl's own ``--params-file``, so both paths resolve parameters
-identically; the topic options, ``--image-transport``, ``--device`` and ``--namespace`` are
-the launch arguments.
+identically; the topic options, ``--image-transport``, ``--device``, ``--backend`` and
+``--namespace`` are the launch arguments.
 Anything from ``--ros-args`` on is handed to rclpy unchanged (``-p name:=value``, remaps, log
 levels). Exit status: 0 after Ctrl-C / SIGTERM, 1 when a node cannot start (one line
 ``bringup <what>: error: ...``).
@@ -24,6 +24,7 @@ from typing import List, Optional, Tuple
 from .cli import OneLineParser, report_error, UsageError
 from .data.camera_frames import IMAGE_TRANSPORTS, RAW_TRANSPORT
 from .device import add_device_option
+from .models.step_engine import BACKENDS, TORCH_BACKEND
 
 PACKAGE = 'rnn_perception'
 
@@ -112,6 +113,9 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
     for launch in launches:
         launch.add_options(parser, '--params' if len(launches) == 1 else f'--{launch.name}-params')
     add_device_option(parser, default='auto')
+    parser.add_argument('--backend', choices=BACKENDS, default=TORCH_BACKEND,
+                        help='what steps the models: torch, or onnxruntime (the exported step; '
+                             f'see the backend parameter) (default: {TORCH_BACKEND})')
     if DODGEBALL in launches:
         parser.add_argument('--image-transport', choices=IMAGE_TRANSPORTS, default=RAW_TRANSPORT,
                             help='raw: sensor_msgs/Image on the image topic; compressed: '
@@ -129,7 +133,7 @@ def bringup(what: str, launches: Tuple[NodeLaunch, ...], argv: Optional[List[str
 
     from .nodes.common import spin_until_shutdown, StartupError
 
-    node_parameters = [f'device:={args.device}']
+    node_parameters = [f'device:={args.device}', f'backend:={args.backend}']
     if DODGEBALL in launches:
         node_parameters.append(f'image_transport:={args.image_transport}')
     rclpy.init(args=[PACKAGE, '--ros-args', *rcl_args,

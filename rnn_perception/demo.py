@@ -31,6 +31,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from .cli import OneLineParser, report_error, UsageError
 from .device import add_device_option
+from .models.step_engine import BACKENDS, TORCH_BACKEND
 
 REPO = Path(__file__).resolve().parent.parent
 ANSWER_TOPIC = '/collision_node/collision_probability_stamped'
@@ -201,11 +202,10 @@ def metrics_line(metrics: Dict[str, object]) -> str:
     )
 
 
-def report(
-    bag: Path, weights: Path, answers: Answers, arrivals: Arrivals, threshold: float, plot: Path
-) -> None:
+def report(bag: Path, weights: Path, answers: Answers, arrivals: Arrivals, threshold: float,
+           plot: Path, backend: str) -> None:
     """Per-throw prediction vs truth, the metrics, latency, the offline evaluation of the same
-    bag, and the probability-trace plot."""
+    bag (on the node's ``backend``), and the probability-trace plot."""
     import numpy as np
 
     from .data.dodgeball_bag import episodes_from_bag
@@ -245,7 +245,7 @@ def report(
         f"frames answered {answered}/{frames}"
     )
     print(f'node over DDS:          {metrics_line(metrics)}')
-    offline_traces, offline = evaluate_bag(weights, bag, threshold=threshold)
+    offline_traces, offline = evaluate_bag(weights, bag, threshold=threshold, backend=backend)
     print(f'offline eval --bag:     {metrics_line(offline)}')
     offline_probability = {
         stamp: p
@@ -289,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
         '--weights', default='', help='collision weights (default: the shipped model)'
     )
     add_device_option(parser, default='auto')
+    parser.add_argument(
+        '--backend', choices=BACKENDS, default=TORCH_BACKEND,
+        help=f'what steps the model, in the node and the offline evaluation (default '
+             f'{TORCH_BACKEND})')
     parser.add_argument(
         '--rate', type=float, default=1.0, help='replay speed (1 = recorded timing)'
     )
@@ -341,6 +345,8 @@ def run(args: argparse.Namespace) -> None:
         'dodgeball',
         '--device',
         args.device,
+        '--backend',
+        args.backend,
         '--image-transport',
         RAW_TRANSPORT if args.bag_image == RAW_IMAGE else COMPRESSED_TRANSPORT,
         '--ros-args',
@@ -355,9 +361,8 @@ def run(args: argparse.Namespace) -> None:
         answers, arrivals = listen_to_replay(
             bag, node, args.rate, timeout_s=60 + 4 * args.episodes / args.rate,
             bag_image=args.bag_image)
-    report(
-        bag, weights, answers, arrivals, model_threshold(metadata), out / 'collision_traces.png'
-    )
+    report(bag, weights, answers, arrivals, model_threshold(metadata),
+           out / 'collision_traces.png', args.backend)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -81,7 +81,8 @@ def test_launch_arguments_and_node_wiring():
     arguments = [
         _literal_strings(call.args[0])[0] for call in launch_calls('DeclareLaunchArgument')
     ]
-    assert arguments == ['params_file', 'image_topic', 'image_transport', 'device', 'namespace']
+    assert arguments == ['params_file', 'image_topic', 'image_transport', 'device', 'backend',
+                         'namespace']
     (node,) = launch_calls('Node')
     assert _literal_strings(keyword(node, 'package')) == ['rnn_perception']
     assert _literal_strings(keyword(node, 'name')) == [NODE_NAME]
@@ -255,6 +256,7 @@ def test_tactile_launch_file_compiles_names_installed_executables_and_wires_the_
         'tactile_topic',
         'pose_topic',
         'device',
+        'backend',
         'namespace',
         'with_collision',
     ]

@@ -209,7 +209,10 @@ def test_replay_through_dds_matches_offline_evaluation(
         is off by one pairing, the next one is whole again."""
         return next((run for run in complete_passes() if worst_difference(run) <= 1e-5), None)
 
-    with python_subprocess(run_cli('bringup', 'tactile', '--device', 'cpu', '--ros-args',
+    # the node on the onnxruntime backend (its graph exported at start into the test run's
+    # cache), the offline evaluation on torch: the two backends agree through DDS too
+    with python_subprocess(run_cli('bringup', 'tactile', '--device', 'cpu', '--backend',
+                                   'onnxruntime', '--ros-args',
                                    '-p', f'weights:={weights}')) as node:
         assert spin_until(ros_executor, lambda: probe.count_publishers('/predicted_poses') == 1
                           or node.poll() is not None, TIMEOUT_SEC)
