@@ -1,119 +1,118 @@
-"""One model step in ONNX Runtime against the step the nodes run in torch today, side by side.
+"""The node step on the ``onnxruntime`` backend against the ``torch`` one, side by side.
 
-For the shipped collision model (the frozen torch step, ``FrozenCollisionPredictor``, on 64x64
-frames) and the shipped tactile model (``TactilePredictor.step``): the step exported by
-``python -m rnn_perception export`` runs in ONNX Runtime (CPU execution provider), one thread
-each, state carried from step to step. The two paths alternate in blocks, so both see the same
-machine load; the outputs are compared too.
+For the shipped collision model (64x64 frames) and the shipped tactile model, each backend's
+step engine exactly as the nodes start it (``backend`` parameter; torch steps the frozen
+collision snapshot, onnxruntime the exported graph beside the weights, IO-bound), one thread
+each, state carried from step to step:
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_onnx_step.py [--steps 2000] [--json]
+* **engine**: the model step alone (``StepEngine.step``);
+* **node**: the whole per-message work (``CollisionRuntime.process`` on an rgb8 ``Image``;
+  ``TactileRuntime.on_tactile`` + ``on_pose``), what a node does between receiving and
+  publishing.
+
+The backends alternate in blocks, so all see the same machine load; their outputs are compared
+with torch's on the CPU too. ``--gpu`` adds both backends on CUDA (torch on a CUDA GPU;
+onnxruntime's CUDA execution provider, from ``onnxruntime-gpu``), timed beside the CPU ones:
+``benchmarks/gpu_check.sh`` runs that.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_onnx_step.py [--steps N] [--gpu] [--json]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-from pathlib import Path
+from typing import Callable, Dict
 
 import numpy as np
-import onnxruntime
 import torch
 
-from rnn_perception.models import collision, tactile
-from rnn_perception.models.onnx_export import export_step, initial_state
-from timing import alternate_blocks  # this script's folder is on sys.path
+from bench_collision_node import camera_messages  # this script's folder is on sys.path
+from bench_tactile_node import messages as tactile_messages
+from rnn_perception.models.engines import start_engine
+from rnn_perception.runtime.collision import CollisionRuntime
+from rnn_perception.runtime.collision import load_predictor as load_collision
+from rnn_perception.runtime.collision_parameters import CollisionSettings
+from rnn_perception.runtime.parameters import engine_options
+from rnn_perception.runtime.tactile import load_predictor as load_tactile, TactileRuntime
+from rnn_perception.runtime.tactile_parameters import TactileSettings
+from timing import alternate_blocks
 
-BLOCK = 50          # steps per path before switching to the other
-
-
-def session(path: Path) -> onnxruntime.InferenceSession:
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
-
-
-def collision_paths(root: Path, steps: int):
-    weights = collision.default_weights_path()
-    model, metadata = collision.load_collision_model(weights)
-    export_step('collision', model, metadata, weights, root / 'collision.onnx')
-    graph, frozen = session(root / 'collision.onnx'), model.frozen()
-    frames = np.random.default_rng(0).integers(0, 256, (steps, 64, 64, 3), dtype=np.uint8)
-    state = {'torch': None, 'onnx': [t.numpy() for t in initial_state(model)]}
-
-    def torch_step(index: int) -> float:
-        with torch.inference_mode():
-            tensor = collision.frames_to_tensor(frames[index][None])
-            logits, state['torch'] = frozen.step(tensor, state['torch'])
-            return float(torch.sigmoid(logits[0]))
-
-    def onnx_step(index: int) -> float:
-        probability, *state['onnx'] = graph.run(None, {
-            'frame': frames[index][None],
-            **{f'state_{i}': value for i, value in enumerate(state['onnx'])}})
-        return float(probability[0])
-
-    return {'torch': torch_step, 'onnx': onnx_step}
+BLOCK = 50          # steps per variant before switching to the next
+CPU_VARIANTS = {'torch': ('torch', 'cpu'), 'onnxruntime': ('onnxruntime', 'cpu')}
+GPU_VARIANTS = {'torch_cuda': ('torch', 'cuda'), 'onnxruntime_cuda': ('onnxruntime', 'cuda')}
 
 
-def tactile_paths(root: Path, steps: int):
-    weights = tactile.default_weights_path()
-    model, metadata = tactile.load_tactile_model(weights)
-    export_step('tactile', model, metadata, weights, root / 'tactile.onnx')
-    graph = session(root / 'tactile.onnx')
-    # inputs on the scale the model was trained on: its own normalisation statistics
-    scale = {key: np.asarray(value, np.float32) for key, value in model.normalisation().items()}
-    rng = np.random.default_rng(1)
-    samples = (scale['tactile_mean'] + scale['tactile_std'] * rng.standard_normal(
-        (steps, 1, 21))).astype(np.float32)
-    poses = (scale['pose_mean'] + np.cumsum(scale['velocity_std'] * rng.standard_normal(
-        (steps, 1, 4)), 0)).astype(np.float32)
-    state = {'torch': None, 'onnx': [t.numpy() for t in initial_state(model)]}
+def collision_paths(steps: int, variants) -> Dict[str, Dict[str, Callable]]:
+    messages = list(camera_messages(steps, 64))
+    frames = np.random.default_rng(0).integers(0, 256, (steps, 1, 64, 64, 3), dtype=np.uint8)
+    paths = {'engine': {}, 'node': {}}
+    for variant, (backend, device) in variants.items():
+        settings = CollisionSettings(backend=backend, device=device, max_frame_age_s=0.0)
+        options = engine_options(settings)
+        engine = start_engine('collision', load_collision('', options.model_device), options)
+        runtime = CollisionRuntime(load_collision('', options.model_device), settings)
+        paths['engine'][variant] = lambda i, engine=engine: float(engine.step(frames[i]))
+        paths['node'][variant] = (
+            lambda i, runtime=runtime: runtime.process(messages[i], 0.0).probability)
+    return paths
 
-    def torch_step(index: int) -> np.ndarray:
-        with torch.inference_mode():
-            predicted, state['torch'] = model.step(torch.from_numpy(samples[index]),
-                                                   torch.from_numpy(poses[index]), state['torch'])
-            return predicted.numpy()
 
-    def onnx_step(index: int) -> np.ndarray:
-        predicted, *state['onnx'] = graph.run(None, {
-            'tactile': samples[index], 'pose': poses[index],
-            **{f'state_{i}': value for i, value in enumerate(state['onnx'])}})
-        return predicted
+def tactile_paths(steps: int, variants) -> Dict[str, Dict[str, Callable]]:
+    pairs = list(tactile_messages(steps))
+    samples = [(np.asarray(t.data, np.float32)[None],
+                np.asarray([p.pose.position.x, p.pose.position.y, p.pose.position.z, 0.0],
+                           np.float32)[None]) for t, p in pairs]
+    paths = {'engine': {}, 'node': {}}
+    for variant, (backend, device) in variants.items():
+        settings = TactileSettings(backend=backend, device=device)
+        options = engine_options(settings)
+        engine = start_engine('tactile', load_tactile('', options.model_device), options)
+        runtime = TactileRuntime(load_tactile('', options.model_device), settings)
 
-    return {'torch': torch_step, 'onnx': onnx_step}
+        def node_step(i, runtime=runtime):
+            runtime.on_tactile(pairs[i][0], 0.0)
+            return runtime.on_pose(pairs[i][1], 0.0).poses
+
+        paths['engine'][variant] = lambda i, engine=engine: engine.step(*samples[i])
+        paths['node'][variant] = node_step
+    return paths
+
+
+def max_relative_difference(ours: list, theirs: list) -> float:
+    """Largest |ours - theirs| over every output, relative to the output's size (a tactile pose
+    far from the origin is large)."""
+    return max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / np.maximum(1.0, np.abs(b))))
+               for a, b in zip(ours, theirs))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--steps', type=int, default=2000, help='steps per path and model')
+    parser.add_argument('--steps', type=int, default=2000, help='steps per backend and path')
+    parser.add_argument('--gpu', action='store_true',
+                        help='also both backends on CUDA (needs a GPU, and onnxruntime-gpu)')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args()
     torch.set_num_threads(1)
+    variants = {**CPU_VARIANTS, **(GPU_VARIANTS if args.gpu else {})}
     figures, ratios, lines = {}, {}, []
-    with tempfile.TemporaryDirectory() as root:
-        for name, make in (('collision', collision_paths), ('tactile', tactile_paths)):
-            times, outputs = alternate_blocks(make(Path(root), args.steps), range(args.steps),
-                                              BLOCK)
-            p50 = {path: float(np.percentile(t, 50)) for path, t in times.items()}
-            p99 = {path: float(np.percentile(t, 99)) for path, t in times.items()}
-            # relative to the output's size: a tactile pose far from the origin is large
-            difference = max(float(np.max(np.abs(np.asarray(outputs['onnx'][i])
-                                                 - np.asarray(outputs['torch'][i]))
-                                          / np.maximum(1.0, np.abs(outputs['torch'][i]))))
-                             for i in range(args.steps))
-            figures.update({f'{name}_torch_p50_ms': p50['torch'],
-                            f'{name}_onnx_p50_ms': p50['onnx'],
-                            f'{name}_torch_p99_ms': p99['torch'],
-                            f'{name}_onnx_p99_ms': p99['onnx'],
-                            f'{name}_max_relative_difference': difference})
-            ratios[f'{name}_torch_over_onnx_p50'] = p50['torch'] / p50['onnx']
-            lines.append(f"{name}: torch p50 {p50['torch']:.3f} ms (p99 {p99['torch']:.3f}), "
-                         f"onnxruntime p50 {p50['onnx']:.3f} ms (p99 {p99['onnx']:.3f}): "
-                         f"{p50['torch'] / p50['onnx']:.2f}x at p50; outputs differ by at most "
-                         f'{difference:.1e}')
-    report = {'benchmark': 'onnx_step', 'steps': args.steps, 'figures': figures,
+    for model, make in (('collision', collision_paths), ('tactile', tactile_paths)):
+        for level, paths in make(args.steps, variants).items():
+            times, outputs = alternate_blocks(paths, range(args.steps), BLOCK)
+            name = f'{model}_{level}'
+            lines.append(f'{model} {level} step ({args.steps} steps, 1 thread):')
+            for variant in variants:
+                p50, p99 = (float(np.percentile(times[variant], q)) for q in (50, 99))
+                figures[f'{name}_{variant}_p50_ms'], figures[f'{name}_{variant}_p99_ms'] = p50, p99
+                line = f'  {variant:<17} p50 {p50:.3f} ms  p99 {p99:.3f} ms'
+                if variant != 'torch':
+                    difference = max_relative_difference(outputs[variant], outputs['torch'])
+                    figures[f'{name}_{variant}_max_relative_difference'] = difference
+                    speedup = float(np.percentile(times['torch'], 50)) / p50
+                    ratios[f'{name}_torch_over_{variant}_p50'] = speedup
+                    line += f'  {speedup:.2f}x torch at p50, outputs within {difference:.1e}'
+                lines.append(line)
+    report = {'benchmark': 'onnx_step', 'steps': args.steps, 'threads': 1, 'figures': figures,
               'ratios': ratios}
     print(json.dumps(report) if args.json else '\n'.join(lines))
 

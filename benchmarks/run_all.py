@@ -91,7 +91,7 @@ def benchmarks(cuda: bool) -> List[Benchmark]:
         ),
         Benchmark(
             'onnx_step',
-            'model step in ONNX Runtime vs the torch step the nodes run, CPU',
+            'node and model step, onnxruntime backend vs torch backend, CPU',
             'bench_onnx_step.py',
             (),
             ('--steps', '100'),

@@ -85,11 +85,12 @@ def test_onnx_step_benchmark_times_both_models_on_both_backends():
                             timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
-    assert set(report['ratios']) == {'collision_torch_over_onnx_p50',
-                                     'tactile_torch_over_onnx_p50'}
+    paths = [f'{model}_{level}' for model in ('collision', 'tactile')
+             for level in ('engine', 'node')]
+    assert set(report['ratios']) == {f'{path}_torch_over_onnxruntime_p50' for path in paths}
     assert all(value > 0 for key, value in report['figures'].items() if 'difference' not in key)
-    for model in ('collision', 'tactile'):
-        assert report['figures'][f'{model}_max_relative_difference'] < 1e-5
+    for path in paths:
+        assert report['figures'][f'{path}_onnxruntime_max_relative_difference'] < 1e-5
 
 
 def test_collision_node_benchmark_times_the_frozen_step_against_both_window_layouts():
