@@ -18,18 +18,21 @@ Topics (relative names, so a namespace applies; remap ``camera/image_raw`` to yo
 * publishes ``~/activations`` (``sensor_msgs/Image`` mono8): the ConvLSTM ``h`` and ``c`` maps
   tiled, computed only while someone subscribes;
 * publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``): processing rate, latency
-  p50/p99, frame counters (received, processed, subsampled, stale, rejected), resets, device;
+  p50/p99, frame counters (received, processed, subsampled, stale, rejected), resets, device,
+  backend;
 * serves ``~/reset`` (``std_srvs/Trigger``): zero the recurrent state.
 
 Behaviour (implemented, and documented in detail, in :mod:`rnn_perception.runtime.collision`):
 
 * the model runs **one step per frame with carried hidden state**, never re-running a window,
-  on ``device`` (``auto``: CUDA if available, else CPU; logged), in ``torch.inference_mode``,
-  with ``cpu_threads`` torch threads (process-wide; default 1, the fastest for one small frame);
+  on the ``backend`` (``torch``, or ``onnxruntime``: the exported step, see
+  :mod:`rnn_perception.models.engines`) and ``device`` (``auto``: CUDA if available, else CPU;
+  logged), with ``cpu_threads`` threads (default 1, the fastest for one small frame);
 * the state resets on a stamp gap over ``reset_gap_s``, on stamps going backwards (a looping
   bag), on a resolution change, and on ``~/reset``;
-* a GPU that fails during a step (out of memory, a CUDA error) is logged and the model moves to
-  the CPU for good: the state resets, the frame is answered there, the diagnostics say so;
+* a GPU or execution provider that fails during a step (out of memory, a CUDA error) is logged
+  and the model moves to the CPU for good: the state resets, the frame is answered there, the
+  diagnostics say so (a provider that cannot start is reported the same way);
 * **frame rate**: the weights were trained at the rate in their metadata (``fps``). Faster
   cameras are *subsampled* to it (``subsample_to_model_rate``), because the ConvLSTM has learnt
   motion per step; slower cameras are used as they are with a warning in the log and the
