@@ -20,11 +20,11 @@ Topics (relative names, so a namespace applies; remap them to your sensor and po
 Behaviour (implemented, and documented in detail, in :mod:`rnn_perception.runtime.tactile`):
 one step per sample with carried LSTM state on the ``backend`` (``torch``, or ``onnxruntime``:
 the exported step) and ``device`` (``auto``: CUDA if available, else CPU; logged); a tactile
-message and a pose make a sample;
-the state resets on a stamp gap over ``reset_gap_s``, on stamps going backwards and on
-``~/reset``; a GPU or execution provider that fails during a step (out of memory, a CUDA
-error) is logged and the model moves to the CPU for good (state reset, the sample answered there); bad messages (wrong
-length, empty, NaN/inf, absurd magnitudes, zero quaternion) are counted, warned about
+message and a pose make a sample; the state resets on a stamp gap over ``reset_gap_s``, on
+stamps going backwards and on ``~/reset``; a GPU or execution provider that fails during a
+step (out of memory, a CUDA error) is logged and the model moves to the CPU for good (state
+reset, the sample answered there); bad messages (wrong length, empty, NaN/inf, absurd
+magnitudes, zero quaternion) are counted, warned about
 (throttled) and skipped with the sample they belong to, leaving the state alone; the node keeps
 serving good messages (an unexpected error while handling a message is caught, counted as
 ``internal_errors`` and logged, never the end of the node). Every parameter is declared with a
