@@ -1,11 +1,13 @@
 """Training throughput of the cell library's LSTM/GRU/RNN vs torch.nn, measured side by side.
 
-Each round times one forward+backward pass of ours and of torch's on the same batch, alternating,
-so machine noise hits both alike; the reported ratio is median(torch time) / median(our time)
-(1.0 = as fast as torch.nn, higher = faster).
+Three paths on the same batch and weights, one forward+backward pass each per round, taking
+turns, so machine noise hits them alike: ``torch.nn``; **ours** (a ``SequenceRunner``, which runs
+torch's own kernel on the cells' parameters); **our loop** (the same runner with
+``torch_kernel = None``: the library's own per-step loop, the reference it is tested against).
+Ratios are median(torch time) / median(our time): 1.0 = as fast as torch.nn, higher = faster.
 
     .venv/bin/python benchmarks/bench_cells.py [--batch 64] [--hidden 128] [--steps 64]
-        [--threads N] [--json]
+        [--threads 1,2] [--json]
 """
 from __future__ import annotations
 
@@ -30,17 +32,21 @@ def time_train_step(module, x) -> float:
 def compare(kind: str, batch: int, hidden: int, steps: int, inputs: int, rounds: int) -> dict:
     torch.manual_seed(0)
     reference = getattr(torch.nn, kind)(inputs, hidden)
-    ours = load_torch_weights(reference)
+    ours, loop = load_torch_weights(reference), load_torch_weights(reference)
+    loop.torch_kernel = None
+    paths = {'torch': reference, 'ours': ours, 'loop': loop}
     x = torch.randn(steps, batch, inputs)
     for _ in range(3):                                     # warm-up: allocator, thread pool
-        time_train_step(reference, x), time_train_step(ours, x)
-    torch_times, our_times = [], []
+        for module in paths.values():
+            time_train_step(module, x)
+    times = {name: [] for name in paths}
     for _ in range(rounds):
-        torch_times.append(time_train_step(reference, x))
-        our_times.append(time_train_step(ours, x))
-    t_torch, t_ours = statistics.median(torch_times), statistics.median(our_times)
-    return {'cell': kind, 'torch_ms': 1e3 * t_torch, 'ours_ms': 1e3 * t_ours,
-            'throughput_ratio': t_torch / t_ours}
+        for name, module in paths.items():
+            times[name].append(time_train_step(module, x))
+    median = {name: statistics.median(values) for name, values in times.items()}
+    return {'cell': kind, **{f'{name}_ms': 1e3 * value for name, value in median.items()},
+            'throughput_ratio': median['torch'] / median['ours'],
+            'loop_throughput_ratio': median['torch'] / median['loop']}
 
 
 def main() -> None:
@@ -52,19 +58,21 @@ def main() -> None:
     parser.add_argument('--steps', type=int, default=64)
     parser.add_argument('--inputs', type=int, default=32, help='input features per step')
     parser.add_argument('--rounds', type=int, default=20)
-    parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
+    parser.add_argument('--threads', default='1,2',
+                        help='torch thread counts to measure at, comma-separated (default 1,2)')
     parser.add_argument(
         '--json', action='store_true', help='print one JSON object instead of a table'
     )
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    results = [compare(kind, args.batch, args.hidden, args.steps, args.inputs, args.rounds)
-               for kind in ('LSTM', 'GRU', 'RNN')]
+    results = []
+    for threads in (int(count) for count in args.threads.split(',')):
+        torch.set_num_threads(threads)
+        results += [dict(compare(kind, args.batch, args.hidden, args.steps, args.inputs,
+                                 args.rounds), threads=threads)
+                    for kind in ('LSTM', 'GRU', 'RNN')]
     report = {
         'benchmark': 'cells',
         'machine': platform.processor() or platform.machine(),
-        'threads': torch.get_num_threads(),
         'torch': torch.__version__,
         'batch': args.batch,
         'hidden': args.hidden,
@@ -72,26 +80,27 @@ def main() -> None:
         'inputs': args.inputs,
         'results': results,
         'figures': {
-            f"{row['cell'].lower()}_{who}_ms": row[f'{who}_ms']
+            f"{row['cell'].lower()}_{who}_ms_{row['threads']}t": row[f'{who}_ms']
             for row in results
-            for who in ('ours', 'torch')
+            for who in ('ours', 'torch', 'loop')
         },
         'ratios': {
-            f"{row['cell'].lower()}_ours_over_torch_throughput": row['throughput_ratio']
+            f"{row['cell'].lower()}_{who}_over_torch_throughput_{row['threads']}t": row[key]
             for row in results
+            for who, key in (('ours', 'throughput_ratio'), ('loop', 'loop_throughput_ratio'))
         },
     }
     if args.json:
         print(json.dumps(report))
         return
     print(f"forward+backward, batch {args.batch}, hidden {args.hidden}, {args.steps} steps, "
-          f"{args.inputs} inputs, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'cell':6} {'torch.nn ms':>12} {'ours ms':>9} {'ours/torch throughput':>22}")
+          f"{args.inputs} inputs, torch {torch.__version__}")
+    print(f"{'cell':6} {'threads':>7} {'torch.nn ms':>12} {'ours ms':>9} {'loop ms':>9} "
+          f"{'ours/torch':>11} {'loop/torch':>11}")
     for row in results:
-        print(
-            f"{row['cell']:6} {row['torch_ms']:12.2f} {row['ours_ms']:9.2f} "
-            f"{row['throughput_ratio']:22.2f}"
-        )
+        print(f"{row['cell']:6} {row['threads']:7d} {row['torch_ms']:12.2f} {row['ours_ms']:9.2f} "
+              f"{row['loop_ms']:9.2f} {row['throughput_ratio']:11.2f} "
+              f"{row['loop_throughput_ratio']:11.2f}")
 
 
 if __name__ == '__main__':

@@ -54,9 +54,9 @@ def benchmarks(cuda: bool) -> List[Benchmark]:
     chosen = [
         Benchmark(
             'cells',
-            'cell library vs torch.nn, forward+backward (1 thread)',
+            'cell library vs torch.nn, forward+backward (1 and 2 threads)',
             'bench_cells.py',
-            ('--threads', '1'),
+            ('--threads', '1,2'),
             ('--threads', '1', '--rounds', '3', '--steps', '16'),
         ),
         Benchmark(

@@ -48,13 +48,12 @@ def test_run_all_writes_one_json_one_table_and_the_readme_block(tmp_path):
             for value in numbers
         ), name
     assert report['benchmarks']['cells']['ratios'].keys() == {
-        'lstm_ours_over_torch_throughput',
-        'gru_ours_over_torch_throughput',
-        'rnn_ours_over_torch_throughput',
+        f'{cell}_{path}_over_torch_throughput_1t'
+        for cell in ('lstm', 'gru', 'rnn') for path in ('ours', 'loop')
     }
     table = (tmp_path / 'results' / 'latest.md').read_text()
     assert '| tactile_node: tactile node step, CPU | step_p50_ms |' in table
-    assert 'ratio gru_ours_over_torch_throughput' in table
+    assert 'ratio gru_ours_over_torch_throughput_1t' in table
     text = readme.read_text()
     assert text.startswith('intro\n<!-- bench:start -->\n') and text.endswith(
         '<!-- bench:end -->\noutro\n'

@@ -13,8 +13,8 @@ import rnn_perception.cells.conv
 import rnn_perception.cells.dense
 from rnn_perception.cells import (CELL_TYPES, ConvGRUCell, ConvLSTMCell, ConvRNNCell, ElmanCell,
                                   FrozenConvStep, GRUCell, IntersectionCell, IRNNCell, LSTMCell,
-                                  RecurrentCell, SequenceRunner, UGRNNCell, load_torch_weights,
-                                  make_cell_type)
+                                  lstm_rows_from_ifog, RecurrentCell, SequenceRunner, UGRNNCell,
+                                  load_torch_weights, make_cell_type)
 
 DENSE_CELLS = [(cls, {}) for cls in CELL_TYPES.values()] + [(LSTMCell, {'peephole': True})]
 CONV_CELLS = [(ConvRNNCell, {}), (ConvLSTMCell, {}), (ConvLSTMCell, {'peephole': True}),
@@ -99,8 +99,6 @@ def test_matches_torch_outputs_and_gradients(name, factory, layers, bidirectiona
     loss_ours = (y_ours * weights).sum() + sum(s.sum() for s in _flat(s_ours))
     loss_ref.backward(), loss_ours.backward()
     torch.testing.assert_close(x_ours.grad, x_ref.grad, atol=1e-6, rtol=0)
-    # ours stores LSTM gates as i, f, o, g
-    gate_order = (0, 1, 3, 2) if name == 'lstm' else None
     for layer in range(layers):
         for direction in range(directions):
             cell = ours.cells[layer * directions + direction]
@@ -109,8 +107,6 @@ def test_matches_torch_outputs_and_gradients(name, factory, layers, bidirectiona
                 if getattr(cell, param) is None:
                     continue
                 expected = getattr(reference, param + suffix).grad
-                if gate_order:
-                    expected = torch.cat([expected.chunk(4)[k] for k in gate_order])
                 torch.testing.assert_close(getattr(cell, param).grad, expected, atol=1e-6, rtol=0)
 
 
@@ -171,14 +167,14 @@ def test_peephole_lstm_follows_its_equations():
     with torch.no_grad():
         cell.weight_peephole.normal_()
     x, h, c = (torch.randn(2, n, dtype=torch.float64) for n in (3, 4, 4))
-    W, U = cell.weight_ih.chunk(4), cell.weight_hh.chunk(4)          # i, f, o, g
+    W, U = cell.weight_ih.chunk(4), cell.weight_hh.chunk(4)          # i, f, g, o (torch's)
     b = (cell.bias_ih + cell.bias_hh).chunk(4)
     p_i, p_f, p_o = cell.weight_peephole
     i = _sig(x @ W[0].T + h @ U[0].T + p_i * c + b[0])
     f = _sig(x @ W[1].T + h @ U[1].T + p_f * c + b[1])
-    g = torch.tanh(x @ W[3].T + h @ U[3].T + b[3])
+    g = torch.tanh(x @ W[2].T + h @ U[2].T + b[2])
     c_new = f * c + i * g
-    o = _sig(x @ W[2].T + h @ U[2].T + p_o * c_new + b[2])
+    o = _sig(x @ W[3].T + h @ U[3].T + p_o * c_new + b[3])
     y, (h_out, c_out) = cell.step(x, (h, c))
     torch.testing.assert_close(c_out, c_new)
     torch.testing.assert_close(h_out, o * torch.tanh(c_new))
@@ -638,3 +634,87 @@ def test_conv_intersection_cell_with_stride_projects_its_carry():
     y, (h,) = cell(torch.randn(2, 4, 7, 6))
     assert tuple(y.shape) == tuple(h.shape) == (2, 4, 4, 3)
     assert not IntersectionCell(4, 4, kernel_size=3).projects_input
+
+
+# ------------------------------------------------------------------------ torch's own kernels
+KERNEL_CELLS = [('lstm', LSTMCell, {}), ('gru', GRUCell, {}),
+                ('rnn_tanh', ElmanCell, {}), ('rnn_relu', IRNNCell, {})]
+
+
+@pytest.mark.parametrize('kernel, cell_type, kwargs', KERNEL_CELLS)
+@pytest.mark.parametrize('layers, bidirectional, batch_first, ragged', [
+    (1, False, False, False), (2, True, False, False), (2, False, True, True),
+    (1, True, True, True)])
+def test_torch_kernel_equals_the_cell_loop(kernel, cell_type, kwargs, layers, bidirectional,
+                                           batch_first, ragged):
+    """Outputs, final state and every gradient of the kernel path equal the library's own loop
+    (the reference) within 1e-5: same parameters, same layouts, padding and all."""
+    torch.manual_seed(7)
+    runner = SequenceRunner(cell_type, 5, 6, layers, bidirectional=bidirectional,
+                            batch_first=batch_first, **kwargs)
+    assert runner.torch_kernel == kernel
+    steps, batch = 9, 4
+    shape = (batch, steps, 5) if batch_first else (steps, batch, 5)
+    x = torch.randn(shape)
+    lengths = torch.tensor([9, 3, 7, 1]) if ragged else None
+    state = runner.init_state(batch)
+    state = (tuple(torch.randn_like(s) for s in state) if isinstance(state, tuple)
+             else torch.randn_like(state))
+    results = []
+    for path in (kernel, None):
+        runner.torch_kernel = path
+        runner.zero_grad()
+        inputs = x.clone().requires_grad_()
+        y, final = runner(inputs, state, lengths=lengths)
+        loss = (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum() + sum(
+            s.square().sum() for s in _flat(final))
+        loss.backward()
+        results.append((y, _flat(final), inputs.grad,
+                        [p.grad.clone() for p in runner.parameters()]))
+    (y_k, s_k, gx_k, gp_k), (y_l, s_l, gx_l, gp_l) = results
+    # 1e-5, relative where values are large (IRNN's unbounded ReLU grows gradients of ~100)
+    close = dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(y_k, y_l, **close)
+    for a, b in zip(s_k, s_l):
+        torch.testing.assert_close(a, b, **close)
+    torch.testing.assert_close(gx_k, gx_l, **close)
+    for a, b in zip(gp_k, gp_l):
+        torch.testing.assert_close(a, b, **close)
+
+
+def test_the_kernel_gets_the_cells_own_parameters(monkeypatch):
+    """No copy per call: the tensors torch's kernel receives are the cells' parameters."""
+    runner = SequenceRunner(LSTMCell, 3, 4, 2)
+    seen = []
+    real = torch.lstm
+
+    def spy(*args):
+        seen.append(args[2])
+        return real(*args)
+
+    monkeypatch.setattr(torch, 'lstm', spy)
+    runner(torch.randn(5, 2, 3))
+    expected = [p for cell in runner.cells
+                for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
+    assert len(seen) == 1 and all(a is b for a, b in zip(seen[0], expected))
+
+
+@pytest.mark.parametrize('cell_type, kwargs', [
+    (LSTMCell, {'peephole': True}), (UGRNNCell, {}), (IntersectionCell, {}),
+    (ConvLSTMCell, {'kernel_size': 3})])
+def test_cells_torch_has_no_kernel_for_run_the_library_loop(cell_type, kwargs):
+    assert SequenceRunner(cell_type, 3, 4, **kwargs).torch_kernel is None
+
+
+def test_older_lstm_weights_are_converted_to_torchs_gate_order():
+    """A state_dict saved with the rows (i, f, o, g) gives the same outputs once converted."""
+    torch.manual_seed(3)
+    runner = SequenceRunner(LSTMCell, 3, 4, 2)
+    legacy = {}
+    for name, tensor in runner.state_dict().items():
+        blocks = tensor.chunk(4, 0)                  # i, f, g, o -> the older i, f, o, g
+        legacy[name] = torch.cat([blocks[0], blocks[1], blocks[3], blocks[2]])
+    restored = SequenceRunner(LSTMCell, 3, 4, 2)
+    restored.load_state_dict(lstm_rows_from_ifog(legacy, restored))
+    x = torch.randn(6, 2, 3)
+    torch.testing.assert_close(restored(x)[0], runner(x)[0])

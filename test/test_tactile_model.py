@@ -89,7 +89,7 @@ def test_save_and_load_round_trip_with_metadata(tmp_path):
     path = tmp_path / 'tactile.safetensors'
     save_tactile_model(path, model, METADATA)
     loaded, metadata = load_tactile_model(path)
-    assert metadata['kind'] == 'tactile' and metadata['schema_version'] == 1
+    assert metadata['kind'] == 'tactile' and metadata['schema_version'] == 2
     assert metadata['config'] == TINY.to_dict() and metadata['rate_hz'] == 100.0
     assert metadata['normalisation']['pose_std'] == pytest.approx(NORMALISATION['pose_std'])
     assert metadata['tactile_fields'][-2:] == ['pdc', 'pac']

@@ -33,6 +33,7 @@ from rnn_perception.models.weights_file import (
     ModelFileError,
     checked_weights_path,
 )
+from rnn_perception.cells import LSTMCell
 from rnn_perception.files import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -289,3 +290,26 @@ def test_an_unreadable_file_is_refused(tmp_path):
     path.chmod(0)
     with pytest.raises(ModelFileError, match='not readable'):
         checked_weights_path(path)
+
+
+@pytest.mark.parametrize('kind, older', [('collision', 2), ('tactile', 1)])
+def test_files_of_the_older_lstm_gate_order_load_with_the_same_outputs(tmp_path, kind, older):
+    """Weights files written before the LSTM cells took torch's gate order (collision schema 2,
+    tactile 1) are converted on loading; older ones than that are still refused."""
+    save_good, load = KINDS[kind].save_good, KINDS[kind].load
+    save_good(tmp_path / 'new.safetensors')
+    model, metadata = load(tmp_path / 'new.safetensors')
+    tensors, _ = load_checkpoint(tmp_path / 'new.safetensors')
+    for name, module in model.named_modules():
+        if isinstance(module, LSTMCell):
+            for part in ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'):
+                i, f, g, o = tensors[f'{name}.{part}'].chunk(4, 0)
+                tensors[f'{name}.{part}'] = torch.cat([i, f, o, g])     # the older row order
+    for version, name in ((older, 'older.safetensors'), (older - 1, 'oldest.safetensors')):
+        save_checkpoint(tmp_path / name, tensors, {**metadata, 'schema_version': version})
+    converted, _ = load(tmp_path / 'older.safetensors')
+    for (key, value), expected in zip(converted.state_dict().items(),
+                                      model.state_dict().values()):
+        torch.testing.assert_close(value, expected, msg=key)
+    with pytest.raises(ModelFileError, match=f'schema version {older - 1} is not the supported'):
+        load(tmp_path / 'oldest.safetensors')

@@ -14,13 +14,15 @@ Each cell class documents its equations, arguments, shapes and a runnable exampl
 (``FrozenConv``: one convolution with folded weights and a constant map).
 
 ``SequenceRunner`` stacks cells into layers (bidirectional, dropout, variable lengths) and
-unrolls them for BPTT; ``load_torch_weights`` turns a ``torch.nn.RNN/LSTM/GRU`` into a runner.
+unrolls them for BPTT, through torch's own RNN kernels where its cells are ones torch implements;
+``load_torch_weights`` turns a ``torch.nn.RNN/LSTM/GRU`` into a runner.
 """
 from .base import RecurrentCell, State
 from .conv import ConvGRUCell, ConvLSTMCell, ConvRNNCell
 from .dense import (CELL_TYPES, ElmanCell, GRUCell, IntersectionCell, IRNNCell, LSTMCell,
                     UGRNNCell, identity_init_, make_cell_type)
 from .frozen import FrozenConv, FrozenConvStep
+from .gate_order import lstm_rows_from_ifog
 from .runner import SequenceRunner
 from .torch_compat import load_torch_weights
 
@@ -28,5 +30,5 @@ __all__ = [
     'CELL_TYPES', 'ConvGRUCell', 'ConvLSTMCell', 'ConvRNNCell', 'ElmanCell', 'FrozenConv',
     'FrozenConvStep', 'GRUCell', 'IRNNCell', 'IntersectionCell', 'LSTMCell', 'RecurrentCell',
     'SequenceRunner', 'State', 'UGRNNCell', 'identity_init_', 'load_torch_weights',
-    'make_cell_type',
+    'lstm_rows_from_ifog', 'make_cell_type',
 ]

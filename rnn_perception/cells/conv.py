@@ -57,7 +57,7 @@ class ConvRNNCell(ElmanCell):
 class ConvLSTMCell(LSTMCell):
     r"""ConvLSTM (Shi et al. 2015): the ``LSTMCell`` equations with ``W x`` and ``U h`` as 2-D
     convolutions, optional peepholes (``peephole=True``) with one weight per channel. Gate rows
-    ``(i, f, o, g)``; initialised as ``LSTMCell`` (``forget_bias`` in ``b_ih``'s forget block).
+    ``(i, f, g, o)``; initialised as ``LSTMCell`` (``forget_bias`` in ``b_ih``'s forget block).
 
     Args:
         input_size: ``C_in``, the channels of ``x``.

@@ -12,7 +12,6 @@ import torch
 from torch import Tensor, nn
 
 from .base import RecurrentCell, State
-from .fused_lstm import FusedLSTMSequence
 
 
 class ElmanCell(RecurrentCell):
@@ -125,12 +124,12 @@ class LSTMCell(RecurrentCell):
         o_t &= \sigma(W_o x_t + U_o h_{t-1} + p_o * c_t + b_o) \\
         h_t &= o_t * \tanh(c_t), \quad y_t = h_t
 
-    Without peepholes (``p = 0``) these are the equations of ``torch.nn.LSTMCell``. Gate rows are
-    stored in the order ``(i, f, o, g)`` so the three sigmoids run as one op;
-    ``load_torch_weights`` reorders a ``torch.nn.LSTM``'s ``(i, f, g, o)``. Peephole weights
-    ``weight_peephole`` ``(3, H)`` (rows ``p_i, p_f, p_o``) are diagonal: one per unit (dense) or
-    per channel (conv). Full-length dense sequences without peepholes unroll through
-    ``FusedLSTMSequence`` (same equations, hand-written backward).
+    Without peepholes (``p = 0``) these are the equations of ``torch.nn.LSTMCell``, and the gate
+    rows are stored in torch's order ``(i, f, g, o)``, so a ``SequenceRunner`` of them runs
+    torch's own LSTM kernel on these very parameters. Peephole weights ``weight_peephole``
+    ``(3, H)`` (rows ``p_i, p_f, p_o``) are diagonal: one per unit (dense) or per channel
+    (conv). (Weights files before this order stored ``(i, f, o, g)``:
+    :func:`~rnn_perception.cells.lstm_rows_from_ifog` converts them.)
 
     Initialisation: ``RecurrentCell.reset_parameters`` (Xavier-uniform ``W``, orthogonal ``U`` per
     gate block, zero biases), zero peepholes, then the forget block of ``bias_ih`` is set to
@@ -196,25 +195,19 @@ class LSTMCell(RecurrentCell):
         c_prev = state[1]
         n = self.hidden_size
         # split, not slicing: one concatenation in backward instead of a zero-filled copy per slice
+        i_f, g, o_pre = pre.split((2 * n, n, n), 1)          # (B, 2H), (B, H), (B, H)
         if self.peephole:
             p = self.weight_peephole
-            i_f, o_pre, g = pre.split((2 * n, n, n), 1)
             # (B, 2, H[, h, w]): the i and f blocks side by side, each plus its peephole term
             i, f = torch.sigmoid(i_f.unflatten(1, (2, n)) + p[:2] * c_prev.unsqueeze(1)).unbind(1)
             c = torch.addcmul(f * c_prev, i, torch.tanh(g))
             o = torch.sigmoid(o_pre + p[2] * c)
         else:
-            ifo, g = pre.split((3 * n, n), 1)                 # (B, 3H), (B, H)
-            i, f, o = torch.sigmoid(ifo).chunk(3, 1)
+            i, f = torch.sigmoid(i_f).chunk(2, 1)
             c = torch.addcmul(f * c_prev, i, torch.tanh(g))
+            o = torch.sigmoid(o_pre)
         h = o * torch.tanh(c)
         return h, (h, c)
-
-    def unroll(self, gx: Tensor, state: State) -> Tuple[Tensor, State]:
-        if self.is_conv or self.peephole:
-            return super().unroll(gx, state)
-        y, h, c = FusedLSTMSequence.apply(gx, *state, self.weight_hh)
-        return y, (h, c)
 
 
 class GRUCell(RecurrentCell):

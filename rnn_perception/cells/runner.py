@@ -15,6 +15,15 @@ Variable-length batches: pass ``lengths`` (B,) or a prefix ``mask`` ``(T, B)`` (
 ``batch_first``). Steps past a sequence's end leave its state untouched and output zeros, so the
 final state is the state at its last real step; the reverse direction starts at each sequence's
 own last step, as with a packed sequence in torch.
+
+**Torch's kernels.** When every cell is one torch implements exactly (a dense ``LSTMCell``
+without peepholes, ``GRUCell``, ``ElmanCell``/``IRNNCell``), ``forward`` runs torch's own RNN
+kernel (``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh`` / ``torch.rnn_relu``, what
+``torch.nn.LSTM`` & co. call: oneDNN or native on the CPU, cuDNN on a GPU) on the cells' own
+parameters, passed as they are (no copy), variable lengths through a packed sequence. Its
+outputs and gradients equal the cell library's own loop within float rounding (tests);
+``torch_kernel`` names the kernel, and setting it to ``None`` runs the library's loop (the
+reference). ``step`` always runs the cells.
 """
 from __future__ import annotations
 
@@ -23,8 +32,10 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, PackedSequence
 
 from .base import RecurrentCell, State
+from .dense import ElmanCell, GRUCell, LSTMCell
 
 Packed = Union[Tensor, List[Tensor], Tuple[Union[Tensor, List[Tensor]], ...]]
 
@@ -54,6 +65,7 @@ class SequenceRunner(nn.Module):
             cell_type(input_size if layer == 0 else hidden_size * self.num_directions, hidden_size,
                       **cell_kwargs)
             for layer in range(num_layers) for _ in range(self.num_directions))
+        self.torch_kernel: Optional[str] = torch_kernel_of(self.cells[0])
 
     @property
     def state_names(self) -> Tuple[str, ...]:
@@ -76,6 +88,9 @@ class SequenceRunner(nn.Module):
                 mask = mask.transpose(0, 1)
         steps, batch = x.shape[:2]
         lengths = _resolve_lengths(lengths, mask, steps, batch, x.device)
+        if self.torch_kernel is not None:
+            output, final = self._forward_torch(x, state, lengths)
+            return (output.transpose(0, 1) if self.batch_first else output), final
         finals: List[State] = []
         layer_input = x
         for layer in range(self.num_layers):
@@ -97,6 +112,37 @@ class SequenceRunner(nn.Module):
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         output = layer_input.transpose(0, 1) if self.batch_first else layer_input
         return output, self._pack(finals)
+
+    def _forward_torch(self, x: Tensor, state: Optional[Packed],
+                       lengths: Optional[Tensor]) -> Tuple[Tensor, Packed]:
+        """``forward`` through torch's kernel ``self.torch_kernel``: ``x (T, B, I)`` ->
+        ``(output (T, B, D*H), final state)``, the same layouts as the library's loop."""
+        cell = self.cells[0]
+        cell.check_input(x, leading_dims=2)
+        if state is None:
+            state = self.init_state(x.shape[1], x.device, x.dtype)
+        components = state if isinstance(state, tuple) else (state,)
+        for index in range(len(self.cells)):      # the same checks as the loop's
+            self._state_at(state, index, self.cells[index], x)
+        hx = components if len(components) > 1 else components[0]
+        has_biases = cell.bias_ih is not None
+        weights = [weight for each in self.cells for weight in
+                   ((each.weight_ih, each.weight_hh, each.bias_ih, each.bias_hh) if has_biases
+                    else (each.weight_ih, each.weight_hh))]
+        kernel = getattr(torch, self.torch_kernel)
+        settings = (has_biases, self.num_layers, self.dropout, self.training, self.bidirectional)
+        if lengths is None:
+            output, *final = kernel(x, hx, weights, *settings, False)    # batch_first False
+            return output, (tuple(final) if len(final) > 1 else final[0])
+        packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+        order, restore = packed.sorted_indices, packed.unsorted_indices
+        hx = (tuple(h.index_select(1, order) for h in hx) if isinstance(hx, tuple)
+              else hx.index_select(1, order))
+        data, *final = kernel(packed.data, packed.batch_sizes, hx, weights, *settings)
+        output, _ = pad_packed_sequence(
+            PackedSequence(data, packed.batch_sizes, order, restore), total_length=x.shape[0])
+        final = tuple(h.index_select(1, restore) for h in final)
+        return output, (final if len(final) > 1 else final[0])
 
     def step(self, x: Tensor, state: Optional[Packed] = None) -> Tuple[Tensor, Packed]:
         """One frame through every layer with carried state: ``x_t (B, *F)`` -> ``(y_t, state)``.
@@ -155,6 +201,21 @@ class SequenceRunner(nn.Module):
             same_shape = all(t.shape == component[0].shape for t in component)
             packed.append(torch.stack(component) if same_shape else list(component))
         return packed[0] if len(packed) == 1 else tuple(packed)
+
+
+def torch_kernel_of(cell: RecurrentCell) -> Optional[str]:
+    """The torch RNN kernel that computes exactly ``cell``'s equations on its parameters
+    (``'lstm'``, ``'gru'``, ``'rnn_tanh'``, ``'rnn_relu'``), or ``None``: convolutional cells,
+    peephole LSTMs, and the cells torch has no kernel for (UGRNN, Intersection RNN)."""
+    if cell.is_conv or cell.extra_input_rows:
+        return None
+    if type(cell) is LSTMCell and not cell.peephole:
+        return 'lstm'
+    if type(cell) is GRUCell:
+        return 'gru'
+    if isinstance(cell, ElmanCell) and type(cell).activate is ElmanCell.activate:
+        return f'rnn_{cell.nonlinearity}'
+    return None
 
 
 def _unroll(cell: RecurrentCell, seq: Tensor, state: State,

@@ -12,9 +12,6 @@ from torch import nn
 from .dense import ElmanCell, GRUCell, LSTMCell
 from .runner import SequenceRunner
 
-# torch stacks LSTM gates as (i, f, g, o); LSTMCell stores (i, f, o, g) so its sigmoids are one op.
-_TORCH_TO_OURS_LSTM = (0, 1, 3, 2)
-
 
 def load_torch_weights(module: nn.RNNBase) -> SequenceRunner:
     """Build a ``SequenceRunner`` equal to ``module`` (an ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU``).
@@ -27,12 +24,12 @@ def load_torch_weights(module: nn.RNNBase) -> SequenceRunner:
         if module.proj_size:
             raise ValueError('load_torch_weights: nn.LSTM with proj_size > 0 has no equivalent '
                              'cell')
-        cell_type, cell_kwargs, order = LSTMCell, {'forget_bias': 0.0}, _TORCH_TO_OURS_LSTM
+        cell_type, cell_kwargs = LSTMCell, {'forget_bias': 0.0}
     elif isinstance(module, nn.GRU):
-        cell_type, cell_kwargs, order = GRUCell, {}, None
+        cell_type, cell_kwargs = GRUCell, {}
     elif isinstance(module, nn.RNN):
         nonlinearity = 'tanh' if module.mode == 'RNN_TANH' else 'relu'
-        cell_type, cell_kwargs, order = ElmanCell, {'nonlinearity': nonlinearity}, None
+        cell_type, cell_kwargs = ElmanCell, {'nonlinearity': nonlinearity}
     else:
         raise TypeError('load_torch_weights: expected nn.RNN, nn.LSTM or nn.GRU, '
                         f'got {type(module).__name__}')
@@ -50,10 +47,6 @@ def load_torch_weights(module: nn.RNNBase) -> SequenceRunner:
                 for name in ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'):
                     if getattr(cell, name) is None:
                         continue
-                    source = getattr(module, name + suffix)
-                    if order is not None:
-                        blocks = source.chunk(4, 0)
-                        source = torch.cat([blocks[k] for k in order])
-                    getattr(cell, name).copy_(source)
+                    getattr(cell, name).copy_(getattr(module, name + suffix))
     runner.train(module.training)
     return runner

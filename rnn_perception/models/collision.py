@@ -33,11 +33,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..cells import ConvLSTMCell, FrozenConv, FrozenConvStep, State
+from ..cells import ConvLSTMCell, FrozenConv, FrozenConvStep, lstm_rows_from_ifog, State
 from .weights_file import load_model_file, save_model_file, shipped_model_path
 
 KIND = 'collision'
-SCHEMA_VERSION = 2          # 2: leaky ReLU in encoder and head (version 1 files were ReLU)
+# 2: leaky ReLU in encoder and head (version 1 files were ReLU, refused); 3: ConvLSTM gate rows
+# in torch's order (i, f, g, o) (version 2 files are converted on loading)
+SCHEMA_VERSION = 3
+UPGRADES = {2: lstm_rows_from_ifog}
 DEFAULT_THRESHOLD = 0.5     # the decision threshold of weights whose metadata has none
 MAX_FPS = 1000              # a frame rate in the metadata must be below this
 # Leaky ReLU, not ReLU, in the encoder and the head: with ReLU, about half of our training runs
@@ -393,4 +396,4 @@ def load_collision_model(path, device='cpu') -> Tuple[CollisionPredictor, Dict[s
     ``ModelFileError`` naming the file and what is wrong with it."""
     return load_model_file(path, KIND, SCHEMA_VERSION,
                            lambda config: CollisionPredictor(CollisionConfig.from_dict(config)),
-                           device, metadata_problem)
+                           device, metadata_problem, UPGRADES)

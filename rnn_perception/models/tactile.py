@@ -45,12 +45,14 @@ from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..cells import LSTMCell, SequenceRunner
+from ..cells import lstm_rows_from_ifog, LSTMCell, SequenceRunner
 from ..data.tactile_dataset import PAC_INDEX, POSE_FIELDS, TACTILE_FIELDS
 from .weights_file import load_model_file, save_model_file, shipped_model_path
 
 KIND = 'tactile'
-SCHEMA_VERSION = 1
+# 2: LSTM gate rows in torch's order (i, f, g, o) (version 1 files are converted on loading)
+SCHEMA_VERSION = 2
+UPGRADES = {1: lstm_rows_from_ifog}
 NUM_TACTILE = len(TACTILE_FIELDS)
 NUM_POSE = len(POSE_FIELDS)
 MAX_RATE_HZ = 100_000        # a sample rate in the metadata must be below this
@@ -251,4 +253,4 @@ def load_tactile_model(path, device='cpu') -> Tuple[TactilePredictor, Dict[str, 
     ``ModelFileError`` naming the file and what is wrong with it."""
     return load_model_file(path, KIND, SCHEMA_VERSION,
                            lambda config: TactilePredictor(TactileConfig.from_dict(config)),
-                           device, metadata_problem)
+                           device, metadata_problem, UPGRADES)

@@ -18,6 +18,7 @@ import importlib.resources
 import os
 import warnings
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 import torch
@@ -76,6 +77,9 @@ def checked_weights_path(path: PathLike) -> Path:
     return resolved
 
 
+Upgrade = Callable[[Dict[str, Tensor], nn.Module], Dict[str, Tensor]]
+
+
 def load_model_file(
     path: PathLike,
     kind: str,
@@ -83,11 +87,14 @@ def load_model_file(
     build: Callable[[Dict[str, Any]], Model],
     device='cpu',
     metadata_problem: Callable[[Dict[str, Any]], Optional[str]] = lambda metadata: None,
+    upgrades: Mapping[int, Upgrade] = MappingProxyType({}),
 ) -> Tuple[Model, Dict[str, Any]]:
     """Rebuild a model of ``kind`` with ``build(metadata['config'])`` and load its tensors, then
     ask ``metadata_problem`` (the kind's checks of the metadata its users read) what is wrong
     with the rest; every problem raises :class:`ModelFileError` naming the file and what is
-    wrong with it."""
+    wrong with it. A file of an older schema version ``v`` loads when ``upgrades`` has a step
+    for it and every version after (``upgrades[v](tensors, model)`` gives version ``v + 1``'s
+    tensors)."""
     path = checked_weights_path(path)
     try:
         tensors, metadata = load_checkpoint(path)
@@ -97,8 +104,11 @@ def load_model_file(
         raise ModelFileError(
             f'{path}: holds a {metadata.get("kind", "unknown")!r} model, not a {kind!r} one'
         )
-    if metadata.get('schema_version') != schema_version:
-        raise ModelFileError(f'{path}: schema version {metadata.get("schema_version")} is not the '
+    version = metadata.get('schema_version')
+    steps = (list(range(version, schema_version))
+             if isinstance(version, int) and not isinstance(version, bool) else [])
+    if version != schema_version and (not steps or any(v not in upgrades for v in steps)):
+        raise ModelFileError(f'{path}: schema version {version} is not the '
                              f'supported {schema_version}')
     config = metadata.get('config')
     if not isinstance(config, dict):
@@ -125,6 +135,8 @@ def load_model_file(
             else ''
         )
         raise ModelFileError(f'{path}: weights do not match their metadata ({shown}{more})')
+    for step in steps:
+        tensors = upgrades[step](tensors, skeleton)
     model = build(config)
     model.load_state_dict(tensors, strict=True)
     problem = metadata_problem(metadata)
