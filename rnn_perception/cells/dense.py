@@ -11,7 +11,7 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
-from .base import RecurrentCell, State
+from .base import lerp, RecurrentCell, State
 
 
 class ElmanCell(RecurrentCell):
@@ -259,7 +259,7 @@ class GRUCell(RecurrentCell):
         gh_rz, gh_n = self.project_hidden(h_prev).split((2 * n, n), 1)
         r, z = torch.sigmoid(gx_rz + gh_rz).chunk(2, 1)
         candidate = torch.tanh(torch.addcmul(gx_n, r, gh_n))
-        h = torch.lerp(candidate, h_prev, z)               # (1 - z) * n + z * h_prev
+        h = lerp(candidate, h_prev, z)               # (1 - z) * n + z * h_prev
         return h, (h,)
 
 
@@ -305,7 +305,7 @@ class UGRNNCell(RecurrentCell):
     def activate(self, pre: Tensor, state: State) -> Tuple[Tensor, State]:
         h_prev, = state
         g, c = pre.chunk(2, 1)
-        h = torch.lerp(torch.tanh(c), h_prev, torch.sigmoid(g))
+        h = lerp(torch.tanh(c), h_prev, torch.sigmoid(g))
         return h, (h,)
 
 
@@ -380,8 +380,8 @@ class IntersectionCell(RecurrentCell):
         gates, candidates = self.add_recurrent(gx_gates, h_prev).split((2 * n, 2 * n), 1)
         g_y, g_h = torch.sigmoid(gates).chunk(2, 1)
         y_in, h_in = torch.tanh(candidates).chunk(2, 1)
-        y = torch.lerp(y_in, carry, g_y)
-        h = torch.lerp(h_in, h_prev, g_h)
+        y = lerp(y_in, carry, g_y)
+        h = lerp(h_in, h_prev, g_h)
         return y, (h,)
 
 

