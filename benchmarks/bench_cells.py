@@ -1,10 +1,12 @@
 """Training throughput of the cell library's LSTM/GRU/RNN vs torch.nn, measured side by side.
 
-Three paths on the same batch and weights, one forward+backward pass each per round, taking
+Four paths on the same batch and weights, one forward+backward pass each per round, taking
 turns, so machine noise hits them alike: ``torch.nn``; **ours** (a ``SequenceRunner``, which runs
 torch's own kernel on the cells' parameters); **our loop** (the same runner with
-``torch_kernel = None``: the library's own per-step loop, the reference it is tested against).
-Ratios are median(torch time) / median(our time): 1.0 = as fast as torch.nn, higher = faster.
+``torch_kernel = None``: the library's own per-step loop, the reference it is tested against);
+**ours bf16** (ours under ``torch.autocast`` bf16, as ``--precision bf16`` trains).
+Ratios are median(torch time) / median(our time): 1.0 = as fast as torch.nn, higher = faster;
+``bf16_over_fp32`` is median(ours) / median(ours bf16).
 
     .venv/bin/python benchmarks/bench_cells.py [--batch 64] [--hidden 128] [--steps 64]
         [--threads 1,2] [--json]
@@ -22,6 +24,19 @@ import torch
 from rnn_perception.cells import load_torch_weights
 
 
+class Autocast(torch.nn.Module):
+    """``module`` run under CPU autocast in bf16."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            output, state = self.module(x)
+        return output.float(), state
+
+
 def time_train_step(module, x) -> float:
     start = time.perf_counter()
     output, _ = module(x)
@@ -34,7 +49,8 @@ def compare(kind: str, batch: int, hidden: int, steps: int, inputs: int, rounds:
     reference = getattr(torch.nn, kind)(inputs, hidden)
     ours, loop = load_torch_weights(reference), load_torch_weights(reference)
     loop.torch_kernel = None
-    paths = {'torch': reference, 'ours': ours, 'loop': loop}
+    paths = {'torch': reference, 'ours': ours, 'loop': loop,
+             'bf16': Autocast(load_torch_weights(reference))}
     x = torch.randn(steps, batch, inputs)
     for _ in range(3):                                     # warm-up: allocator, thread pool
         for module in paths.values():
@@ -46,7 +62,8 @@ def compare(kind: str, batch: int, hidden: int, steps: int, inputs: int, rounds:
     median = {name: statistics.median(values) for name, values in times.items()}
     return {'cell': kind, **{f'{name}_ms': 1e3 * value for name, value in median.items()},
             'throughput_ratio': median['torch'] / median['ours'],
-            'loop_throughput_ratio': median['torch'] / median['loop']}
+            'loop_throughput_ratio': median['torch'] / median['loop'],
+            'bf16_over_fp32': median['ours'] / median['bf16']}
 
 
 def main() -> None:
@@ -82,12 +99,14 @@ def main() -> None:
         'figures': {
             f"{row['cell'].lower()}_{who}_ms_{row['threads']}t": row[f'{who}_ms']
             for row in results
-            for who in ('ours', 'torch', 'loop')
+            for who in ('ours', 'torch', 'loop', 'bf16')
         },
         'ratios': {
-            f"{row['cell'].lower()}_{who}_over_torch_throughput_{row['threads']}t": row[key]
-            for row in results
-            for who, key in (('ours', 'throughput_ratio'), ('loop', 'loop_throughput_ratio'))
+            **{f"{row['cell'].lower()}_{who}_over_torch_throughput_{row['threads']}t": row[key]
+               for row in results
+               for who, key in (('ours', 'throughput_ratio'), ('loop', 'loop_throughput_ratio'))},
+            **{f"{row['cell'].lower()}_bf16_over_fp32_throughput_{row['threads']}t":
+               row['bf16_over_fp32'] for row in results},
         },
     }
     if args.json:
@@ -96,11 +115,11 @@ def main() -> None:
     print(f"forward+backward, batch {args.batch}, hidden {args.hidden}, {args.steps} steps, "
           f"{args.inputs} inputs, torch {torch.__version__}")
     print(f"{'cell':6} {'threads':>7} {'torch.nn ms':>12} {'ours ms':>9} {'loop ms':>9} "
-          f"{'ours/torch':>11} {'loop/torch':>11}")
+          f"{'bf16 ms':>9} {'ours/torch':>11} {'loop/torch':>11} {'bf16/fp32':>10}")
     for row in results:
         print(f"{row['cell']:6} {row['threads']:7d} {row['torch_ms']:12.2f} {row['ours_ms']:9.2f} "
-              f"{row['loop_ms']:9.2f} {row['throughput_ratio']:11.2f} "
-              f"{row['loop_throughput_ratio']:11.2f}")
+              f"{row['loop_ms']:9.2f} {row['bf16_ms']:9.2f} {row['throughput_ratio']:11.2f} "
+              f"{row['loop_throughput_ratio']:11.2f} {row['bf16_over_fp32']:10.2f}")
 
 
 if __name__ == '__main__':

@@ -50,7 +50,7 @@ def test_run_all_writes_one_json_one_table_and_the_readme_block(tmp_path):
     assert report['benchmarks']['cells']['ratios'].keys() == {
         f'{cell}_{path}_over_torch_throughput_1t'
         for cell in ('lstm', 'gru', 'rnn') for path in ('ours', 'loop')
-    }
+    } | {f'{cell}_bf16_over_fp32_throughput_1t' for cell in ('lstm', 'gru', 'rnn')}
     table = (tmp_path / 'results' / 'latest.md').read_text()
     assert '| tactile_node: tactile node step, CPU | step_p50_ms |' in table
     assert 'ratio gru_ours_over_torch_throughput_1t' in table
