@@ -88,6 +88,40 @@ def calibrate_threshold(traces: Sequence[EpisodeTrace], accuracy_margin: float =
     return float((scores[chosen - 1] + scores[chosen]) / 2)
 
 
+def threshold_for_false_alarm_rate(traces: Sequence[EpisodeTrace], rate: float) -> float:
+    """The lowest threshold at which at most ``rate`` of the misses in ``traces`` raise an
+    alarm: the longest lead times that false-alarm rate allows. Used to set a predictor without
+    a trained threshold (the trajectory oracle, the classical baseline) at a model's false-alarm
+    rate; it is chosen on ``traces`` themselves, which can only flatter that predictor."""
+    miss_scores = np.sort([trace.score() for trace in traces if not trace.hit])[::-1]
+    if not miss_scores.size:
+        raise ValueError('no misses: a false-alarm rate needs some')
+    allowed = int(np.floor(rate * miss_scores.size + 1e-9))
+    if allowed >= miss_scores.size:
+        return 0.0
+    return float(np.nextafter(miss_scores[allowed], np.inf))
+
+
+def threshold_for_accuracy(traces: Sequence[EpisodeTrace], accuracy: float) -> Optional[float]:
+    """The lowest threshold whose accuracy on ``traces`` is at least ``accuracy`` (``None`` if
+    none reaches it): the longest lead times that accuracy allows."""
+    hits = np.array([trace.hit for trace in traces])
+    episode_scores = np.array([trace.score() for trace in traces])
+    scores = np.unique([0.0, *episode_scores])
+    # a threshold just above scores[k - 1] calls exactly the episodes scoring >= scores[k]
+    for lower, upper in zip(scores[:-1], scores[1:]):
+        if np.mean((episode_scores >= upper) == hits) >= accuracy - 1e-12:
+            return float(np.nextafter(lower, np.inf))
+    return None
+
+
+def lead_times_s(traces: Sequence[EpisodeTrace], threshold: float) -> np.ndarray:
+    """Every hit's lead time at ``threshold``, ``nan`` for a hit warned of too late or never
+    (for lead-time curves: the share of hits warned at least so long before contact)."""
+    leads = [trace.lead_time_s(threshold) for trace in traces if trace.hit]
+    return np.array([np.nan if lead is None else lead for lead in leads], dtype=float)
+
+
 def episode_rows(traces: Sequence[EpisodeTrace], threshold: float) -> List[Dict[str, Any]]:
     """Per-episode summary: label, score, first alarm and lead time (``None`` where undefined)."""
     return [

@@ -1,13 +1,18 @@
-"""Pictures of a collision evaluation: the episode ROC and probability traces (PNG)."""
+"""Pictures of a collision evaluation: the episode ROC, probability traces and cumulative
+lead-time curves (PNG)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..files import PathLike
 from .collision_metrics import EpisodeTrace
 from .figures import new_figure, save_png
+
+LEAD_CURVE_POINTS = 200      # lead times at which each cumulative curve is drawn
+LEAD_AXIS_MIN_S = 0.5        # the lead-time axis spans at least this much
 
 
 def plot_roc(traces: Sequence[EpisodeTrace], path: PathLike, title: str = 'episode ROC') -> None:
@@ -46,4 +51,27 @@ def plot_traces(
         ax.axhline(threshold, color='red', linestyle='--', linewidth=0.8)
         ax.set(ylabel='P(hit)', ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
+    save_png(figure, path)
+
+
+def plot_lead_time_curves(curves: Mapping[str, np.ndarray], path: PathLike,
+                          title: str = 'warnings before contact') -> None:
+    """One cumulative lead-time curve per method: the share of hits warned at least ``x``
+    seconds before contact, from each method's lead times (``nan``: warned too late or never,
+    as :func:`~.collision_metrics.lead_times_s` gives them), with each median marked."""
+    figure, (ax,) = new_figure(6.5, 4.5)
+    longest = max([float(np.nanmax(leads)) for leads in curves.values()
+                   if np.isfinite(leads).any()] + [LEAD_AXIS_MIN_S])
+    grid = np.linspace(0.0, longest * 1.05, LEAD_CURVE_POINTS)
+    for name, leads in curves.items():
+        warned = np.where(np.isfinite(leads), leads, -np.inf)
+        share = (warned[None, :] >= grid[:, None]).mean(axis=1) if leads.size else grid * 0
+        line, = ax.plot(grid, share, label=name)
+        if np.isfinite(leads).any():
+            ax.axvline(float(np.nanmedian(leads)), color=line.get_color(), linestyle=':',
+                       linewidth=0.8)
+    ax.set(xlabel='lead time: warning before contact (s)',
+           ylabel='share of hits warned at least this early', ylim=(-0.02, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc='lower left', fontsize='small')
     save_png(figure, path)
