@@ -113,6 +113,13 @@ def benchmarks(cuda: bool) -> List[Benchmark]:
             ('--frames', '60'),
         ),
         Benchmark(
+            'lead_time_limits',
+            'collision model vs trajectory oracle and classical baseline, same fresh throws',
+            'lead_time_limits.py',
+            ('--episodes', '100'),
+            ('--episodes', '3'),
+        ),
+        Benchmark(
             'soak',
             'collision node soak: memory and latency drift',
             'soak.py',

@@ -19,8 +19,8 @@ Per frame ``t``, from frames ``0..t`` only:
    there is one.
 
 :func:`perfect_detections` stands in for the detector with the ball's true image centre and
-apparent size, blurred by the noise the fit assumes: the same geometry without the detector's
-misses, ghosts and confusions, to tell the two apart.
+apparent size: the same geometry without the detector's misses, ghosts, confusions and pixel
+counting, to tell the two apart.
 
 No learning and no tuning on test throws: the only number taken from data is
 :data:`APPARENT_RADIUS_BIAS`, the detector's over-estimate of small rasterised discs, measured on
@@ -75,20 +75,16 @@ def ball_positions(detections: BallDetections, scene: DodgeballScene):
     return distance[:, None] * rays, covariance
 
 
-def perfect_detections(episode: DodgeballEpisode, scene: DodgeballScene,
-                       rng: np.random.Generator) -> BallDetections:
+def perfect_detections(episode: DodgeballEpisode, scene: DodgeballScene) -> BallDetections:
     """The thrown ball's true image centre and apparent radius (as the detector would measure
-    it, :data:`APPARENT_RADIUS_BIAS` included) wherever the camera sees it, with
-    :data:`CENTRE_NOISE_PX` and :data:`RADIUS_NOISE_PX` of Gaussian noise."""
+    it, :data:`APPARENT_RADIUS_BIAS` included) wherever the camera sees it, without noise."""
     camera = scene.camera
     truth = np.asarray(episode.ball_position, dtype=float)
     seen = camera.sees(truth)
     distance = np.linalg.norm(truth - camera.position_m, axis=1)
-    radius = (camera.focal_px * episode.ball_radius_m / distance * APPARENT_RADIUS_BIAS
-              + rng.normal(scale=RADIUS_NOISE_PX, size=len(truth)))
-    pixels = camera.project(truth) + rng.normal(scale=CENTRE_NOISE_PX, size=(len(truth), 2))
-    return BallDetections(seen, np.where(seen[:, None], pixels, np.nan),
-                          np.where(seen, np.maximum(radius, 0.0), np.nan))
+    radius = camera.focal_px * episode.ball_radius_m / distance * APPARENT_RADIUS_BIAS
+    return BallDetections(seen, np.where(seen[:, None], camera.project(truth), np.nan),
+                          np.where(seen, radius, np.nan))
 
 
 def track_probabilities(detections: BallDetections, stamps_s: np.ndarray, scene: DodgeballScene,
@@ -111,7 +107,7 @@ def baseline_probabilities(episode: DodgeballEpisode, scene: DodgeballScene,
     """The baseline's P(hit) at each frame of ``episode``, from its frames alone (or from
     :func:`perfect_detections`); the same for the same settings."""
     rng = np.random.default_rng((settings.seed, episode.index))
-    tracks = ([perfect_detections(episode, scene, rng)] if settings.perfect_detection
+    tracks = ([perfect_detections(episode, scene)] if settings.perfect_detection
               else track_balls(episode.frames))
     probabilities = np.full(episode.num_frames, -np.inf)
     for track in tracks:
