@@ -74,8 +74,9 @@ def simulate(root: Path, scene: str, episodes: int, seed: int, workers: int):
 
 def scored(traces: List[EpisodeTrace], threshold: float, reference: Dict,
            how: str) -> Dict:
-    """One table row: the metrics at ``threshold`` (set ``how``), and the lead times at the
-    reference model's accuracy, for the curves too."""
+    """One table row: the metrics at ``threshold`` (set ``how``), the metrics at the lowest
+    threshold that reaches the reference model's accuracy, and every hit's lead time at
+    ``threshold`` (for the curves)."""
     metrics = collision_metrics(traces, threshold)
     at_accuracy = threshold_for_accuracy(traces, reference['accuracy'])
     matched = None if at_accuracy is None else collision_metrics(traces, at_accuracy)

@@ -45,14 +45,11 @@ class BallDetections:
     pixels: np.ndarray
     radius_px: np.ndarray
 
-    @property
-    def first_frame(self) -> int:
-        """The frame the track starts at."""
-        return int(np.flatnonzero(self.found)[0])
-
 
 @dataclass
 class _Blob:
+    """A foreground blob: its centre (u, v) and apparent radius."""
+
     centre: np.ndarray
     radius_px: float
 
@@ -66,6 +63,7 @@ class _Track:
         self._seen: list = []          # (frame, centre) of its last two detections
 
     def alive(self, frame: int) -> bool:
+        """Whether the track may still take a blob at ``frame``."""
         return frame - self._seen[-1][0] <= TRACK_LOST_FRAMES
 
     def predicted(self, frame: int) -> np.ndarray:
@@ -77,6 +75,7 @@ class _Track:
         return last + (last - first) / (last_frame - first_frame) * (frame - last_frame)
 
     def add(self, frame: int, blob: _Blob) -> None:
+        """Take ``blob`` as the ball at ``frame``."""
         self._seen = [*self._seen[-1:], (frame, blob.centre)]
         self.detections.found[frame] = True
         self.detections.pixels[frame] = blob.centre

@@ -29,6 +29,7 @@ from .dodgeball_scene import DodgeballScene
 
 ORACLE_NOISE_M = 0.01         # per axis: a depth camera's error at a few metres is cm-level
 POSTERIOR_SAMPLES = 256       # trajectories drawn per frame: P(hit) to within about +-0.03
+SMALLEST_NOISE_M = 1e-6       # a noise-free oracle still needs an invertible covariance
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def oracle_probabilities(episode: DodgeballEpisode, scene: DodgeballScene,
     observed = (scene.camera.sees(truth) if settings.in_view_only
                 else np.ones(len(truth), dtype=bool))
     seen = truth + rng.normal(scale=settings.noise_m, size=truth.shape)
-    covariance = np.broadcast_to(np.eye(3) * max(settings.noise_m, 1e-6) ** 2,
+    covariance = np.broadcast_to(np.eye(3) * max(settings.noise_m, SMALLEST_NOISE_M) ** 2,
                                  (len(truth), 3, 3))
     posteriors = fit_trajectories(episode.stamp_s, seen, covariance, observed,
                                   scene.gravity_mps2)
