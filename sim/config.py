@@ -23,6 +23,7 @@ import yaml
 
 from rnn_perception.data.bags import STORAGE_PLUGINS
 from sim.errors import SimError
+from sim.sharding import parse_shard
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -117,12 +118,19 @@ def add_simulator(
     options: Sequence[ConfigOption],
     run: typing.Callable[[argparse.Namespace], None],
 ) -> None:
-    """Add simulator ``name`` to ``python -m sim``: ``--config YAML`` and ``options`` (each
-    help text ends with its default from ``defaults_path``); ``run(args)`` generates."""
+    """Add simulator ``name`` to ``python -m sim``: ``--config YAML``, ``--shard K/N`` and
+    ``options`` (each help text ends with its default from ``defaults_path``); ``run(args)``
+    generates. ``--shard`` is no config key: it picks which part of the run this process makes,
+    not what an episode is (:mod:`sim.sharding`)."""
     parser = subcommands.add_parser(name, help=help_, description=description,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', metavar='YAML',
                         help=f'parameters overriding the defaults in config/{defaults_path.name}')
+    parser.add_argument('--shard', type=parse_shard, metavar='K/N',
+                        help='make only part K of N (1 <= K <= N) of the run: its K-th '
+                             'contiguous block of episode indices, each episode exactly as the '
+                             'whole run makes it; give the parts to train/eval --data together '
+                             '(default: the whole run)')
     parser.set_defaults(run=run)
     defaults = load_yaml(defaults_path)
     for option in options:

@@ -7,7 +7,8 @@ only after everything succeeded (the dataset last, its manifest written last ins
 an error or Ctrl-C leaves nothing that looks complete. Episodes are simulated in order by
 one process or by a pool of worker processes; either way episode ``i`` is the same (it draws
 from :func:`episode_rng` of the seed and ``i`` alone), and shards are cut by episode number,
-so the dataset does not depend on ``workers``.
+so the dataset does not depend on ``workers``. With a :class:`~sim.sharding.RunShard` (``--shard
+K/N``) only that block of episode indices is made, each episode as the whole run makes it.
 """
 from __future__ import annotations
 
@@ -28,12 +29,13 @@ from tqdm import tqdm
 from rnn_perception.data.bags import BagWriter, open_bag_writer, staged_path
 from rnn_perception.data.shards import shard_file_name, write_manifest
 from sim.errors import SimError
+from sim.sharding import RunShard
 
 
 def episode_rng(seed: int, index: int) -> np.random.Generator:
     """Episode ``index``'s generator: ``SeedSequence(seed, spawn_key=(index,))``, the
     ``index``-th child of ``SeedSequence(seed).spawn(...)``, so episodes are independent of
-    each other and of which process simulates them."""
+    each other and of which process (or machine, :mod:`sim.sharding`) simulates them."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
 
@@ -108,17 +110,20 @@ def _simulate_in_worker(index: int):
     return _worker_simulator(index)
 
 
-def simulate_episodes(simulator: Callable, config: SimulationConfig) -> Iterator:
-    """Episodes ``0 .. episodes-1`` in order, simulated by ``config.workers`` processes."""
-    workers = min(config.workers, config.episodes)
+def simulate_episodes(simulator: Callable, config: SimulationConfig,
+                      indices: range | None = None) -> Iterator:
+    """Episodes ``indices`` (default ``0 .. episodes-1``) in order, simulated by
+    ``config.workers`` processes."""
+    indices = range(config.episodes) if indices is None else indices
+    workers = min(config.workers, len(indices))
     if workers == 1:
         with closing(simulator(config)) as instance:
-            yield from map(instance, range(config.episodes))
+            yield from map(instance, indices)
         return
     # spawn, not fork: each worker starts fresh (its own pybullet), whatever the parent imported.
     context = multiprocessing.get_context('spawn')
     with context.Pool(workers, initializer=_start_worker, initargs=(simulator, config)) as pool:
-        yield from imap_bounded(pool, _simulate_in_worker, range(config.episodes),
+        yield from imap_bounded(pool, _simulate_in_worker, indices,
                                 ahead=workers * EPISODES_AHEAD_PER_WORKER)
 
 
@@ -157,15 +162,18 @@ def write_shards(episodes: Iterable, dataset_dir: Path, episodes_per_shard: int,
 
 
 def generate(config: SimulationConfig, spec: SimulatorSpec, *,
-             progress: bool | None = None) -> dict:
+             progress: bool | None = None, shard: RunShard | None = None) -> dict:
     """Make the dataset (and bag, preview) that ``config`` asks for; return its manifest.
 
-    ``progress``: show a progress bar (None: only on a terminal).
+    ``progress``: show a progress bar (None: only on a terminal). ``shard``: make only that
+    part of the run; its manifest says which (``shard``: index, count, ``episodes`` [start,
+    stop)), and an unsharded run's manifest has no such key.
     """
     _stop_requested.clear()
     output = config.output
     if output.out is None:
         raise SimError('no output directory: pass --out DIR (or set output.out in the config)')
+    indices = range(config.episodes) if shard is None else shard.episodes(config.episodes)
     # Exits run in reverse: the simulation stops first, the dataset is renamed into place last.
     with ExitStack() as stack:
         dataset_dir = stack.enter_context(staged_path(output.out))
@@ -175,13 +183,17 @@ def generate(config: SimulationConfig, spec: SimulatorSpec, *,
             recorder = spec.recorder(stack.enter_context(
                 open_bag_writer(output.bag, output.storage)))
         preview_path = stack.enter_context(staged_path(output.preview)) if output.preview else None
-        episodes = stack.enter_context(closing(simulate_episodes(spec.simulator, config)))
+        episodes = stack.enter_context(
+            closing(simulate_episodes(spec.simulator, config, indices)))
         progress_bar = stack.enter_context(tqdm(
-            episodes, total=config.episodes, unit='episode', desc=spec.name,
+            episodes, total=len(indices), unit='episode',
+            desc=spec.name if shard is None else f'{spec.name} {shard}',
             disable=None if progress is None else not progress))
         shards = write_shards(progress_bar, dataset_dir, config.episodes_per_shard,
                               spec.write_shard, recorder)
         manifest = spec.manifest(shards)
+        if shard is not None:
+            manifest['shard'] = shard.manifest_entry(config.episodes)
         write_manifest(dataset_dir, manifest)
         if preview_path is not None:
             spec.preview(dataset_dir, preview_path)

@@ -122,24 +122,32 @@ def write_shard(path: Path, episodes: Sequence[DodgeballEpisode]) -> dict:
     return {**shard_entry(path, arrays, episodes[0].index), 'hits': int(arrays['hit'].sum())}
 
 
+def hit_totals(shards: Sequence[dict]) -> dict:
+    """``num_hits`` and ``hit_ratio`` of shard entries (a manifest's, or several's)."""
+    episodes = manifest_counts(shards)['num_episodes']
+    num_hits = sum(shard['hits'] for shard in shards)
+    return {'num_hits': num_hits, 'hit_ratio': num_hits / episodes if episodes else 0.0}
+
+
 def build_manifest(shards: Sequence[dict], *, seed: int, fps: float, has_depth: bool,
                    camera_info: dict, parameters: dict) -> dict:
     """The manifest for written ``shards`` (their :func:`write_shard` entries)."""
-    counts = manifest_counts(shards)
-    num_hits = sum(shard['hits'] for shard in shards)
     return {
         'schema_version': SCHEMA_VERSION, 'kind': KIND, 'seed': seed, 'fps': fps,
-        'has_depth': has_depth, **counts, 'num_hits': num_hits,
-        'hit_ratio': num_hits / counts['num_episodes'] if counts['num_episodes'] else 0.0,
+        'has_depth': has_depth, **manifest_counts(shards), **hit_totals(shards),
         'camera_info': camera_info, 'parameters': parameters, 'shards': list(shards),
     }
 
 
 class DodgeballDataset(ShardedDataset):
-    """A verified dodgeball dataset directory; shards are read lazily, one at a time."""
+    """A verified dodgeball dataset (one directory or several); shards are read lazily, one
+    at a time."""
 
+    KIND = KIND
+    SCHEMA_VERSION = SCHEMA_VERSION
     FRAME_DTYPES = FRAME_DTYPES
     EPISODE_DTYPES = EPISODE_DTYPES
+    totals = staticmethod(hit_totals)
 
     @property
     def hit_ratio(self) -> float:
@@ -161,11 +169,14 @@ class DodgeballDataset(ShardedDataset):
         return DodgeballEpisode(**fields)
 
 
-def load_dodgeball_dataset(root: str | Path) -> DodgeballDataset:
-    """Open the dataset at ``root`` after checking its manifest (schema, counts, shard files).
+def load_dodgeball_dataset(roots: str | Path | Sequence[str | Path]) -> DodgeballDataset:
+    """Open the dataset at ``roots`` (one directory, or several read as one) after checking
+    its manifests (schema, counts, shard files; for several, see
+    :meth:`~rnn_perception.data.shards.ShardedDataset.open`).
 
     Raises:
         DatasetError: no manifest (missing, or an interrupted generation), another schema
-            version or kind, missing shards, or counts that do not add up.
+            version or kind, missing shards, counts that do not add up; directories that are
+            not parts of one run, or that share episodes.
     """
-    return DodgeballDataset(*read_manifest(root, KIND, SCHEMA_VERSION))
+    return DodgeballDataset.open(roots)

@@ -20,20 +20,40 @@ episode_offsets        int64 E+1       episode e is frames ``[offsets[e], offset
 Shards have a fixed zip timestamp, so the same episodes give byte-identical files. The
 manifest always holds ``schema_version``, ``kind``, ``num_episodes``, ``num_frames`` and
 ``shards`` (``file``, ``first_episode``, ``episodes``, ``frames`` and whatever a kind adds);
-each kind (``dodgeball_dataset``, ``tactile_dataset``) documents its own arrays and keys.
+each kind (``dodgeball_dataset``, ``tactile_dataset``) documents its own arrays and keys. A
+directory made by one of several machines (``python -m sim ... --shard K/N``) also holds
+``shard``: ``index`` K, ``count`` N and ``episodes`` [start, stop), its block of the run.
+
+**Several directories, one dataset.** :meth:`ShardedDataset.open` takes one directory or
+several: the parts of one run (``--shard 1/N`` .. ``N/N``), or a run and a later block of the
+same seed. They are read as one dataset in episode order, exactly the directory one machine
+would have written. Parts must come from the same simulator settings: every manifest key but
+the counts, totals and ``shard`` must be equal, and so must ``parameters`` but for
+:data:`LAYOUT_PARAMETERS` (how many episodes were asked for and how they were cut into files,
+which no episode depends on). No episode index may be in two of them: the same seed and index
+is the same episode, so a second copy would weigh it twice and leak it across a train /
+validation split. Gaps are allowed (a held-out block for evaluation is one).
 
 numpy and json only: training and runtime code load datasets without the simulators.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 MANIFEST_NAME = 'manifest.json'
+
+# Parameters that say how many episodes a run asked for and how they were cut into shard files,
+# not what an episode is (episode i depends on the seed, i and the other parameters alone).
+LAYOUT_PARAMETERS = ('episodes', 'episodes_per_shard')
+# Manifest keys about a directory's own episodes: recomputed, not compared, for several.
+PART_KEYS = ('num_episodes', 'num_frames', 'shards', 'shard')
 
 # A fixed zip timestamp makes shards byte-identical between runs (np.savez stamps "now").
 _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -104,12 +124,27 @@ def read_manifest(root: str | Path, kind: str, schema_version: int) -> tuple[Pat
         DatasetError: no manifest (missing, or an interrupted generation), another schema
             version or kind, missing shards, or counts that do not add up.
     """
+    part = read_part(root, kind, schema_version)
+    return part.root, part.manifest
+
+
+class DatasetPart(NamedTuple):
+    """One checked dataset directory: where, its manifest, the SHA-256 of its manifest file."""
+
+    root: Path
+    manifest: dict
+    manifest_sha256: str
+
+
+def read_part(root: str | Path, kind: str, schema_version: int) -> DatasetPart:
+    """One directory, checked as :func:`read_manifest` says."""
     root = Path(root)
     manifest_path = root / MANIFEST_NAME
     if not manifest_path.is_file():
         raise DatasetError(f'{root}: no {MANIFEST_NAME}; not a dataset, or an incomplete one')
     try:
-        manifest = json.loads(manifest_path.read_text(encoding='utf-8'))
+        raw = manifest_path.read_bytes()
+        manifest = json.loads(raw.decode('utf-8'))
     except (OSError, ValueError) as error:
         raise DatasetError(f'{manifest_path}: unreadable manifest ({error})') from error
     if manifest.get('kind') != kind or manifest.get('schema_version') != schema_version:
@@ -123,7 +158,7 @@ def read_manifest(root: str | Path, kind: str, schema_version: int) -> tuple[Pat
     missing = [shard['file'] for shard in shards if not (root / shard['file']).is_file()]
     if missing:
         raise DatasetError(f'{root}: missing shard files {", ".join(missing)}')
-    return root, manifest
+    return DatasetPart(root, manifest, hashlib.sha256(raw).hexdigest())
 
 
 def load_shard(root: Path, entry: dict) -> dict[str, np.ndarray]:
@@ -158,17 +193,66 @@ def split_episodes(arrays: Mapping[str, np.ndarray], frame_names: Sequence[str],
 
 
 class ShardedDataset:
-    """A verified dataset directory; shards are read lazily, one at a time.
+    """A verified dataset of one directory or several (see the module docstring); shards are read
+    lazily, one at a time.
 
-    Subclasses set :attr:`FRAME_DTYPES`, :attr:`EPISODE_DTYPES` and :meth:`make_episode`.
+    Subclasses set :attr:`KIND`, :attr:`SCHEMA_VERSION`, :attr:`FRAME_DTYPES`,
+    :attr:`EPISODE_DTYPES`, :meth:`make_episode` and :meth:`totals`.
     """
 
+    KIND = ''
+    SCHEMA_VERSION = 0
     FRAME_DTYPES: Mapping[str, type] = {}
     EPISODE_DTYPES: Mapping[str, type] = {}
 
-    def __init__(self, root: Path, manifest: dict):
-        self.root = root
-        self.manifest = manifest
+    def __init__(self, parts: Sequence[DatasetPart]):
+        self.parts = sorted(parts, key=_first_episode)
+        self.root = self.parts[0].root
+        self.shard_files = [(part.root, entry) for part in self.parts
+                            for entry in part.manifest['shards']]
+        self.manifest = self.parts[0].manifest if len(parts) == 1 else self._union_manifest()
+
+    @classmethod
+    def open(cls, roots: str | Path | Sequence[str | Path]):
+        """The dataset in directory ``roots``, or in several directories read as one.
+
+        Raises:
+            DatasetError: a directory is not a complete dataset of this kind (see
+                :func:`read_manifest`), is given twice, was made with other simulator settings
+                than the first, or holds an episode index another one holds too.
+        """
+        roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+        if not roots:
+            raise DatasetError('no dataset directory given')
+        parts = [read_part(root, cls.KIND, cls.SCHEMA_VERSION) for root in roots]
+        check_union(parts, cls.totals)
+        return cls(parts)
+
+    @staticmethod
+    def totals(shards: Sequence[dict]) -> dict:
+        """The manifest keys a kind totals over its shard entries (hits, slips)."""
+        return {}
+
+    def _union_manifest(self) -> dict:
+        """The manifest one machine would have written for all the parts' episodes."""
+        first = self.parts[0].manifest
+        shards = [entry for _, entry in self.shard_files]
+        manifest = {key: value for key, value in first.items() if key not in PART_KEYS}
+        return {**manifest, 'shards': shards, **manifest_counts(shards), **self.totals(shards)}
+
+    @property
+    def name(self) -> str:
+        """The directory, or the directories joined by ``+``: for messages and reports."""
+        return ' + '.join(str(part.root) for part in self.parts)
+
+    @property
+    def manifest_sha256(self) -> str:
+        """The dataset's identity: the SHA-256 of its manifest file; for several directories,
+        the SHA-256 of their manifests' hashes, one a line, in episode order."""
+        if len(self.parts) == 1:
+            return self.parts[0].manifest_sha256
+        lines = ''.join(f'{part.manifest_sha256}\n' for part in self.parts)
+        return hashlib.sha256(lines.encode('ascii')).hexdigest()
 
     @property
     def num_episodes(self) -> int:
@@ -189,16 +273,71 @@ class ShardedDataset:
 
     def episodes(self) -> Iterator:
         """All episodes in order."""
-        for shard in self.manifest['shards']:
-            for fields in split_episodes(load_shard(self.root, shard), self.FRAME_DTYPES,
+        for root, shard in self.shard_files:
+            for fields in split_episodes(load_shard(root, shard), self.FRAME_DTYPES,
                                          self.EPISODE_DTYPES):
                 yield self.make_episode(fields)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """All shards concatenated (``episode_offsets`` then index the whole dataset)."""
-        shards = [load_shard(self.root, shard) for shard in self.manifest['shards']]
+        shards = [load_shard(root, shard) for root, shard in self.shard_files]
         merged = {name: np.concatenate([shard[name] for shard in shards])
                   for name in shards[0] if name != 'episode_offsets'}
         lengths = np.concatenate([np.diff(shard['episode_offsets']) for shard in shards])
         merged['episode_offsets'] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         return merged
+
+
+def _first_episode(part: DatasetPart) -> int:
+    shards = part.manifest['shards']
+    return min((shard['first_episode'] for shard in shards), default=0)
+
+
+def settings(manifest: dict, totals) -> dict:
+    """What must be equal for two directories to be parts of one dataset: the manifest but its
+    counts, ``totals(shards)``'s keys and ``shard``, with ``parameters`` but
+    :data:`LAYOUT_PARAMETERS`."""
+    ignored = {*PART_KEYS, *totals(manifest['shards'])}
+    kept = {key: value for key, value in manifest.items() if key not in ignored}
+    if isinstance(kept.get('parameters'), dict):
+        kept['parameters'] = {key: value for key, value in kept['parameters'].items()
+                              if key not in LAYOUT_PARAMETERS}
+    return kept
+
+
+def first_difference(a: object, b: object, path: str = '') -> tuple[str, object, object] | None:
+    """The first key path (``parameters.seed``) at which nested mappings differ, and the two
+    values there; None when equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = first_difference(a.get(key), b.get(key), f'{path}.{key}' if path else key)
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (path, a, b)
+
+
+def check_union(parts: Sequence[DatasetPart], totals) -> None:
+    """Raise DatasetError unless ``parts`` can be read as one dataset (module docstring)."""
+    seen = {}
+    for part in parts:
+        resolved = part.root.resolve()
+        if resolved in seen:
+            raise DatasetError(f'{part.root}: given twice (also as {seen[resolved]})')
+        seen[resolved] = part.root
+    reference = settings(parts[0].manifest, totals)
+    for part in parts[1:]:
+        difference = first_difference(reference, settings(part.manifest, totals))
+        if difference is not None:
+            key, first, other = difference
+            raise DatasetError(
+                f'{part.root}: made with other simulator settings than {parts[0].root} ({key} '
+                f'{other!r}, not {first!r}); only parts of one run (same seed and parameters) '
+                'make one dataset')
+    blocks = sorted((shard['first_episode'], shard['first_episode'] + shard['episodes'],
+                     str(part.root)) for part in parts for shard in part.manifest['shards'])
+    for (start, stop, root), (next_start, _, next_root) in zip(blocks, blocks[1:]):
+        if next_start < stop:
+            raise DatasetError(
+                f'episodes {next_start}..{stop - 1} are in both {root} and {next_root}; each '
+                'episode index may come from one directory only')

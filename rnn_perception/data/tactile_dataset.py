@@ -64,8 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from rnn_perception.data.shards import (  # noqa: F401  (DatasetError: this format's error too)
-    DatasetError, ShardedDataset, manifest_counts, read_manifest, shard_arrays, shard_entry,
-    write_npz)
+    DatasetError, ShardedDataset, manifest_counts, shard_arrays, shard_entry, write_npz)
 
 SCHEMA_VERSION = 1
 KIND = 'tactile'
@@ -141,25 +140,34 @@ def write_shard(path: Path, episodes: Sequence[TactileEpisode]) -> dict:
             'slipped': int(arrays['slipped'].sum())}
 
 
+def slip_totals(shards: Sequence[dict]) -> dict:
+    """``num_slipped`` and ``slip_ratio`` of shard entries (a manifest's, or several's)."""
+    episodes = manifest_counts(shards)['num_episodes']
+    num_slipped = sum(shard['slipped'] for shard in shards)
+    return {'num_slipped': num_slipped,
+            'slip_ratio': num_slipped / episodes if episodes else 0.0}
+
+
 def build_manifest(shards: Sequence[dict], *, seed: int, rate_hz: float, frame_id: str,
                    parameters: dict) -> dict:
     """The manifest for written ``shards`` (their :func:`write_shard` entries)."""
-    counts = manifest_counts(shards)
-    num_slipped = sum(shard['slipped'] for shard in shards)
     return {
         'schema_version': SCHEMA_VERSION, 'kind': KIND, 'seed': seed, 'rate_hz': rate_hz,
         'frame_id': frame_id, 'tactile_fields': list(TACTILE_FIELDS),
-        'pose_fields': list(POSE_FIELDS), **counts, 'num_slipped': num_slipped,
-        'slip_ratio': num_slipped / counts['num_episodes'] if counts['num_episodes'] else 0.0,
+        'pose_fields': list(POSE_FIELDS), **manifest_counts(shards), **slip_totals(shards),
         'parameters': parameters, 'shards': list(shards),
     }
 
 
 class TactileDataset(ShardedDataset):
-    """A verified tactile dataset directory; shards are read lazily, one at a time."""
+    """A verified tactile dataset (one directory or several); shards are read lazily, one at
+    a time."""
 
+    KIND = KIND
+    SCHEMA_VERSION = SCHEMA_VERSION
     FRAME_DTYPES = FRAME_DTYPES
     EPISODE_DTYPES = EPISODE_DTYPES
+    totals = staticmethod(slip_totals)
 
     @property
     def rate_hz(self) -> float:
@@ -181,11 +189,13 @@ class TactileDataset(ShardedDataset):
         return TactileEpisode(**fields)
 
 
-def load_tactile_dataset(root: str | Path) -> TactileDataset:
-    """Open the dataset at ``root`` after checking its manifest (schema, counts, shard files).
+def load_tactile_dataset(roots: str | Path | Sequence[str | Path]) -> TactileDataset:
+    """Open the dataset at ``roots`` (one directory, or several read as one) after checking
+    its manifests (see :meth:`~rnn_perception.data.shards.ShardedDataset.open`).
 
     Raises:
         DatasetError: no manifest (missing, or an interrupted generation), another schema
-            version or kind, missing shards, or counts that do not add up.
+            version or kind, missing shards, counts that do not add up; directories that are
+            not parts of one run, or that share episodes.
     """
-    return TactileDataset(*read_manifest(root, KIND, SCHEMA_VERSION))
+    return TactileDataset.open(roots)

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
     config = load_dodgeball_config(args.config, overrides_from_args(args, OPTIONS))
     from sim.dodgeball.generate import generate  # imports pybullet: only once the input is valid
 
-    manifest = generate(config)
+    manifest = generate(config, shard=args.shard)
     extras = ''.join(f', {name} {path}' for name, path in
                      (('bag', config.output.bag), ('preview', config.output.preview)) if path)
     print(f'wrote {manifest["num_episodes"]} episodes ({manifest["num_frames"]} frames, '

@@ -15,6 +15,7 @@ from sim.dodgeball.config import DodgeballConfig
 from sim.dodgeball.episode import EpisodeSimulator, bag_camera, head_camera
 from sim.dodgeball.preview import write_contact_sheet
 from sim.dodgeball.robot import ROBOT
+from sim.sharding import RunShard
 
 
 def dodgeball_spec(config: DodgeballConfig) -> pipeline.SimulatorSpec:
@@ -32,9 +33,11 @@ def dodgeball_spec(config: DodgeballConfig) -> pipeline.SimulatorSpec:
         preview=lambda root, png: write_contact_sheet(load_dodgeball_dataset(root), png))
 
 
-def generate(config: DodgeballConfig, *, progress: bool | None = None) -> dict:
+def generate(config: DodgeballConfig, *, progress: bool | None = None,
+             shard: RunShard | None = None) -> dict:
     """Make the dataset (and bag, preview) that ``config`` asks for; return its manifest.
 
-    ``progress``: show a progress bar (None: only on a terminal).
+    ``progress``: show a progress bar (None: only on a terminal); ``shard``: make only that
+    part of the run (see :func:`sim.pipeline.generate`).
     """
-    return pipeline.generate(config, dodgeball_spec(config), progress=progress)
+    return pipeline.generate(config, dodgeball_spec(config), progress=progress, shard=shard)

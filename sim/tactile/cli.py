@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> None:
     config = load_tactile_config(args.config, overrides_from_args(args, OPTIONS))
     from sim.tactile.generate import generate
 
-    manifest = generate(config)
+    manifest = generate(config, shard=args.shard)
     extras = ''.join(f', {name} {path}' for name, path in
                      (('bag', config.output.bag), ('preview', config.output.preview)) if path)
     print(f'wrote {manifest["num_episodes"]} episodes ({manifest["num_frames"]} samples, '

@@ -12,6 +12,7 @@ from sim.tactile.bag_export import TactileBagRecorder
 from sim.tactile.config import TactileConfig
 from sim.tactile.episode import EpisodeSimulator
 from sim.tactile.preview import write_preview
+from sim.sharding import RunShard
 
 
 def tactile_spec(config: TactileConfig) -> pipeline.SimulatorSpec:
@@ -27,9 +28,11 @@ def tactile_spec(config: TactileConfig) -> pipeline.SimulatorSpec:
         preview=lambda root, png: write_preview(load_tactile_dataset(root), png))
 
 
-def generate(config: TactileConfig, *, progress: bool | None = None) -> dict:
+def generate(config: TactileConfig, *, progress: bool | None = None,
+             shard: RunShard | None = None) -> dict:
     """Make the dataset (and bag, preview) that ``config`` asks for; return its manifest.
 
-    ``progress``: show a progress bar (None: only on a terminal).
+    ``progress``: show a progress bar (None: only on a terminal); ``shard``: make only that
+    part of the run (see :func:`sim.pipeline.generate`).
     """
-    return pipeline.generate(config, tactile_spec(config), progress=progress)
+    return pipeline.generate(config, tactile_spec(config), progress=progress, shard=shard)
