@@ -44,7 +44,9 @@ def evaluation_parser(model: str, description: str, sim: str) -> argparse.Argume
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        '--data', metavar='DIR', help=f'{sim} dataset directory (python -m sim {sim})'
+        '--data', nargs='+', metavar='DIR',
+        help=f'{sim} dataset directory (python -m sim {sim}); several (the parts of a '
+             '`--shard K/N` run) are read as one dataset'
     )
     source.add_argument('--bag', metavar='PATH', help=f'{sim} rosbag2 (python -m sim {sim} --bag)')
     add_device_option(parser, default='cpu')

@@ -58,7 +58,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from rnn_perception.cli import number
-from rnn_perception.data.dodgeball_dataset import DodgeballEpisode, load_dodgeball_dataset
+from rnn_perception.data.dodgeball_dataset import (DodgeballDataset, DodgeballEpisode,
+                                                   load_dodgeball_dataset)
 from rnn_perception.data.sensor_effects import TRAINING_EFFECTS
 from rnn_perception.data.shards import DatasetError
 from rnn_perception.evaluation.collision import sequence_probabilities
@@ -70,8 +71,8 @@ from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor
                                              resize_frames, save_collision_model)
 from rnn_perception.cli import probability
 from rnn_perception.files import write_text_atomic
-from rnn_perception.training.command import (add_run_options, manifest_sha256, OutputPaths,
-                                             trainer_parser, training_main)
+from rnn_perception.training.command import (add_run_options, OutputPaths, trainer_parser,
+                                             training_main)
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
@@ -127,11 +128,11 @@ class Episode:
         )
 
 
-def load_episodes(data_dir: str, image_size: Sequence[int],
-                  grid: Sequence[int]) -> Tuple[List[Episode], Dict[str, Any]]:
-    """Every episode of the dataset at ``image_size`` (ball masks on the feature ``grid``), and
-    the dataset's manifest."""
-    dataset = load_dodgeball_dataset(data_dir)
+def load_episodes(data_dirs: str | Sequence[str], image_size: Sequence[int],
+                  grid: Sequence[int]) -> Tuple[List[Episode], DodgeballDataset]:
+    """Every episode of the dataset in ``data_dirs`` (one directory, or several read as one) at
+    ``image_size`` (ball masks on the feature ``grid``), and the dataset."""
+    dataset = load_dodgeball_dataset(data_dirs)
     episodes = []
     for e in dataset.episodes():
         frames = resize_frames(e.frames, image_size)
@@ -139,10 +140,10 @@ def load_episodes(data_dir: str, image_size: Sequence[int],
                                 ball_mask(frames, grid)))
     if len(episodes) < 2 or len({e.hit for e in episodes}) < 2:
         raise DatasetError(
-            f'{data_dir}: training needs hits and misses; it holds {len(episodes)} episode(s) '
+            f'{dataset.name}: training needs hits and misses; it holds {len(episodes)} episode(s) '
             f'with {sum(e.hit for e in episodes)} hit(s)'
         )
-    return episodes, dataset.manifest
+    return episodes, dataset
 
 
 def ball_state(episode: DodgeballEpisode) -> np.ndarray:
@@ -469,13 +470,14 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
         coordinates=args.coordinates,
     )
     started = time.perf_counter()
-    episodes, manifest = load_episodes(
+    episodes, dataset = load_episodes(
         args.data, config.image_size, CollisionPredictor(config).feature_size()
     )
+    manifest = dataset.manifest
     train_set, val = split_by_episode(
         episodes, [e.hit for e in episodes], args.val_fraction, args.seed
     )
-    data = {'fps': manifest['fps'], 'manifest_sha256': manifest_sha256(args.data),
+    data = {'fps': manifest['fps'], 'manifest_sha256': dataset.manifest_sha256,
             'train_episodes': len(train_set), 'val_episodes': len(val)}
     torch.manual_seed(args.seed)
     if initial is None:
@@ -549,7 +551,7 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     summary = {
         'weights': str(paths.weights),
         'training_command': args.command,
-        'data': str(args.data),
+        'data': dataset.name,
         'dataset_manifest_sha256': data['manifest_sha256'],
         'dataset_seed': manifest.get('seed'),
         'train_episodes': len(train_set),

@@ -1,6 +1,5 @@
 """The ``train <model>`` command line the trainers share: the parser and its common options, the
-run's output paths, the dataset's fingerprint and the entry point with the package's one-line
-errors."""
+run's output paths and the entry point with the package's one-line errors."""
 from __future__ import annotations
 
 import argparse
@@ -13,9 +12,8 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ..cli import fraction, OneLineParser, report_error
-from ..data.shards import DatasetError, MANIFEST_NAME
+from ..data.shards import DatasetError
 from ..device import add_device_option, DeviceUnavailableError, select_device
-from ..files import file_sha256, PathLike
 
 
 def trainer_parser(model: str, description: str, dataset: str) -> argparse.ArgumentParser:
@@ -23,7 +21,9 @@ def trainer_parser(model: str, description: str, dataset: str) -> argparse.Argum
     (a ``dataset``), ``--out``, ``--run-dir``; :func:`add_run_options` adds those it ends with."""
     parser = OneLineParser(prog=f'rnn_perception train {model}', description=description,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data', required=True, metavar='DIR', help=dataset)
+    parser.add_argument('--data', required=True, nargs='+', metavar='DIR',
+                        help=f'{dataset}; several directories (the parts of a `--shard K/N` '
+                             'run) are read as one dataset, in episode order')
     parser.add_argument(
         '--out', required=True, metavar='FILE', help='weights file to write (.safetensors)'
     )
@@ -42,11 +42,6 @@ def add_run_options(parser: argparse.ArgumentParser, seeded: str) -> None:
     parser.add_argument('--seed', type=int, default=0, help=f'{seeded} (default: 0)')
     add_device_option(parser, default='auto')
     parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
-
-
-def manifest_sha256(data_dir: PathLike) -> str:
-    """SHA-256 of a dataset's manifest (it lists every shard's counts: the dataset's identity)."""
-    return file_sha256(Path(data_dir) / MANIFEST_NAME)
 
 
 @dataclass

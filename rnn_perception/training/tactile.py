@@ -41,15 +41,16 @@ from tqdm import tqdm
 
 from rnn_perception.cli import number
 from rnn_perception.data.shards import DatasetError
-from rnn_perception.data.tactile_dataset import load_tactile_dataset, TactileEpisode
+from rnn_perception.data.tactile_dataset import (load_tactile_dataset, TactileDataset,
+                                                 TactileEpisode)
 from rnn_perception.evaluation.tactile import sequence_predictions
 from rnn_perception.evaluation.tactile_metrics import baseline_ratio, tactile_metrics
 from rnn_perception.evaluation.tactile_plots import plot_trajectories
 from rnn_perception.models.tactile import (TactileConfig, TactilePredictor, load_tactile_model,
                                            save_tactile_model, tactile_features)
 from rnn_perception.files import write_text_atomic
-from rnn_perception.training.command import (add_run_options, manifest_sha256, OutputPaths,
-                                             trainer_parser, training_main)
+from rnn_perception.training.command import (add_run_options, OutputPaths, trainer_parser,
+                                             training_main)
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
@@ -58,15 +59,18 @@ STD_FLOOR = 1e-6        # a component that never varies (the pose's y) is divide
 
 
 # ------------------------------------------------------------------------------------------ data
-def load_episodes(data_dir: str) -> Tuple[List[TactileEpisode], Dict[str, Any]]:
-    """Every episode of the dataset and its manifest."""
-    dataset = load_tactile_dataset(data_dir)
+def load_episodes(
+    data_dirs: str | Sequence[str],
+) -> Tuple[List[TactileEpisode], TactileDataset]:
+    """Every episode of the dataset in ``data_dirs`` (one directory, or several read as one)
+    and the dataset."""
+    dataset = load_tactile_dataset(data_dirs)
     episodes = list(dataset.episodes())
     if len(episodes) < 4:
         raise DatasetError(
-            f'{data_dir}: training needs at least 4 episodes, it holds {len(episodes)}'
+            f'{dataset.name}: training needs at least 4 episodes, it holds {len(episodes)}'
         )
-    return episodes, dataset.manifest
+    return episodes, dataset
 
 
 def futures(poses: Tensor, horizon: int) -> Tensor:
@@ -213,11 +217,12 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
         hidden_size=args.hidden_size, num_layers=args.num_layers, head_size=args.head_size
     )
     started = time.perf_counter()
-    episodes, manifest = load_episodes(args.data)
+    episodes, dataset = load_episodes(args.data)
+    manifest = dataset.manifest
     train_set, val = split_by_episode(
         episodes, [e.slipped for e in episodes], args.val_fraction, args.seed
     )
-    data = {'rate_hz': manifest['rate_hz'], 'manifest_sha256': manifest_sha256(args.data),
+    data = {'rate_hz': manifest['rate_hz'], 'manifest_sha256': dataset.manifest_sha256,
             'train_episodes': len(train_set), 'val_episodes': len(val)}
     torch.manual_seed(args.seed)
     model = TactilePredictor(config)
@@ -278,7 +283,7 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     summary = {
         'weights': str(paths.weights),
         'training_command': args.command,
-        'data': str(args.data),
+        'data': dataset.name,
         'dataset_manifest_sha256': data['manifest_sha256'],
         'dataset_seed': manifest.get('seed'),
         'train_episodes': len(train_set),
