@@ -38,7 +38,9 @@ the metadata the node needs, the threshold included.
 Beside ``--out`` (or in ``--run-dir``), for ``--out DIR/NAME.safetensors``: ``NAME_metrics.json``
 (summary: validation metrics of the kept epoch, command, dataset, timings), ``NAME_epochs.csv`` /
 ``.json`` (one row per epoch), ``NAME_curves.png`` (loss, accuracy, AUROC per epoch),
-``NAME_roc.png`` and ``NAME_traces.png`` (validation ROC and sample probability traces).
+``NAME_roc.png`` and ``NAME_traces.png`` (validation ROC and sample probability traces), and
+``NAME_resume.safetensors``, the whole state after the last epoch done, which ``--resume``
+carries on from (:mod:`rnn_perception.training.resume`).
 """
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ from rnn_perception.training.command import (add_run_options, OutputPaths, train
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
+from rnn_perception.training.resume import begin, end_epoch, RESUME_SUFFIX, training_checkpoint
 
 # The calibrated threshold may give up this much validation accuracy for earlier warnings.
 ACCURACY_MARGIN = 0.01
@@ -497,6 +500,10 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     epochs_file = MetricsWriter(paths.run_dir, f'{paths.stem}_epochs')
     rng, generator = np.random.default_rng(args.seed), torch.Generator().manual_seed(args.seed)
+    checkpoint = training_checkpoint(
+        paths.report(RESUME_SUFFIX), args, data['manifest_sha256'],
+        {'model': model, 'auxiliary': auxiliary}, optimizer, schedule, rng, generator)
+    progress = begin(checkpoint, args.resume, epochs_file, args.quiet)
     if not args.quiet:
         print(
             f'collision predictor: {sum(p.numel() for p in model.parameters()):,} parameters, '
@@ -505,8 +512,8 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
             f'({sum(len(e.frames) for e in train_set)} training frames before contact), '
             f'device {device}'
         )
-    best, best_metadata = None, None
-    for epoch in range(1, args.epochs + 1):
+    best = None if progress.best is None else tuple(progress.best)  # JSON made it a list
+    for epoch in range(progress.first_epoch, args.epochs + 1):
         epoch_started = time.perf_counter()
         train_loss, aux_loss = train_epoch(
             model,
@@ -537,14 +544,14 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
         }
         epochs_file.append(row)
         if best is None or selection_key(metrics) > best:
-            best, best_metadata = (
-                selection_key(metrics),
-                model_metadata(args, data, epoch, metrics),
-            )
-            save_collision_model(paths.weights, model, best_metadata)
+            best = selection_key(metrics)
+            save_collision_model(paths.weights, model,
+                                 model_metadata(args, data, epoch, metrics))
+        end_epoch(checkpoint, epoch, best, epochs_file,
+                  progress.seconds + time.perf_counter() - started)
         if not args.quiet:
             tqdm.write(epoch_line(row, args.epochs))
-    train_seconds = time.perf_counter() - started
+    train_seconds = progress.seconds + time.perf_counter() - started
     model, best_metadata = load_collision_model(
         paths.weights, device
     )  # the kept epoch, as a node loads it

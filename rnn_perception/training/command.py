@@ -34,12 +34,17 @@ def trainer_parser(model: str, description: str, dataset: str) -> argparse.Argum
 
 
 def add_run_options(parser: argparse.ArgumentParser, seeded: str) -> None:
-    """The options every trainer ends with: the validation split, the seed (of ``seeded``), the
-    device, quiet."""
+    """The options every trainer ends with: the validation split, the seed (of ``seeded``),
+    resume, the device, quiet."""
     parser.add_argument(
         '--val-fraction', type=fraction, default=0.15, help='episodes held out (default: 0.15)'
     )
     parser.add_argument('--seed', type=int, default=0, help=f'{seeded} (default: 0)')
+    parser.add_argument('--resume', action='store_true',
+                        help='carry on from the checkpoint this run writes after every epoch '
+                             '(NAME_resume.safetensors in the run directory), with the same '
+                             'options and data; without one, start afresh (so a requeued job '
+                             'runs the same command)')
     add_device_option(parser, default='auto')
     parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
 

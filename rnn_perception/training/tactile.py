@@ -23,7 +23,9 @@ with the metadata the node needs.
 Beside ``--out`` (or in ``--run-dir``), for ``--out DIR/NAME.safetensors``: ``NAME_metrics.json``
 (summary: validation metrics of the kept epoch, command, dataset, timings), ``NAME_epochs.csv`` /
 ``.json`` (one row per epoch), ``NAME_curves.png`` (loss and angle error per epoch) and
-``NAME_trajectories.png`` (predicted vs true futures of validation episodes).
+``NAME_trajectories.png`` (predicted vs true futures of validation episodes), and
+``NAME_resume.safetensors``, the whole state after the last epoch done, which ``--resume``
+carries on from (:mod:`rnn_perception.training.resume`).
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ from rnn_perception.training.command import (add_run_options, OutputPaths, train
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
+from rnn_perception.training.resume import begin, end_epoch, RESUME_SUFFIX, training_checkpoint
 
 STD_FLOOR = 1e-6        # a component that never varies (the pose's y) is divided by this, not 0
 
@@ -239,6 +242,9 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     epochs_file = MetricsWriter(paths.run_dir, f'{paths.stem}_epochs')
     rng = np.random.default_rng(args.seed)
+    checkpoint = training_checkpoint(paths.report(RESUME_SUFFIX), args, data['manifest_sha256'],
+                                     {'model': model}, optimizer, schedule, rng)
+    progress = begin(checkpoint, args.resume, epochs_file, args.quiet)
     if not args.quiet:
         print(
             f'tactile predictor: {sum(p.numel() for p in model.parameters()):,} parameters, '
@@ -246,8 +252,8 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
             f'({sum(e.num_frames for e in train_set)} training '
             f'samples at {data["rate_hz"]:g} Hz), device {device}'
         )
-    best = None
-    for epoch in range(1, args.epochs + 1):
+    best = progress.best
+    for epoch in range(progress.first_epoch, args.epochs + 1):
         epoch_started = time.perf_counter()
         train_loss = train_epoch(
             model,
@@ -274,9 +280,11 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
         if best is None or metrics['model_mae_deg'] < best:
             best = metrics['model_mae_deg']
             save_tactile_model(paths.weights, model, model_metadata(args, data, epoch, metrics))
+        end_epoch(checkpoint, epoch, best, epochs_file,
+                  progress.seconds + time.perf_counter() - started)
         if not args.quiet:
             tqdm.write(epoch_line(row, args.epochs))
-    train_seconds = time.perf_counter() - started
+    train_seconds = progress.seconds + time.perf_counter() - started
     model, metadata = load_tactile_model(
         paths.weights, device
     )  # the kept epoch, as a node loads it

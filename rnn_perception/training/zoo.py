@@ -12,7 +12,9 @@ A run directory (``--out``, default ``runs/zoo-<model>-<task>``) receives ``metr
 ``metrics.json`` (one row per epoch), ``curves.png``, ``model.safetensors`` (best epoch by
 validation accuracy; its metadata holds everything needed to rebuild the model and the task,
 permutation included), ``permutation.npy`` for permuted tasks and ``summary.json``.
-``--test`` evaluates a run's checkpoint on the test split.
+``--test`` evaluates a run's checkpoint on the test split. ``resume.safetensors`` holds the
+whole state after the last epoch done; ``--resume`` carries on from it
+(:mod:`rnn_perception.training.resume`).
 
 The defaults (hx 128, 1 layer, batch 16, Adam 5e-3 cosine-annealed over 60 epochs, gradient
 norm clipped to 1) are tuned on ``digits``, where an LSTM reaches ~97 % test accuracy in a few
@@ -24,6 +26,7 @@ minutes on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -47,6 +50,7 @@ from rnn_perception.device import cpu_threads
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
 from rnn_perception.training.precision import add_precision_option, Precision
+from rnn_perception.training.resume import begin, end_epoch, RESUME_SUFFIX, training_checkpoint
 
 MODEL_TYPES = ('rnn', 'irnn', 'lstm', 'peephole', 'gru', 'ugrnn', 'intersection')
 CHECKPOINT = 'model.safetensors'
@@ -163,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         help='evaluate the run directory\'s checkpoint on the test split instead of training; '
         'model, task, seed and permutation come from the checkpoint',
     )
+    parser.add_argument('--resume', action='store_true',
+                        help=f'carry on from the run directory\'s {RESUME_SUFFIX}, written after '
+                             'every epoch, with the same options; without one, start afresh')
     parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
     return parser
 
@@ -272,6 +279,14 @@ def epoch_line(row: Dict[str, Any], epochs: int) -> str:
     )
 
 
+def task_fingerprint(task: SequenceTask) -> str:
+    """The SHA-256 of a task's training sequences and labels: a resume must see the same."""
+    digest = hashlib.sha256()
+    for array in (task.train.inputs, task.train.labels):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
         precision: Precision) -> List[Dict[str, Any]]:
     """Train for ``args.epochs``; after each epoch log its metrics and checkpoint the model if it
@@ -281,8 +296,13 @@ def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
     schedule = make_schedule(args.schedule, optimizer, args.epochs)
     loader = make_loader(task.train, args.batch_size, shuffle_seed=args.seed)
     metrics = MetricsWriter(args.out)
-    best = (-1.0, 0.0)
-    for epoch in range(1, args.epochs + 1):
+    stateful = {'model': model, **({'scaler': precision.scaler} if precision.scaler else {})}
+    checkpoint = training_checkpoint(os.path.join(args.out, RESUME_SUFFIX), args,
+                                     task_fingerprint(task), stateful, optimizer, schedule,
+                                     torch_generator=loader.generator)
+    progress = begin(checkpoint, args.resume, metrics, args.quiet)
+    best = (-1.0, 0.0) if progress.best is None else tuple(progress.best)
+    for epoch in range(progress.first_epoch, args.epochs + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]['lr']
         trained = train_epoch(
@@ -304,6 +324,8 @@ def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
             best = (val.accuracy, -val.loss)
             save_checkpoint(os.path.join(args.out, CHECKPOINT), model.state_dict(),
                             checkpoint_metadata(args, task, epoch, val))
+        end_epoch(checkpoint, epoch, best, metrics,
+                  sum(row['seconds'] for row in metrics.rows))
         if not args.quiet:
             tqdm.write(epoch_line(row, args.epochs))
     return metrics.rows
