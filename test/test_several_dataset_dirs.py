@@ -9,6 +9,7 @@ from rnn_perception.commands import main
 from rnn_perception.data.tactile_dataset import load_tactile_dataset
 from rnn_perception.files import load_checkpoint
 from rnn_perception.models.tactile import default_weights_path
+from rnn_perception.training import tactile as tactile_training
 from sim.sharding import RunShard
 from sim.tactile.config import load_tactile_config
 from sim.tactile.generate import generate
@@ -33,12 +34,20 @@ def runs(tmp_path_factory):
             'parts': [simulate(root / f'part{k}', RunShard(k, 2)) for k in (1, 2)]}
 
 
+@pytest.fixture
+def no_plots(monkeypatch):
+    """Skip the plots (most of a tiny run's time; tested with the trainer): the weights are
+    what must match."""
+    for name in ('plot_curves', 'plot_trajectories'):
+        monkeypatch.setattr(tactile_training, name, lambda *args, **kwargs: None)
+
+
 def train(data, out: Path) -> dict:
     assert main(['train', 'tactile', '--data', *data, '--out', str(out), *TINY]) == 0
     return load_checkpoint(out).tensors
 
 
-def test_training_on_the_parts_is_training_on_the_whole_run(runs, tmp_path):
+def test_training_on_the_parts_is_training_on_the_whole_run(runs, tmp_path, no_plots):
     whole = train(runs['whole'], tmp_path / 'whole.safetensors')
     parts = train(runs['parts'], tmp_path / 'parts.safetensors')
     assert sorted(parts) == sorted(whole)
