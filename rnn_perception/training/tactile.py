@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import nn, Tensor
 from tqdm import tqdm
 
 from rnn_perception.cli import number
@@ -53,6 +53,7 @@ from rnn_perception.models.tactile import (TactileConfig, TactilePredictor, load
 from rnn_perception.files import write_text_atomic
 from rnn_perception.training.command import (add_run_options, OutputPaths, trainer_parser,
                                              training_main)
+from rnn_perception.training.distributed import data_parallel, Ranks
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
@@ -133,16 +134,42 @@ def make_batch(
     return torch.from_numpy(tactile).to(device), torch.from_numpy(poses).to(device), lengths
 
 
-def batch_loss(
-    model: TactilePredictor, episodes: Sequence[TactileEpisode], device: torch.device
-) -> Tensor:
-    """The module docstring's loss on ``episodes``."""
+def squared_errors(model: TactilePredictor, episodes: Sequence[TactileEpisode],
+                   device: torch.device) -> Tensor:
+    """The module docstring's squared errors on ``episodes``, summed (see :func:`error_count`
+    for how many there are)."""
     tactile, poses, lengths = make_batch(episodes, device)
     residuals, velocity = model.forward_residuals(tactile, poses, lengths)
     horizon = model.config.horizon
     targets = (futures(poses, horizon) - model.extrapolate(poses, velocity)) / model.residual_std
     mask = future_mask(lengths, poses.shape[1], horizon).to(device)
-    return (residuals - targets).pow(2).mean(-1)[mask].mean()
+    return (residuals - targets).pow(2).mean(-1)[mask].sum()
+
+
+def error_count(episodes: Sequence[TactileEpisode], horizon: int) -> int:
+    """How many (sample, horizon step) errors the loss of ``episodes`` averages."""
+    lengths = [e.num_frames for e in episodes]
+    return int(future_mask(lengths, max(lengths), horizon).sum())
+
+
+def batch_loss(
+    model: TactilePredictor, episodes: Sequence[TactileEpisode], device: torch.device
+) -> Tensor:
+    """The module docstring's loss on ``episodes``."""
+    return squared_errors(model, episodes, device) / error_count(episodes, model.config.horizon)
+
+
+class TrainingLoss(nn.Module):
+    """The loss of a share of a batch as a module, so that DistributedDataParallel can wrap it:
+    the share's squared errors over ``count``, the whole batch's (see
+    :mod:`rnn_perception.training.distributed`)."""
+
+    def __init__(self, model: TactilePredictor, device: torch.device):
+        super().__init__()
+        self.model, self.device = model, device
+
+    def forward(self, episodes: Sequence[TactileEpisode], count: int) -> Tensor:
+        return squared_errors(self.model, episodes, self.device) / count
 
 
 # -------------------------------------------------------------------------------------- training
@@ -155,23 +182,28 @@ def train_epoch(
     device: torch.device,
     rng: np.random.Generator,
     description: str,
+    ranks: Ranks = Ranks(),
 ) -> float:
-    """One pass over the training episodes in random batches; returns the mean loss."""
+    """One pass over the training episodes in random batches, this rank's share of each
+    (:mod:`rnn_perception.training.distributed`); returns the mean loss."""
     model.train()
+    step = ranks.wrap(TrainingLoss(model, device), device)
     order = rng.permutation(len(episodes))
     chunks = [order[k:k + args.batch_size] for k in range(0, len(order), args.batch_size)]
     total, count = 0.0, 0
     batches = tqdm(chunks, desc=description, unit='batch', leave=False, disable=args.quiet)
     for chunk in batches:
-        loss = batch_loss(model, [episodes[i] for i in chunk], device)
+        chosen = [episodes[i] for i in chunk]
+        share, weight = ranks.share(chosen)
+        loss = step(share, error_count(chosen, model.config.horizon)) * (weight * ranks.scale())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradients(model.parameters(), args.clip_norm)
         optimizer.step()
         schedule.step()
-        total, count = total + loss.item() * len(chunk), count + len(chunk)
+        total, count = total + loss.item() / ranks.scale() * len(chunk), count + len(chunk)
         batches.set_postfix(loss=f'{total / count:.4f}', refresh=False)
-    return total / count
+    return ranks.sum([total])[0] / count
 
 
 @torch.no_grad()
@@ -215,7 +247,15 @@ def epoch_line(row: Dict[str, Any], epochs: int) -> str:
 
 
 def train(args: argparse.Namespace, device: torch.device) -> int:
-    """Train, keep the best epoch by validation, write the weights and the reports."""
+    """Train, keep the best epoch by validation, write the weights and the reports; under
+    torchrun, data-parallel (:mod:`rnn_perception.training.distributed`)."""
+    with data_parallel(device) as (ranks, device):
+        return train_ranks(args, device, ranks)
+
+
+def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) -> int:
+    """:func:`train` as one of ``ranks``: rank 0 alone validates and writes."""
+    args.quiet = args.quiet or not ranks.is_main
     config = TactileConfig(
         hidden_size=args.hidden_size, num_layers=args.num_layers, head_size=args.head_size
     )
@@ -264,7 +304,10 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
             device,
             rng,
             f'epoch {epoch}/{args.epochs}',
+            ranks,
         )
+        if not ranks.is_main:
+            continue
         metrics, val_loss = validate(model, val, device, args.batch_size)
         row = {
             'epoch': epoch,
@@ -284,6 +327,8 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
                   progress.seconds + time.perf_counter() - started)
         if not args.quiet:
             tqdm.write(epoch_line(row, args.epochs))
+    if not ranks.is_main:
+        return 0
     train_seconds = progress.seconds + time.perf_counter() - started
     model, metadata = load_tactile_model(
         paths.weights, device
