@@ -1,10 +1,13 @@
 """``torchrun``: two gloo ranks on the CPU train as one process with the same global batch and
-seed (weights within 1e-5 after the same optimiser steps, the same per-epoch losses), rank 0
-alone writing; a batch's shares cover it once."""
+seed (weights within 1e-5 after the same optimiser steps, the same training loss), rank 0 alone
+writing, for both trainers and the zoo; a batch's shares cover it once."""
 import json
+import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -12,20 +15,66 @@ import torch
 from rnn_perception.commands import main
 from rnn_perception.device import cpu_threads
 from rnn_perception.files import load_checkpoint
+from rnn_perception.training import collision as collision_training
 from rnn_perception.training import tactile as tactile_training
+from rnn_perception.training import zoo
 from rnn_perception.training.distributed import Ranks
 from sim.tactile.config import load_tactile_config
 from sim.tactile.generate import generate
+from test_collision_training import TINY_ARCHITECTURE, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD_SIZE = 2
-# 12 grasps of 2 s, 5 of them slipping: 10 train, so a global batch of 6 makes 2 optimiser steps,
-# the second split 2 + 2 and the first 3 + 3.
-TACTILE = {'episodes': 12, 'seed': 4, 'episode': {'duration_s': 2.0}}
-OPTIONS = ['--epochs', '1', '--batch-size', '6', '--hidden-size', '4', '--head-size', '4',
-           '--device', 'cpu', '--quiet']
 TOLERANCE = 1e-5
 RUN_TIMEOUT_S = 300
+
+
+def tactile_data(root: Path) -> Path:
+    """12 grasps of 2 s, 5 of them slipping (shorter ones barely move: nothing to learn)."""
+    config = load_tactile_config(overrides={
+        'episodes': 12, 'seed': 4, 'episode': {'duration_s': 2.0}, 'output': {'out': str(root)}})
+    generate(config, progress=False)
+    return root
+
+
+def no_data(root: Path) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A command, its data, what it writes and where its per-epoch rows are."""
+
+    argv: Callable[[Path, Path], list]   # (data, out) -> command line
+    make_data: Callable[[Path], Path]
+    weights: str                          # under out
+    rows: str
+    skip_plots: tuple                     # (module, names): the one-process run skips them
+
+
+RUNS = {
+    # 14 training throws in global batches of 13 and 1: rank 1's share of the second is empty
+    'collision': Run(
+        lambda data, out: ['train', 'collision', '--data', str(data), '--out',
+                           str(out / 'm.safetensors'), '--epochs', '1', '--batch-size', '13',
+                           *TINY_ARCHITECTURE, '--device', 'cpu', '--quiet'],
+        write_dataset, 'm.safetensors', 'm_epochs.json',
+        (collision_training, ('write_reports',))),
+    # 10 training grasps in global batches of 6 and 4
+    'tactile': Run(
+        lambda data, out: ['train', 'tactile', '--data', str(data), '--out',
+                           str(out / 'm.safetensors'), '--epochs', '1', '--batch-size', '6',
+                           '--hidden-size', '4', '--head-size', '4', '--device', 'cpu',
+                           '--quiet'],
+        tactile_data, 'm.safetensors', 'm_epochs.json',
+        (tactile_training, ('plot_curves', 'plot_trajectories'))),
+    # 1257 digits in global batches of 300, the last of 57
+    'zoo': Run(
+        lambda data, out: ['zoo', '--model-type', 'gru', '--hx', '6', '--epochs', '1',
+                           '--batch-size', '300', '--out', str(out), '--device', 'cpu',
+                           '--quiet'],
+        no_data, 'model.safetensors', 'metrics.json', (zoo, ('plot_curves',))),
+}
 
 
 @pytest.mark.parametrize('world_size', [1, 2, 3, 4])
@@ -38,27 +87,38 @@ def test_the_shares_of_a_batch_cover_it_once(world_size, size):
         assert (weight, len(part) > 0) == ((1.0, True) if rank < size else (0.0, True))
 
 
-def test_two_gloo_ranks_train_as_one_process(tmp_path, monkeypatch):
-    config = load_tactile_config(overrides={**TACTILE, 'output': {'out': str(tmp_path / 'd')}})
-    generate(config, progress=False)
-    one, two = tmp_path / 'one' / 'm.safetensors', tmp_path / 'two' / 'm.safetensors'
-    for name in ('plot_curves', 'plot_trajectories'):  # the one-process run's plots: not compared
-        monkeypatch.setattr(tactile_training, name, lambda *args, **kwargs: None)
-    with cpu_threads(1):  # torchrun gives each rank one thread
-        assert main(['train', 'tactile', '--data', str(tmp_path / 'd'), '--out', str(one),
-                     *OPTIONS]) == 0
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """Every run of :data:`RUNS` in one torchrun launch of two gloo ranks (starting ranks costs
+    far more than these trainings: see ``ranked_commands.py``); their data and output roots."""
+    root = tmp_path_factory.mktemp('distributed')
+    for name in RUNS:
+        (root / name).mkdir()
+    data = {name: run.make_data(root / name / 'data') for name, run in RUNS.items()}
+    commands = root / 'commands.json'
+    commands.write_text(json.dumps([run.argv(data[name], root / name / 'two')
+                                    for name, run in RUNS.items()]))
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--standalone',
-         f'--nproc-per-node={WORLD_SIZE}', '-m', 'rnn_perception', 'train', 'tactile',
-         '--data', str(tmp_path / 'd'), '--out', str(two), *OPTIONS],
-        cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+         f'--nproc-per-node={WORLD_SIZE}', str(REPO / 'test' / 'ranked_commands.py'),
+         str(commands)],
+        cwd=REPO, env={**os.environ, 'PYTHONPATH': str(REPO)}, capture_output=True, text=True,
+        timeout=RUN_TIMEOUT_S, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    expected, got = load_checkpoint(one).tensors, load_checkpoint(two).tensors
-    for name, tensor in expected.items():
-        assert torch.allclose(got[name], tensor, rtol=0, atol=TOLERANCE), name
-    rows = [json.loads(path.with_name('m_epochs.json').read_text()) for path in (one, two)]
+    return root, data
+
+
+@pytest.mark.parametrize('name', sorted(RUNS))
+def test_two_gloo_ranks_train_as_one_process(name, trained, monkeypatch):
+    root, data = trained
+    run, one, two = RUNS[name], root / name / 'one', root / name / 'two'
+    module, names = run.skip_plots
+    for plot in names:
+        monkeypatch.setattr(module, plot, lambda *args, **kwargs: None)
+    with cpu_threads(1):  # torchrun gives each rank one thread
+        assert main(run.argv(data[name], one)) == 0
+    expected, got = (load_checkpoint(path / run.weights).tensors for path in (one, two))
+    for tensor_name, tensor in expected.items():
+        assert torch.allclose(got[tensor_name], tensor, rtol=0, atol=TOLERANCE), tensor_name
+    rows = [json.loads((path / run.rows).read_text()) for path in (one, two)]
     assert rows[1][0]['train_loss'] == pytest.approx(rows[0][0]['train_loss'], rel=1e-6)
-    written = sorted(p.name for p in two.parent.iterdir())  # what one process writes, no more
-    assert written == sorted(f'm{suffix}' for suffix in (
-        '.safetensors', '_epochs.csv', '_epochs.json', '_metrics.json', '_resume.safetensors',
-        '_curves.png', '_trajectories.png'))

@@ -75,6 +75,7 @@ from rnn_perception.cli import probability
 from rnn_perception.files import write_text_atomic
 from rnn_perception.training.command import (add_run_options, OutputPaths, trainer_parser,
                                              training_main)
+from rnn_perception.training.distributed import data_parallel, Ranks
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
@@ -242,15 +243,40 @@ def length_bucketed_batches(episodes: Sequence[Episode], batch_size: int,
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+@dataclass
+class Augmentation:
+    """One draw per episode of a batch: mirror it, and its channels' gain and offset."""
+
+    flip: Tensor    # (B,) bool
+    gain: Tensor    # (B, 1, 3, 1, 1)
+    offset: Tensor  # (B, 1, 3, 1, 1)
+
+    @classmethod
+    def draw(cls, size: int, generator: torch.Generator, jitter: float) -> 'Augmentation':
+        """The draws for ``size`` episodes: half mirrored, gains and offsets up to ``jitter``."""
+        flip = torch.rand(size, generator=generator) < 0.5
+        gain = 1 + jitter * (2 * torch.rand(size, 1, 3, 1, 1, generator=generator) - 1)
+        offset = jitter * (torch.rand(size, 1, 3, 1, 1, generator=generator) - 0.5)
+        return cls(flip, gain, offset)
+
+    def rows(self, rows: Sequence[int]) -> 'Augmentation':
+        """The draws of these episodes of the batch (a rank's share)."""
+        index = torch.as_tensor(list(rows))
+        return Augmentation(self.flip[index], self.gain[index], self.offset[index])
+
+
 def augment(batch: Batch, generator: torch.Generator, jitter: float) -> Batch:
     """Mirror half the episodes left-right (and their ball's lateral motion) and scale/shift each
     episode's channels by up to ``jitter`` (one draw per episode, so it never flickers)."""
-    size, device = batch.frames.shape[0], batch.frames.device
-    flip = (torch.rand(size, generator=generator) < 0.5).to(device)
+    return augmented(batch, Augmentation.draw(batch.frames.shape[0], generator, jitter))
+
+
+def augmented(batch: Batch, draws: Augmentation) -> Batch:
+    """``batch`` with ``draws`` applied (see :func:`augment`)."""
+    device = batch.frames.device
+    flip = draws.flip.to(device)
     frames = torch.where(flip.view(-1, 1, 1, 1, 1), batch.frames.flip(-1), batch.frames)
-    gain = 1 + jitter * (2 * torch.rand(size, 1, 3, 1, 1, generator=generator) - 1)
-    offset = jitter * (torch.rand(size, 1, 3, 1, 1, generator=generator) - 0.5)
-    frames = (frames * gain.to(device) + offset.to(device)).clamp_(0, 1)
+    frames = (frames * draws.gain.to(device) + draws.offset.to(device)).clamp_(0, 1)
     ball_state = batch.ball_state.clone()
     ball_state[..., LATERAL] *= torch.where(flip, -1.0, 1.0).view(-1, 1, 1)
     ball_mask = torch.where(flip.view(-1, 1, 1, 1), batch.ball_mask.flip(-1), batch.ball_mask)
@@ -285,34 +311,89 @@ class AuxiliaryHeads(nn.Module):
         self.ball_mask = nn.Conv2d(channels, 1, 1)
         self.ball_state = nn.Linear(channels * height * width, len(BALL_STATE_SCALE))
 
-    def loss(self, features: Tensor, batch: Batch) -> Tensor:
-        """Both losses, averaged over the real (unpadded) frames of ``batch``."""
+    def loss(self, features: Tensor, batch: Batch, frames: Optional[float] = None) -> Tensor:
+        """Both losses, summed over the real (unpadded) frames of ``batch`` and divided by
+        ``frames`` (default: their number)."""
         mask_logits = self.ball_mask(features.flatten(0, 1)).view(batch.ball_mask.shape)
         positive_weight = torch.tensor(BALL_MASK_POSITIVE_WEIGHT, device=features.device)
         mask_loss = F.binary_cross_entropy_with_logits(
             mask_logits, batch.ball_mask, reduction='none', pos_weight=positive_weight
         ).mean((-1, -2))
         state_loss = (self.ball_state(features.flatten(2)) - batch.ball_state).pow(2).mean(-1)
-        return ((mask_loss + state_loss) * batch.frame_mask).sum() / batch.frame_mask.sum()
+        frames = batch.frame_mask.sum() if frames is None else frames
+        return ((mask_loss + state_loss) * batch.frame_mask).sum() / frames
 
 
-def weighted_bce(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
-    """Mean per-frame BCE with logits against each episode's label, weighted per frame."""
+def weighted_bce(logits: Tensor, labels: Tensor, weights: Tensor,
+                 total_weight: Optional[Tensor] = None) -> Tensor:
+    """Per-frame BCE with logits against each episode's label, weighted per frame, over
+    ``total_weight`` (default: the weights' sum: the weighted mean)."""
     targets = labels.unsqueeze(1).expand_as(logits)
     return (
         F.binary_cross_entropy_with_logits(logits, targets, weight=weights, reduction='sum')
-        / weights.sum()
+        / (weights.sum() if total_weight is None else total_weight)
     )
 
 
-def episode_bce(logits: Tensor, labels: Tensor, warning_mask: Tensor) -> Tensor:
+def episode_bce(logits: Tensor, labels: Tensor, warning_mask: Tensor,
+                episodes: Optional[int] = None) -> Tensor:
     """BCE of each episode's highest logit over its warning frames (``Episode.warning_frames``):
     the evaluation's episode score, moved ``--warning-s`` earlier for hits. It pushes exactly on
     the frame that decides a false alarm, or a detection early enough to be useful, where the
     per-frame term spreads thin over many ambiguous frames; scored at contact instead, a hit is
     "detected" by the ball filling the frame, which teaches nothing about warning early."""
     highest = logits.masked_fill(warning_mask == 0, float('-inf')).amax(1)
-    return F.binary_cross_entropy_with_logits(highest, labels)
+    if episodes is None:
+        return F.binary_cross_entropy_with_logits(highest, labels)
+    return F.binary_cross_entropy_with_logits(highest, labels, reduction='sum') / episodes
+
+
+@dataclass
+class BatchTotals:
+    """What the loss terms of a whole batch divide by, so that a rank's share of it divides by
+    the same (see :mod:`rnn_perception.training.distributed`)."""
+
+    weight: Tensor   # the frame weights' sum
+    frames: Tensor   # real (unpadded) frames
+    episodes: int
+
+    @classmethod
+    def of(cls, episodes: Sequence[Episode], ramp_s: float,
+           device: torch.device) -> 'BatchTotals':
+        """The totals of ``episodes`` as :func:`make_batch` lays them out (the weights summed
+        over the same padded array), without their frames."""
+        weights = np.zeros((len(episodes), max(len(e.frames) for e in episodes)), np.float32)
+        for row, episode in enumerate(episodes):
+            weights[row, :len(episode.frames)] = episode.weights(ramp_s)
+        frames = float(sum(len(e.frames) for e in episodes))
+        return cls(torch.from_numpy(weights).to(device).sum(),
+                   torch.tensor(frames, device=device), len(episodes))
+
+
+class TrainingLoss(nn.Module):
+    """The loss of a share of a batch (the module docstring's three terms, each over the whole
+    batch's :class:`BatchTotals`) as one module over the predictor and the auxiliary heads, so
+    that DistributedDataParallel can wrap it; returns the loss, the per-frame term and the
+    auxiliary term."""
+
+    def __init__(self, model: CollisionPredictor, auxiliary: 'AuxiliaryHeads',
+                 episode_weight: float, aux_weight: float):
+        super().__init__()
+        self.model, self.auxiliary = model, auxiliary
+        self.episode_weight, self.aux_weight = episode_weight, aux_weight
+
+    def forward(self, batch: Batch, totals: BatchTotals) -> Tuple[Tensor, Tensor, Tensor]:
+        features = self.model.features(batch.frames)
+        logits = self.model.classify(features.flatten(0, 1)).view(features.shape[:2])
+        collision_loss = weighted_bce(logits, batch.labels, batch.weights, totals.weight)
+        auxiliary_loss = self.auxiliary.loss(features, batch, totals.frames)
+        loss = (
+            collision_loss
+            + self.episode_weight
+            * episode_bce(logits, batch.labels, batch.warning_mask, totals.episodes)
+            + self.aux_weight * auxiliary_loss
+        )
+        return loss, collision_loss, auxiliary_loss
 
 
 # -------------------------------------------------------------------------------------- training
@@ -336,10 +417,18 @@ def train_epoch(
     rng: np.random.Generator,
     generator: torch.Generator,
     description: str,
+    ranks: Ranks = Ranks(),
 ) -> Tuple[float, float]:
-    """One pass over the training episodes; returns the mean per-frame collision loss and the
-    mean auxiliary loss."""
+    """One pass over the training episodes, this rank's share of each batch
+    (:mod:`rnn_perception.training.distributed`); returns the mean per-frame collision loss and
+    the mean auxiliary loss.
+
+    Every rank draws the camera effects of the whole batch, so that the random streams stay
+    the same on all ranks (the effects are a small part of a step), and the augmentation of the
+    whole batch, of which it applies its share's rows."""
     model.train()
+    step = ranks.wrap(TrainingLoss(model, auxiliary, args.episode_weight, args.aux_weight),
+                      device)
     totals, count = np.zeros(2), 0
     batches = tqdm(
         length_bucketed_batches(episodes, args.batch_size, rng),
@@ -351,29 +440,27 @@ def train_epoch(
     for chosen in batches:
         if args.camera_effects == CAMERA_EFFECTS_TRAIN:
             chosen = [with_random_camera(episode, rng) for episode in chosen]
-        batch = augment(
-            make_batch(chosen, args.ramp_s, args.warning_s, device), generator, args.jitter
+        draws = Augmentation.draw(len(chosen), generator, args.jitter)
+        rows, weight = ranks.share(range(len(chosen)))
+        batch = augmented(
+            make_batch([chosen[row] for row in rows], args.ramp_s, args.warning_s, device),
+            draws.rows(rows)
         )
-        features = model.features(batch.frames)
-        logits = model.classify(features.flatten(0, 1)).view(features.shape[:2])
-        collision_loss = weighted_bce(logits, batch.labels, batch.weights)
-        auxiliary_loss = auxiliary.loss(features, batch)
-        loss = (
-            collision_loss
-            + args.episode_weight * episode_bce(logits, batch.labels, batch.warning_mask)
-            + args.aux_weight * auxiliary_loss
-        )
+        loss, collision_loss, auxiliary_loss = step(
+            batch, BatchTotals.of(chosen, args.ramp_s, device))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * (weight * ranks.scale())).backward()
         clip_gradients([*model.parameters(), *auxiliary.parameters()], args.clip_norm)
         optimizer.step()
         schedule.step()
-        totals += [collision_loss.item() * len(chosen), auxiliary_loss.item() * len(chosen)]
+        totals += [weight * collision_loss.item() * len(chosen),
+                   weight * auxiliary_loss.item() * len(chosen)]
         count += len(chosen)
         batches.set_postfix(
             loss=f'{totals[0] / count:.4f}', aux=f'{totals[1] / count:.4f}', refresh=False
         )
-    return totals[0] / count, totals[1] / count
+    collision_total, auxiliary_total = ranks.sum(totals)
+    return collision_total / count, auxiliary_total / count
 
 
 def validation_loss(
@@ -461,7 +548,15 @@ def write_reports(paths: OutputPaths, model: CollisionPredictor, metadata: Dict[
 
 
 def train(args: argparse.Namespace, device: torch.device) -> int:
-    """Train, keep the best epoch by validation, write the weights and the reports."""
+    """Train, keep the best epoch by validation, write the weights and the reports; under
+    torchrun, data-parallel (:mod:`rnn_perception.training.distributed`)."""
+    with data_parallel(device) as (ranks, device):
+        return train_ranks(args, device, ranks)
+
+
+def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) -> int:
+    """:func:`train` as one of ``ranks``: rank 0 alone validates and writes."""
+    args.quiet = args.quiet or not ranks.is_main
     # --init: fine-tune those weights, with their architecture and input normalisation
     initial = load_collision_model(args.init)[0] if args.init else None
     config = initial.config if initial is not None else CollisionConfig(
@@ -526,7 +621,10 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
             rng,
             generator,
             f'epoch {epoch}/{args.epochs}',
+            ranks,
         )
+        if not ranks.is_main:
+            continue
         _, metrics, val_loss = validate(
             model, val, args.threshold, args.ramp_s, device, args.accuracy_margin
         )
@@ -551,6 +649,8 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
                   progress.seconds + time.perf_counter() - started)
         if not args.quiet:
             tqdm.write(epoch_line(row, args.epochs))
+    if not ranks.is_main:
+        return 0
     train_seconds = progress.seconds + time.perf_counter() - started
     model, best_metadata = load_collision_model(
         paths.weights, device

@@ -91,7 +91,11 @@ def ranks_from_environment() -> Ranks:
 @contextmanager
 def data_parallel(device: torch.device) -> Iterator[Tuple[Ranks, torch.device]]:
     """Join torchrun's process group for the block (gloo on the CPU, NCCL on CUDA); yield the
-    ranks and this rank's device (``cuda:LOCAL_RANK`` on CUDA)."""
+    ranks and this rank's device (``cuda:LOCAL_RANK`` on CUDA).
+
+    A group the caller already joined (a script running several trainings in one torchrun
+    launch: under torchrun a process can join its group only once) is used and left open.
+    """
     ranks = ranks_from_environment()
     if not ranks.distributed:
         yield ranks, device
@@ -99,6 +103,9 @@ def data_parallel(device: torch.device) -> Iterator[Tuple[Ranks, torch.device]]:
     if device.type == 'cuda':
         device = torch.device('cuda', ranks.local_rank)
         torch.cuda.set_device(device)
+    if dist.is_initialized():
+        yield ranks, device
+        return
     dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     try:
         yield ranks, device

@@ -47,6 +47,7 @@ from rnn_perception.data.sequences import TASKS, Split, SequenceTask, load_task
 from rnn_perception.device import add_device_option, DeviceUnavailableError, select_device
 from rnn_perception.files import atomic_path, load_checkpoint, save_checkpoint, write_text_atomic
 from rnn_perception.device import cpu_threads
+from rnn_perception.training.distributed import data_parallel, Ranks
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
 from rnn_perception.training.precision import add_precision_option, Precision
@@ -85,9 +86,19 @@ class Score:
     total: int = 0
 
     def add(self, loss: Tensor, logits: Tensor, labels: Tensor) -> None:
-        self.loss_sum += float(loss) * len(labels)
+        """Add a batch by its mean ``loss``."""
+        self.add_sum(float(loss) * len(labels), logits, labels)
+
+    def add_sum(self, loss_sum: float, logits: Tensor, labels: Tensor) -> None:
+        """Add a batch by its summed loss."""
+        self.loss_sum += loss_sum
         self.correct += int((logits.argmax(1) == labels).sum())
         self.total += len(labels)
+
+    def over(self, ranks: Ranks) -> 'Score':
+        """The score of every rank's batches together."""
+        loss_sum, correct, total = ranks.sum([self.loss_sum, self.correct, self.total])
+        return Score(loss_sum, int(correct), int(total))
 
     @property
     def loss(self) -> float:
@@ -206,22 +217,30 @@ def make_schedule(name: str, optimizer: torch.optim.Optimizer, epochs: int):
 
 
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                args: argparse.Namespace, precision: Precision, description: str) -> Score:
-    """One pass over ``loader`` with clipped gradient steps; returns the running training score."""
+                args: argparse.Namespace, precision: Precision, description: str,
+                ranks: Ranks = Ranks()) -> Score:
+    """One pass over ``loader`` with clipped gradient steps, this rank's share of each batch
+    (:mod:`rnn_perception.training.distributed`); returns the training score of the whole
+    batches."""
     model.train()
+    step = ranks.wrap(model, precision.device)
     score = Score()
     batches = tqdm(loader, desc=description, unit='batch', leave=False, disable=args.quiet)
     for inputs, labels in batches:
-        inputs, labels = inputs.to(precision.device), labels.to(precision.device)
+        size = len(labels)
+        rows, weight = ranks.share(range(size))
+        inputs, labels = inputs[rows].to(precision.device), labels[rows].to(precision.device)
         with precision.autocast():
-            logits = model(inputs)
-            loss = F.cross_entropy(logits.float(), labels)
+            logits = step(inputs)
+            loss_sum = F.cross_entropy(logits.float(), labels, reduction='sum')
         optimizer.zero_grad(set_to_none=True)
-        precision.step(loss, optimizer, lambda: clip_gradients(
-            model.parameters(), args.clip_norm or None, args.clip_value))
-        score.add(loss.detach(), logits.detach(), labels)
+        precision.step(loss_sum * (weight * ranks.scale() / size), optimizer,
+                       lambda: clip_gradients(model.parameters(), args.clip_norm or None,
+                                              args.clip_value))
+        if weight:
+            score.add_sum(loss_sum.item(), logits.detach(), labels)
         batches.set_postfix(loss=f'{score.loss:.3f}', acc=f'{score.accuracy:.3f}', refresh=False)
-    return score
+    return score.over(ranks)
 
 
 @torch.no_grad()
@@ -288,10 +307,10 @@ def task_fingerprint(task: SequenceTask) -> str:
 
 
 def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
-        precision: Precision) -> List[Dict[str, Any]]:
+        precision: Precision, ranks: Ranks = Ranks()) -> List[Dict[str, Any]]:
     """Train for ``args.epochs``; after each epoch log its metrics and checkpoint the model if it
-    is the best so far by validation accuracy (ties: lower validation loss). Returns the metric
-    rows."""
+    is the best so far by validation accuracy (ties: lower validation loss); under torchrun,
+    rank 0 alone validates and writes. Returns the metric rows."""
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
     schedule = make_schedule(args.schedule, optimizer, args.epochs)
     loader = make_loader(task.train, args.batch_size, shuffle_seed=args.seed)
@@ -306,9 +325,11 @@ def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
         started = time.perf_counter()
         lr = optimizer.param_groups[0]['lr']
         trained = train_epoch(
-            model, loader, optimizer, args, precision, f'epoch {epoch}/{args.epochs}'
+            model, loader, optimizer, args, precision, f'epoch {epoch}/{args.epochs}', ranks
         )
         schedule.step()
+        if not ranks.is_main:
+            continue
         val = evaluate(model, task.val, precision)
         row = {
             'epoch': epoch,
@@ -332,11 +353,19 @@ def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
 
 
 def train(args: argparse.Namespace, device: torch.device) -> int:
-    """Train a model on its task, then report the best checkpoint's test accuracy."""
+    """Train a model on its task, then report the best checkpoint's test accuracy; under
+    torchrun, data-parallel (:mod:`rnn_perception.training.distributed`)."""
+    with data_parallel(device) as (ranks, device):
+        return train_ranks(args, device, ranks)
+
+
+def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) -> int:
+    """:func:`train` as one of ``ranks``: rank 0 alone validates and writes."""
+    args.quiet = args.quiet or not ranks.is_main
     task = load_task(args.task, seed=args.seed, mnist_dir=args.mnist_dir)
     precision = Precision(args.precision, device)
     os.makedirs(args.out, exist_ok=True)
-    if task.permutation is not None:
+    if task.permutation is not None and ranks.is_main:
         save_permutation(os.path.join(args.out, 'permutation.npy'), task.permutation)
     torch.manual_seed(args.seed)
     model = SequenceClassifier(
@@ -350,7 +379,9 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
             f'{task.steps} steps, device {device}, {args.precision}, run {args.out}'
         )
     started = time.perf_counter()
-    rows = fit(model, task, args, precision)
+    rows = fit(model, task, args, precision, ranks)
+    if not ranks.is_main:
+        return 0
     train_seconds = time.perf_counter() - started
     plot_curves(rows, os.path.join(args.out, 'curves.png'),
                 title=f'{args.model_type} on {args.task} (hx {args.hx}, {args.layers} layer(s))')

@@ -1,0 +1,32 @@
+"""Run ``python -m rnn_perception`` command lines one after another in every rank of one
+``torchrun`` launch: ``torchrun --nproc-per-node N test/ranked_commands.py COMMANDS.json``.
+
+Why: a rank can join its process group only once per launch, and starting ranks (importing
+torch and the package) costs far more than the tiny trainings the tests run; so the rank joins
+once here and every command uses that group (``training.distributed.data_parallel``).
+"""
+import json
+import sys
+
+import torch.distributed as dist
+
+from rnn_perception.commands import main
+
+
+def run(path: str) -> int:
+    """Run every command line of the JSON list at ``path``; the first failing status, or 0."""
+    with open(path, encoding='utf-8') as stream:
+        commands = json.load(stream)
+    dist.init_process_group('gloo')
+    try:
+        for argv in commands:
+            status = main(argv)
+            if status != 0:
+                return status
+        return 0
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == '__main__':
+    sys.exit(run(sys.argv[1]))
