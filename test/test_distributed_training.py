@@ -26,6 +26,9 @@ from test_collision_training import TINY_ARCHITECTURE, write_dataset
 REPO = Path(__file__).resolve().parents[1]
 WORLD_SIZE = 2
 TOLERANCE = 1e-5
+# Gradients summed over shares vs the whole batch: float32 sums in another order, relative to
+# the largest element of each gradient.
+SHARE_TOLERANCE = 1e-5
 RUN_TIMEOUT_S = 300
 
 
@@ -122,3 +125,62 @@ def test_two_gloo_ranks_train_as_one_process(name, trained, monkeypatch):
         assert torch.allclose(got[tensor_name], tensor, rtol=0, atol=TOLERANCE), tensor_name
     rows = [json.loads((path / run.rows).read_text()) for path in (one, two)]
     assert rows[1][0]['train_loss'] == pytest.approx(rows[0][0]['train_loss'], rel=1e-6)
+
+
+def gradients(loss: torch.Tensor, module: torch.nn.Module) -> dict:
+    module.zero_grad()
+    loss.backward()
+    return {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
+
+
+def assert_shares_add_up(whole: dict, shares: list) -> None:
+    """The whole batch's gradients are the sum of the shares' (what DDP's all-reduce adds)."""
+    for name, gradient in whole.items():
+        total = sum(share[name] for share in shares)
+        scale = gradient.abs().max()
+        assert (total - gradient).abs().max() <= SHARE_TOLERANCE * scale, name
+
+
+def test_tactile_shares_add_up_to_the_whole_batch_gradient(trained):
+    """The torchrun test cannot see a wrong loss scale (Adam and clipping are blind to it): the
+    gradients of the shares, each over the whole batch's count, must add up to the batch's."""
+    _, data = trained
+    episodes, _ = tactile_training.load_episodes(str(data['tactile']))
+    config = tactile_training.TactileConfig(hidden_size=4, head_size=4)
+    torch.manual_seed(0)
+    model = tactile_training.TactilePredictor(config)
+    model.set_normalisation(tactile_training.normalisation(episodes, config.horizon))
+    with torch.no_grad():  # away from the zero head, so that every gradient is non-zero
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    step, batch = tactile_training.TrainingLoss(model, torch.device('cpu')), episodes[:5]
+    count = tactile_training.error_count(batch, config.horizon)
+    assert_shares_add_up(gradients(step(batch, count), model), [
+        gradients(step(Ranks(rank, WORLD_SIZE).share(batch)[0], count), model)
+        for rank in range(WORLD_SIZE)])
+
+
+def test_collision_shares_add_up_to_the_whole_batch_gradient(trained):
+    """As for tactile, with the augmentation drawn for the whole batch and applied by rows."""
+    _, data = trained
+    config = collision_training.CollisionConfig(
+        image_size=(16, 16), encoder_channels=[4, 4], recurrent_channels=[6, 6],
+        recurrent_strides=[1, 2])
+    torch.manual_seed(0)
+    model = collision_training.CollisionPredictor(config)
+    episodes, _ = collision_training.load_episodes(str(data['collision']), (16, 16),
+                                                   model.feature_size())
+    auxiliary = collision_training.AuxiliaryHeads(model)
+    step = collision_training.TrainingLoss(model, auxiliary, 1.0, 1.0)
+    batch, device = episodes[:5], torch.device('cpu')
+    totals = collision_training.BatchTotals.of(batch, 0.5, device)
+    draws = collision_training.Augmentation.draw(len(batch), torch.Generator().manual_seed(0),
+                                                 0.15)
+
+    def loss(rows):
+        share = collision_training.make_batch([batch[row] for row in rows], 0.5, 0.3, device)
+        return step(collision_training.augmented(share, draws.rows(rows)), totals)[0]
+
+    assert_shares_add_up(gradients(loss(range(len(batch))), step), [
+        gradients(loss(Ranks(rank, WORLD_SIZE).share(range(len(batch)))[0]), step)
+        for rank in range(WORLD_SIZE)])

@@ -311,7 +311,7 @@ class AuxiliaryHeads(nn.Module):
         self.ball_mask = nn.Conv2d(channels, 1, 1)
         self.ball_state = nn.Linear(channels * height * width, len(BALL_STATE_SCALE))
 
-    def loss(self, features: Tensor, batch: Batch, frames: Optional[float] = None) -> Tensor:
+    def loss(self, features: Tensor, batch: Batch, frames: Optional[Tensor] = None) -> Tensor:
         """Both losses, summed over the real (unpadded) frames of ``batch`` and divided by
         ``frames`` (default: their number)."""
         mask_logits = self.ball_mask(features.flatten(0, 1)).view(batch.ball_mask.shape)
@@ -396,6 +396,12 @@ class TrainingLoss(nn.Module):
         return loss, collision_loss, auxiliary_loss
 
 
+def training_loss(model: CollisionPredictor, auxiliary: 'AuxiliaryHeads',
+                  args: argparse.Namespace) -> TrainingLoss:
+    """The run's :class:`TrainingLoss`, weighted as the options say."""
+    return TrainingLoss(model, auxiliary, args.episode_weight, args.aux_weight)
+
+
 # -------------------------------------------------------------------------------------- training
 def with_random_camera(episode: Episode, rng: np.random.Generator) -> Episode:
     """The episode as a random camera (:data:`TRAINING_EFFECTS`) would have delivered it, for
@@ -418,6 +424,7 @@ def train_epoch(
     generator: torch.Generator,
     description: str,
     ranks: Ranks = Ranks(),
+    step: Optional[nn.Module] = None,
 ) -> Tuple[float, float]:
     """One pass over the training episodes, this rank's share of each batch
     (:mod:`rnn_perception.training.distributed`); returns the mean per-frame collision loss and
@@ -425,10 +432,10 @@ def train_epoch(
 
     Every rank draws the camera effects of the whole batch, so that the random streams stay
     the same on all ranks (the effects are a small part of a step), and the augmentation of the
-    whole batch, of which it applies its share's rows."""
+    whole batch, of which it applies its share's rows. ``step``: the run's
+    :func:`training_loss` (made once per run, as DDP wants; default: one without DDP)."""
     model.train()
-    step = ranks.wrap(TrainingLoss(model, auxiliary, args.episode_weight, args.aux_weight),
-                      device)
+    step = training_loss(model, auxiliary, args) if step is None else step
     totals, count = np.zeros(2), 0
     batches = tqdm(
         length_bucketed_batches(episodes, args.batch_size, rng),
@@ -608,6 +615,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
             f'device {device}'
         )
     best = None if progress.best is None else tuple(progress.best)  # JSON made it a list
+    step = ranks.wrap(training_loss(model, auxiliary, args), device)
     for epoch in range(progress.first_epoch, args.epochs + 1):
         epoch_started = time.perf_counter()
         train_loss, aux_loss = train_epoch(
@@ -622,6 +630,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
             generator,
             f'epoch {epoch}/{args.epochs}',
             ranks,
+            step,
         )
         if not ranks.is_main:
             continue

@@ -183,11 +183,14 @@ def train_epoch(
     rng: np.random.Generator,
     description: str,
     ranks: Ranks = Ranks(),
+    step: Optional[nn.Module] = None,
 ) -> float:
     """One pass over the training episodes in random batches, this rank's share of each
-    (:mod:`rnn_perception.training.distributed`); returns the mean loss."""
+    (:mod:`rnn_perception.training.distributed`) through ``step`` (the run's
+    :class:`TrainingLoss`, in DistributedDataParallel when distributed: made once per run, as
+    DDP wants); returns the mean loss."""
     model.train()
-    step = ranks.wrap(TrainingLoss(model, device), device)
+    step = TrainingLoss(model, device) if step is None else step
     order = rng.permutation(len(episodes))
     chunks = [order[k:k + args.batch_size] for k in range(0, len(order), args.batch_size)]
     total, count = 0.0, 0
@@ -293,6 +296,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
             f'samples at {data["rate_hz"]:g} Hz), device {device}'
         )
     best = progress.best
+    step = ranks.wrap(TrainingLoss(model, device), device)
     for epoch in range(progress.first_epoch, args.epochs + 1):
         epoch_started = time.perf_counter()
         train_loss = train_epoch(
@@ -305,6 +309,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
             rng,
             f'epoch {epoch}/{args.epochs}',
             ranks,
+            step,
         )
         if not ranks.is_main:
             continue

@@ -218,12 +218,13 @@ def make_schedule(name: str, optimizer: torch.optim.Optimizer, epochs: int):
 
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                 args: argparse.Namespace, precision: Precision, description: str,
-                ranks: Ranks = Ranks()) -> Score:
+                ranks: Ranks = Ranks(), step: Optional[nn.Module] = None) -> Score:
     """One pass over ``loader`` with clipped gradient steps, this rank's share of each batch
-    (:mod:`rnn_perception.training.distributed`); returns the training score of the whole
-    batches."""
+    (:mod:`rnn_perception.training.distributed`) through ``step`` (the model, in
+    DistributedDataParallel when distributed: made once per run, as DDP wants); returns the
+    training score of the whole batches."""
     model.train()
-    step = ranks.wrap(model, precision.device)
+    step = model if step is None else step
     score = Score()
     batches = tqdm(loader, desc=description, unit='batch', leave=False, disable=args.quiet)
     for inputs, labels in batches:
@@ -321,11 +322,13 @@ def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
                                      torch_generator=loader.generator)
     progress = begin(checkpoint, args.resume, metrics, args.quiet)
     best = (-1.0, 0.0) if progress.best is None else tuple(progress.best)
+    step = ranks.wrap(model, precision.device)
     for epoch in range(progress.first_epoch, args.epochs + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]['lr']
         trained = train_epoch(
-            model, loader, optimizer, args, precision, f'epoch {epoch}/{args.epochs}', ranks
+            model, loader, optimizer, args, precision, f'epoch {epoch}/{args.epochs}', ranks,
+            step
         )
         schedule.step()
         if not ranks.is_main:
