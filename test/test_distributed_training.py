@@ -17,10 +17,10 @@ from rnn_perception.device import cpu_threads
 from rnn_perception.files import load_checkpoint
 from rnn_perception.training import collision as collision_training
 from rnn_perception.training import tactile as tactile_training
-from rnn_perception.training import zoo
 from rnn_perception.training.distributed import Ranks
 from sim.tactile.config import load_tactile_config
 from sim.tactile.generate import generate
+from ranked_commands import PLOTS, skip
 from test_collision_training import TINY_ARCHITECTURE, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +52,6 @@ class Run:
     make_data: Callable[[Path], Path]
     weights: str                          # under out
     rows: str
-    skip_plots: tuple                     # (module, names): the one-process run skips them
 
 
 RUNS = {
@@ -61,22 +60,20 @@ RUNS = {
         lambda data, out: ['train', 'collision', '--data', str(data), '--out',
                            str(out / 'm.safetensors'), '--epochs', '1', '--batch-size', '13',
                            *TINY_ARCHITECTURE, '--device', 'cpu', '--quiet'],
-        write_dataset, 'm.safetensors', 'm_epochs.json',
-        (collision_training, ('write_reports',))),
+        write_dataset, 'm.safetensors', 'm_epochs.json'),
     # 10 training grasps in global batches of 6 and 4
     'tactile': Run(
         lambda data, out: ['train', 'tactile', '--data', str(data), '--out',
                            str(out / 'm.safetensors'), '--epochs', '1', '--batch-size', '6',
                            '--hidden-size', '4', '--head-size', '4', '--device', 'cpu',
                            '--quiet'],
-        tactile_data, 'm.safetensors', 'm_epochs.json',
-        (tactile_training, ('plot_curves', 'plot_trajectories'))),
+        tactile_data, 'm.safetensors', 'm_epochs.json'),
     # 1257 digits in global batches of 300, the last of 57
     'zoo': Run(
         lambda data, out: ['zoo', '--model-type', 'gru', '--hx', '6', '--epochs', '1',
                            '--batch-size', '300', '--out', str(out), '--device', 'cpu',
                            '--quiet'],
-        no_data, 'model.safetensors', 'metrics.json', (zoo, ('plot_curves',))),
+        no_data, 'model.safetensors', 'metrics.json'),
 }
 
 
@@ -115,9 +112,8 @@ def trained(tmp_path_factory):
 def test_two_gloo_ranks_train_as_one_process(name, trained, monkeypatch):
     root, data = trained
     run, one, two = RUNS[name], root / name / 'one', root / name / 'two'
-    module, names = run.skip_plots
-    for plot in names:
-        monkeypatch.setattr(module, plot, lambda *args, **kwargs: None)
+    for module, plot in PLOTS:  # skipped in the ranks too
+        monkeypatch.setattr(module, plot, skip)
     with cpu_threads(1):  # torchrun gives each rank one thread
         assert main(run.argv(data[name], one)) == 0
     expected, got = (load_checkpoint(path / run.weights).tensors for path in (one, two))
@@ -133,6 +129,13 @@ def gradients(loss: torch.Tensor, module: torch.nn.Module) -> dict:
     return {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models on a busy 2-core machine: two threads fight, one runs 20x faster."""
+    with cpu_threads(1):
+        yield
+
+
 def assert_shares_add_up(whole: dict, shares: list) -> None:
     """The whole batch's gradients are the sum of the shares' (what DDP's all-reduce adds)."""
     for name, gradient in whole.items():
@@ -141,7 +144,7 @@ def assert_shares_add_up(whole: dict, shares: list) -> None:
         assert (total - gradient).abs().max() <= SHARE_TOLERANCE * scale, name
 
 
-def test_tactile_shares_add_up_to_the_whole_batch_gradient(trained):
+def test_tactile_shares_add_up_to_the_whole_batch_gradient(trained, one_thread):
     """The torchrun test cannot see a wrong loss scale (Adam and clipping are blind to it): the
     gradients of the shares, each over the whole batch's count, must add up to the batch's."""
     _, data = trained
@@ -160,7 +163,7 @@ def test_tactile_shares_add_up_to_the_whole_batch_gradient(trained):
         for rank in range(WORLD_SIZE)])
 
 
-def test_collision_shares_add_up_to_the_whole_batch_gradient(trained):
+def test_collision_shares_add_up_to_the_whole_batch_gradient(trained, one_thread):
     """As for tactile, with the augmentation drawn for the whole batch and applied by rows."""
     _, data = trained
     config = collision_training.CollisionConfig(

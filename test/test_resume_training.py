@@ -63,14 +63,16 @@ def train_in_process(argv: list) -> None:
 
 @pytest.fixture
 def no_plots(monkeypatch):
-    """In-process runs skip the plots (two thirds of a tiny run; tested with the trainers):
-    the weights and the per-epoch rows are what a resume must reproduce."""
+    """In-process runs skip the plots (two thirds of a tiny run; tested with the trainers) and
+    run on one thread: the weights and the per-epoch rows are what a resume must reproduce."""
     def skip(*args, **kwargs):
         return None
 
     monkeypatch.setattr(collision_training, 'write_reports', skip)
     monkeypatch.setattr(tactile_training, 'plot_curves', skip)
     monkeypatch.setattr(tactile_training, 'plot_trajectories', skip)
+    with cpu_threads(THREADS):
+        yield
 
 
 def kill_after_epoch(argv: list, epoch: int, stderr_path: Path) -> int:

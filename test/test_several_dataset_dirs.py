@@ -7,6 +7,7 @@ import pytest
 
 from rnn_perception.commands import main
 from rnn_perception.data.tactile_dataset import load_tactile_dataset
+from rnn_perception.device import cpu_threads
 from rnn_perception.files import load_checkpoint
 from rnn_perception.models.tactile import default_weights_path
 from rnn_perception.training import tactile as tactile_training
@@ -37,9 +38,11 @@ def runs(tmp_path_factory):
 @pytest.fixture
 def no_plots(monkeypatch):
     """Skip the plots (most of a tiny run's time; tested with the trainer): the weights are
-    what must match."""
+    what must match. One thread: on a busy 2-core machine two fight over tiny models."""
     for name in ('plot_curves', 'plot_trajectories'):
         monkeypatch.setattr(tactile_training, name, lambda *args, **kwargs: None)
+    with cpu_threads(1):
+        yield
 
 
 def train(data, out: Path) -> dict:
@@ -59,7 +62,7 @@ def test_training_on_the_parts_is_training_on_the_whole_run(runs, tmp_path, no_p
         runs['parts']).manifest_sha256
 
 
-def test_eval_on_the_parts_is_eval_on_the_whole_run(runs, capsys):
+def test_eval_on_the_parts_is_eval_on_the_whole_run(runs, capsys, no_plots):
     def metrics(data):
         assert main(['eval', 'tactile', '--weights', str(default_weights_path()), '--data',
                      *data, '--json']) == 0
