@@ -10,11 +10,12 @@ stopped: same batches, same augmentation, same weights. Without a checkpoint ``-
 starts afresh, so a requeued job can run the same command line as the first.
 
 What the file holds: every module's ``state_dict`` (the model and any training-only heads, and
-fp16's loss scaler where there is one), the optimiser's and the scheduler's, the random states (torch's global generator, CUDA's when
-there is one, the trainer's own ``torch.Generator`` and numpy ``Generator``, and Python's
-``random``), the epochs done and the trainer's progress (the best epoch's key, the per-epoch
-rows, the seconds spent), and the run's options with the dataset's fingerprint: resuming with
-other ones is refused, because the state would not fit them.
+fp16's loss scaler where there is one), the optimiser's and the scheduler's, the random states
+(torch's global generator, CUDA's when there is one, the trainer's own ``torch.Generator`` and
+numpy ``Generator``, and Python's ``random``), the epochs done and the trainer's progress (the
+best epoch's key, the per-epoch rows, the seconds spent), and the run's options with the
+dataset's fingerprint: resuming with other ones is refused, because the state would not fit
+them.
 
 Safetensors, not ``torch.save``: nothing the package reads is unpickled (README, Security).
 Nested states (an optimiser's) are split by :func:`flatten` into tensors and JSON, which keeps
