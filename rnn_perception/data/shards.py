@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -213,7 +214,7 @@ class ShardedDataset:
         self.manifest = self.parts[0].manifest if len(parts) == 1 else self._union_manifest()
 
     @classmethod
-    def open(cls, roots: str | Path | Sequence[str | Path]):
+    def open(cls, roots: str | os.PathLike | Sequence[str | os.PathLike]):
         """The dataset in directory ``roots``, or in several directories read as one.
 
         Raises:
@@ -221,7 +222,7 @@ class ShardedDataset:
                 :func:`read_manifest`), is given twice, was made with other simulator settings
                 than the first, or holds an episode index another one holds too.
         """
-        roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+        roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
         if not roots:
             raise DatasetError('no dataset directory given')
         parts = [read_part(root, cls.KIND, cls.SCHEMA_VERSION) for root in roots]
