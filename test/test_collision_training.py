@@ -398,3 +398,13 @@ def test_mismatched_architecture_lists(dataset, tmp_path, capsys):
         ],
         'recurrent_strides',
     )
+
+
+def test_bf16_mixed_precision_trains_fp32_weights(dataset, tmp_path):
+    """``--precision bf16``: the forward pass under autocast, the weights stay fp32 and finite."""
+    weights = tmp_path / 'bf16.safetensors'
+    assert training.main(['--data', str(dataset), '--out', str(weights), '--epochs', '1',
+                          '--batch-size', '8', *TINY_ARCHITECTURE, '--precision', 'bf16',
+                          '--quiet']) == 0
+    model, _ = load_collision_model(weights)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())

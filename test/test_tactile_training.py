@@ -1,12 +1,14 @@
 """Tactile training and evaluation: the command lines, their files and errors, the baselines,
 and the shipped default model on a freshly simulated set."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rnn_perception.commands import main
 from rnn_perception.evaluation.tactile_metrics import (constant_velocity, EpisodePrediction,
@@ -185,3 +187,17 @@ def test_the_shipped_model_beats_constant_velocity_on_a_fresh_set(tmp_path):
     per_step = zip(metrics['per_step_model_mae_deg'], metrics['per_step_const_velocity_mae_deg'])
     assert all(model < baseline for model, baseline in per_step), metrics
     assert metrics['model_mae_deg'] < metrics['zero_motion_mae_deg']
+
+
+def test_bf16_mixed_precision_trains_fp32_weights(trained, tmp_path):
+    """``--precision bf16``: the forward pass under autocast, the weights stay fp32 and finite,
+    and so does every epoch's training loss."""
+    root, _ = trained
+    weights = tmp_path / 'bf16.safetensors'
+    assert main(['train', 'tactile', '--data', str(root / 'data'), '--out', str(weights),
+                 '--epochs', '1', '--hidden-size', '8', '--head-size', '8', '--batch-size', '4',
+                 '--precision', 'bf16', '--quiet']) == 0
+    model, _ = load_tactile_model(weights)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+    rows = json.loads((weights.parent / 'bf16_epochs.json').read_text())
+    assert all(math.isfinite(row['train_loss']) for row in rows)

@@ -78,6 +78,7 @@ from rnn_perception.training.command import (add_run_options, OutputPaths, train
 from rnn_perception.training.distributed import data_parallel, Ranks
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
+from rnn_perception.training.precision import Precision
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
 from rnn_perception.training.resume import begin, end_epoch, RESUME_SUFFIX, training_checkpoint
 
@@ -425,6 +426,7 @@ def train_epoch(
     description: str,
     ranks: Ranks = Ranks(),
     step: Optional[nn.Module] = None,
+    precision: Optional[Precision] = None,
 ) -> Tuple[float, float]:
     """One pass over the training episodes, this rank's share of each batch
     (:mod:`rnn_perception.training.distributed`); returns the mean per-frame collision loss and
@@ -433,9 +435,11 @@ def train_epoch(
     Every rank draws the camera effects of the whole batch, so that the random streams stay
     the same on all ranks (the effects are a small part of a step), and the augmentation of the
     whole batch, of which it applies its share's rows. ``step``: the run's
-    :func:`training_loss` (made once per run, as DDP wants; default: one without DDP)."""
+    :func:`training_loss` (made once per run, as DDP wants; default: one without DDP);
+    ``precision``: the forward pass's arithmetic (default fp32)."""
     model.train()
     step = training_loss(model, auxiliary, args) if step is None else step
+    precision = Precision('fp32', device) if precision is None else precision
     totals, count = np.zeros(2), 0
     batches = tqdm(
         length_bucketed_batches(episodes, args.batch_size, rng),
@@ -453,12 +457,12 @@ def train_epoch(
             make_batch([chosen[row] for row in rows], args.ramp_s, args.warning_s, device),
             draws.rows(rows)
         )
-        loss, collision_loss, auxiliary_loss = step(
-            batch, BatchTotals.of(chosen, args.ramp_s, device))
+        with precision.autocast():
+            loss, collision_loss, auxiliary_loss = step(
+                batch, BatchTotals.of(chosen, args.ramp_s, device))
         optimizer.zero_grad(set_to_none=True)
-        (loss * (weight * ranks.scale())).backward()
-        clip_gradients([*model.parameters(), *auxiliary.parameters()], args.clip_norm)
-        optimizer.step()
+        precision.step(loss.float() * (weight * ranks.scale()), optimizer, lambda: clip_gradients(
+            [*model.parameters(), *auxiliary.parameters()], args.clip_norm))
         schedule.step()
         totals += [weight * collision_loss.item() * len(chosen),
                    weight * auxiliary_loss.item() * len(chosen)]
@@ -602,9 +606,11 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     epochs_file = MetricsWriter(paths.run_dir, f'{paths.stem}_epochs')
     rng, generator = np.random.default_rng(args.seed), torch.Generator().manual_seed(args.seed)
+    precision = Precision(args.precision, device)
     checkpoint = training_checkpoint(
         paths.report(RESUME_SUFFIX), args, data['manifest_sha256'],
-        {'model': model, 'auxiliary': auxiliary}, optimizer, schedule, rng, generator)
+        {'model': model, 'auxiliary': auxiliary, **precision.stateful()}, optimizer, schedule,
+        rng, generator)
     progress = begin(checkpoint, args.resume, epochs_file, args.quiet)
     if not args.quiet:
         print(
@@ -631,6 +637,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
             f'epoch {epoch}/{args.epochs}',
             ranks,
             step,
+            precision,
         )
         if not ranks.is_main:
             continue

@@ -14,6 +14,7 @@ import torch
 from ..cli import fraction, OneLineParser, report_error
 from ..data.shards import DatasetError
 from ..device import add_device_option, DeviceUnavailableError, select_device
+from .precision import add_precision_option
 
 
 def trainer_parser(model: str, description: str, dataset: str) -> argparse.ArgumentParser:
@@ -46,6 +47,7 @@ def add_run_options(parser: argparse.ArgumentParser, seeded: str) -> None:
                              'options and data; without one, start afresh (so a requeued job '
                              'runs the same command)')
     add_device_option(parser, default='auto')
+    add_precision_option(parser)
     parser.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from contextlib import nullcontext
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, Dict
 
 import torch
 
@@ -38,6 +38,10 @@ class Precision:
                              'use bf16 on the CPU')
         self.name, self.device = name, device
         self.scaler = torch.amp.GradScaler(device.type) if name == 'fp16' else None
+
+    def stateful(self) -> Dict[str, torch.amp.GradScaler]:
+        """What a resumable run must save besides its modules: the loss scaler, with fp16."""
+        return {} if self.scaler is None else {'scaler': self.scaler}
 
     def autocast(self) -> ContextManager:
         if self.name == 'fp32':

@@ -56,6 +56,7 @@ from rnn_perception.training.command import (add_run_options, OutputPaths, train
 from rnn_perception.training.distributed import data_parallel, Ranks
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
+from rnn_perception.training.precision import Precision
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
 from rnn_perception.training.resume import begin, end_epoch, RESUME_SUFFIX, training_checkpoint
 
@@ -184,13 +185,15 @@ def train_epoch(
     description: str,
     ranks: Ranks = Ranks(),
     step: Optional[nn.Module] = None,
+    precision: Optional[Precision] = None,
 ) -> float:
     """One pass over the training episodes in random batches, this rank's share of each
     (:mod:`rnn_perception.training.distributed`) through ``step`` (the run's
     :class:`TrainingLoss`, in DistributedDataParallel when distributed: made once per run, as
-    DDP wants); returns the mean loss."""
+    DDP wants) in ``precision`` (default fp32); returns the mean loss."""
     model.train()
     step = TrainingLoss(model, device) if step is None else step
+    precision = Precision('fp32', device) if precision is None else precision
     order = rng.permutation(len(episodes))
     chunks = [order[k:k + args.batch_size] for k in range(0, len(order), args.batch_size)]
     total, count = 0.0, 0
@@ -198,11 +201,11 @@ def train_epoch(
     for chunk in batches:
         chosen = [episodes[i] for i in chunk]
         share, weight = ranks.share(chosen)
-        loss = step(share, error_count(chosen, model.config.horizon)) * (weight * ranks.scale())
+        with precision.autocast():
+            loss = step(share, error_count(chosen, model.config.horizon))
+        loss = loss.float() * (weight * ranks.scale())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_gradients(model.parameters(), args.clip_norm)
-        optimizer.step()
+        precision.step(loss, optimizer, lambda: clip_gradients(model.parameters(), args.clip_norm))
         schedule.step()
         total, count = total + loss.item() / ranks.scale() * len(chunk), count + len(chunk)
         batches.set_postfix(loss=f'{total / count:.4f}', refresh=False)
@@ -285,8 +288,10 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     epochs_file = MetricsWriter(paths.run_dir, f'{paths.stem}_epochs')
     rng = np.random.default_rng(args.seed)
+    precision = Precision(args.precision, device)
     checkpoint = training_checkpoint(paths.report(RESUME_SUFFIX), args, data['manifest_sha256'],
-                                     {'model': model}, optimizer, schedule, rng)
+                                     {'model': model, **precision.stateful()}, optimizer, schedule,
+                                     rng)
     progress = begin(checkpoint, args.resume, epochs_file, args.quiet)
     if not args.quiet:
         print(
@@ -310,6 +315,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
             f'epoch {epoch}/{args.epochs}',
             ranks,
             step,
+            precision,
         )
         if not ranks.is_main:
             continue

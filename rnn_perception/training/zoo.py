@@ -316,7 +316,7 @@ def fit(model: nn.Module, task: SequenceTask, args: argparse.Namespace,
     schedule = make_schedule(args.schedule, optimizer, args.epochs)
     loader = make_loader(task.train, args.batch_size, shuffle_seed=args.seed)
     metrics = MetricsWriter(args.out)
-    stateful = {'model': model, **({'scaler': precision.scaler} if precision.scaler else {})}
+    stateful = {'model': model, **precision.stateful()}
     checkpoint = training_checkpoint(os.path.join(args.out, RESUME_SUFFIX), args,
                                      task_fingerprint(task), stateful, optimizer, schedule,
                                      torch_generator=loader.generator)
