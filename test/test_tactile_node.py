@@ -209,8 +209,14 @@ def test_replay_through_dds_matches_offline_evaluation(
         is off by one pairing, the next one is whole again."""
         return next((run for run in complete_passes() if worst_difference(run) <= 1e-5), None)
 
-    # the node on the onnxruntime backend (its graph exported at start into the test run's
-    # cache), the offline evaluation on torch: the two backends agree through DDS too
+    # the node on the onnxruntime backend, the offline evaluation on torch: the two backends
+    # agree through DDS too. The graph is exported here, beside the weights (as the shipped
+    # models carry theirs), so the node process starts without exporting (test_backends
+    # covers the export at start).
+    from rnn_perception.models.onnx_export import export_step
+    from rnn_perception.models.tactile import load_tactile_model
+
+    export_step('tactile', *load_tactile_model(weights), weights, weights.with_suffix('.onnx'))
     with python_subprocess(run_cli('bringup', 'tactile', '--device', 'cpu', '--backend',
                                    'onnxruntime', '--ros-args',
                                    '-p', f'weights:={weights}')) as node:
