@@ -13,6 +13,7 @@ import torch.distributed as dist
 
 from rnn_perception.commands import main
 from rnn_perception.training import collision, tactile, zoo
+from rnn_perception.training.distributed import leave_process_group
 
 PLOTS = ((collision, 'write_reports'), (tactile, 'plot_curves'), (tactile, 'plot_trajectories'),
          (zoo, 'plot_curves'))
@@ -29,14 +30,12 @@ def run(path: str) -> int:
     for module, name in PLOTS:
         setattr(module, name, skip)
     dist.init_process_group('gloo')
-    try:
-        for argv in commands:
-            status = main(argv)
-            if status != 0:
-                return status
-        return 0
-    finally:
-        dist.destroy_process_group()
+    for argv in commands:
+        status = main(argv)
+        if status != 0:
+            return status
+    leave_process_group()
+    return 0
 
 
 if __name__ == '__main__':

@@ -107,7 +107,14 @@ def data_parallel(device: torch.device) -> Iterator[Tuple[Ranks, torch.device]]:
         yield ranks, device
         return
     dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-    try:
-        yield ranks, device
-    finally:
-        dist.destroy_process_group()
+    yield ranks, device
+    leave_process_group()
+
+
+def leave_process_group() -> None:
+    """Wait until every rank is done, then tear the group down. Rank 0 validates and writes
+    after the others have finished their last step: a rank that tore its group down meanwhile
+    would leave gloo's threads of the others mid-teardown (a SIGABRT seen once in CI). Only on
+    success: after an error the others may never arrive, and the launcher stops them all."""
+    dist.barrier()
+    dist.destroy_process_group()
