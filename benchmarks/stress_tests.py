@@ -48,14 +48,14 @@ def crash_excerpt(log: str, lines: int = 40) -> str:
     return '\n'.join(text.splitlines()[:lines])
 
 
-def pytest_run(report: Path, log: Path, whole_suite: bool,
-               extra: List[str]) -> Tuple[int, List[str], float]:
-    """One pytest process over the DDS tests (or all), its output kept in ``log``:
+def pytest_run(report: Path, log: Path, whole_suite: bool, extra: List[str],
+               tests: str = 'test') -> Tuple[int, List[str], float]:
+    """One pytest process over the DDS tests (or all) of ``tests``, its output kept in ``log``:
     ``(tests run, failed ids, seconds)``. A pytest that dies (a segfault in a native library)
     writes no report: it counts as one failure named after its exit status, with faulthandler's
     traceback printed."""
     selection = [] if whole_suite else ['-m', 'dds']
-    command = [sys.executable, '-m', 'pytest', '-q', 'test', '-p', 'no:cacheprovider',
+    command = [sys.executable, '-m', 'pytest', '-q', tests, '-p', 'no:cacheprovider',
                f'--junitxml={report}', *selection, *extra]
     started = time.monotonic()
     with open(log, 'w', encoding='utf-8') as output:
@@ -82,6 +82,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help='the whole suite, not only the dds-marked tests')
     parser.add_argument('--logs', type=Path, metavar='DIR',
                         help="keep each run's pytest output here (default: runs/stress-<time>)")
+    parser.add_argument('--tests', default='test', metavar='PATH',
+                        help='the test directory or file pytest collects (default: test)')
     parser.add_argument('pytest_args', nargs='*', help='more pytest arguments (after --)')
     args = parser.parse_args(argv)
     if args.runs < 1 or args.busy < 0:
@@ -96,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             for run in range(1, args.runs + 1):
                 tests, failed, seconds = pytest_run(Path(folder) / f'run{run}.xml',
                                                     logs / f'run{run}.log', args.all,
-                                                    args.pytest_args)
+                                                    args.pytest_args, args.tests)
                 failures.update(failed)
                 passed_runs += tests > 0 and not failed   # a run that ran nothing proves nothing
                 print(f'run {run}/{args.runs}: {tests - len(failed)} passed, {len(failed)} failed '

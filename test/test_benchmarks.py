@@ -165,7 +165,8 @@ def stress(*arguments: str) -> subprocess.CompletedProcess:
 
 def test_stress_runs_pytest_beside_a_busy_process_and_prints_the_pass_count(tmp_path):
     # One run: that runs are counted one by one is test_stress_counts_a_pytest_that_dies_...'s
-    result = stress('--all', '--runs', '1', '--busy', '1', '--logs', str(tmp_path), '--',
+    result = stress('--all', '--runs', '1', '--busy', '1', '--logs', str(tmp_path),
+                    '--tests', 'test/test_bag_replay.py', '--',
                     '-k', 'test_player_refuses_a_queue_depth_below_one')
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -176,16 +177,16 @@ def test_stress_runs_pytest_beside_a_busy_process_and_prints_the_pass_count(tmp_
 
 
 def test_stress_counts_a_run_that_ran_nothing_as_failed(tmp_path):
-    result = stress('--runs', '1', '--busy', '0', '--logs', str(tmp_path), '--',
-                    '-k', 'no_such_test')
+    result = stress('--runs', '1', '--busy', '0', '--logs', str(tmp_path),
+                    '--tests', 'test/test_bag_replay.py', '--', '-k', 'no_such_test')
     assert result.returncode == 1, result.stdout
     assert '0 of 1 runs of the dds-marked tests passed' in result.stdout
 
 
 def test_stress_counts_a_pytest_that_dies_without_a_report_and_shows_why(tmp_path):
     """A pytest killed by a segfault writes no report; here one that cannot start stands in."""
-    result = stress('--runs', '2', '--busy', '0', '--logs', str(tmp_path), '--',
-                    '--no-such-option')
+    result = stress('--runs', '2', '--busy', '0', '--logs', str(tmp_path),
+                    '--tests', 'test/test_bag_replay.py', '--', '--no-such-option')
     assert result.returncode == 1, result.stdout
     assert 'pytest exited 4 without a report' in result.stdout
     assert 'no-such-option' in result.stdout          # the excerpt of its output
