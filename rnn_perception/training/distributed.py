@@ -20,6 +20,7 @@ next step and wait for it there.
 """
 from __future__ import annotations
 
+import gc
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,9 +113,14 @@ def data_parallel(device: torch.device) -> Iterator[Tuple[Ranks, torch.device]]:
 
 
 def leave_process_group() -> None:
-    """Wait until every rank is done, then tear the group down. Rank 0 validates and writes
-    after the others have finished their last step: a rank that tore its group down meanwhile
-    would leave gloo's threads of the others mid-teardown (a SIGABRT seen once in CI). Only on
+    """Free what still holds the group, wait until every rank is done, then tear the group down.
+
+    The DistributedDataParallel wrappers of the trainings are in reference cycles, so they
+    would otherwise be freed by the interpreter's final collection, after the group is gone
+    and while the interpreter is being torn down: their gloo work then aborts the process
+    ("terminate called without an active exception", SIGABRT, seen in CI runs). Rank 0
+    validates and writes after the others finished their last step, hence the barrier. Only on
     success: after an error the others may never arrive, and the launcher stops them all."""
+    gc.collect()
     dist.barrier()
     dist.destroy_process_group()
