@@ -6,6 +6,7 @@ torch and the package) costs far more than the tiny trainings the tests run; so 
 once here and every command uses that group (``training.distributed.data_parallel``). The
 trainers' plots are skipped (half of a tiny run's time): the tests compare weights and losses.
 """
+import faulthandler
 import json
 import sys
 
@@ -39,4 +40,5 @@ def run(path: str) -> int:
 
 
 if __name__ == '__main__':
+    faulthandler.enable()      # a rank that aborts shows where, in the test's failure message
     sys.exit(run(sys.argv[1]))
