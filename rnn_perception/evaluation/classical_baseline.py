@@ -36,7 +36,7 @@ import numpy as np
 from ..data.dodgeball_dataset import DodgeballEpisode
 from .ball_detector import BallDetections, track_balls
 from .ballistics import fit_trajectories, hit_probabilities, UNINFORMED_PROBABILITY
-from .collision_metrics import EpisodeTrace
+from .collision_metrics import dataset_trace, EpisodeTrace
 from .dodgeball_scene import DodgeballScene
 from .trajectory_oracle import POSTERIOR_SAMPLES
 
@@ -123,7 +123,5 @@ def baseline_traces(episodes: Iterable[DodgeballEpisode], scene: DodgeballScene,
                     settings: BaselineSettings = BaselineSettings()) -> List[EpisodeTrace]:
     """The baseline's traces of ``episodes``, to score with
     :func:`~.collision_metrics.collision_metrics`."""
-    return [EpisodeTrace(episode.index, episode.stamp_s,
-                         baseline_probabilities(episode, scene, settings), episode.hit,
-                         episode.contact_time_s)
+    return [dataset_trace(episode, baseline_probabilities(episode, scene, settings))
             for episode in episodes]

@@ -53,7 +53,8 @@ from rnn_perception.data.dodgeball_dataset import DodgeballEpisode, load_dodgeba
 from rnn_perception.device import select_device
 from rnn_perception.evaluation import bag_engine, check_backend, evaluation_main, evaluation_parser
 from rnn_perception.evaluation.collision_metrics import (bag_trace, collision_metrics,
-                                                         episode_rows, EpisodeTrace)
+                                                         dataset_trace, episode_rows,
+                                                         EpisodeTrace)
 from rnn_perception.evaluation.collision_plots import plot_roc, plot_traces
 from rnn_perception.files import PathLike
 from rnn_perception.models.collision import (CollisionPredictor, DEFAULT_THRESHOLD,
@@ -129,8 +130,7 @@ def _chunk_traces(model: CollisionPredictor, episodes: List[DodgeballEpisode],
                   device: torch.device) -> List[EpisodeTrace]:
     frames = [resize_frames(episode.frames, model.config.image_size) for episode in episodes]
     probabilities = sequence_probabilities(model, frames, device)
-    return [EpisodeTrace(episode.index, episode.stamp_s, p, episode.hit, episode.contact_time_s)
-            for episode, p in zip(episodes, probabilities)]
+    return [dataset_trace(episode, p) for episode, p in zip(episodes, probabilities)]
 
 
 def evaluate_dataset(

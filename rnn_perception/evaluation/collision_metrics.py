@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from ..data.dodgeball_bag import BagEpisode
+from ..data.dodgeball_dataset import DodgeballEpisode
 
 
 @dataclass
@@ -136,6 +137,13 @@ def episode_rows(traces: Sequence[EpisodeTrace], threshold: float) -> List[Dict[
         }
         for trace in traces
     ]
+
+
+def dataset_trace(episode: DodgeballEpisode, probabilities: Sequence[float]) -> EpisodeTrace:
+    """A dataset episode's trace with one probability per frame (a model's, the oracle's, the
+    classical baseline's)."""
+    return EpisodeTrace(episode.index, episode.stamp_s, np.asarray(probabilities), episode.hit,
+                        episode.contact_time_s)
 
 
 def bag_trace(episode: BagEpisode, probabilities: Sequence[float]) -> EpisodeTrace:

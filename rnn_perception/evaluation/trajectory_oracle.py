@@ -24,7 +24,7 @@ import numpy as np
 
 from ..data.dodgeball_dataset import DodgeballEpisode
 from .ballistics import fit_trajectories, hit_probabilities
-from .collision_metrics import EpisodeTrace
+from .collision_metrics import dataset_trace, EpisodeTrace
 from .dodgeball_scene import DodgeballScene
 
 ORACLE_NOISE_M = 0.01         # per axis: a depth camera's error at a few metres is cm-level
@@ -65,7 +65,5 @@ def oracle_traces(episodes: Iterable[DodgeballEpisode], scene: DodgeballScene,
                   settings: OracleSettings = OracleSettings()) -> List[EpisodeTrace]:
     """The oracle's traces of ``episodes``, to score with
     :func:`~.collision_metrics.collision_metrics`."""
-    return [EpisodeTrace(episode.index, episode.stamp_s,
-                         oracle_probabilities(episode, scene, settings), episode.hit,
-                         episode.contact_time_s)
+    return [dataset_trace(episode, oracle_probabilities(episode, scene, settings))
             for episode in episodes]
