@@ -49,8 +49,9 @@ def collision_paths(steps: int, variants) -> Dict[str, Dict[str, Callable]]:
     for variant, (backend, device) in variants.items():
         settings = CollisionSettings(backend=backend, device=device, max_frame_age_s=0.0)
         options = engine_options(settings)
-        engine = start_engine('collision', load_collision('', options.model_device), options)
-        runtime = CollisionRuntime(load_collision('', options.model_device), settings)
+        loaded = load_collision('', options.model_device)    # each user steps its own state
+        engine = start_engine('collision', loaded, options)
+        runtime = CollisionRuntime(loaded, settings)
         paths['engine'][variant] = lambda i, engine=engine: float(engine.step(frames[i]))
         paths['node'][variant] = (
             lambda i, runtime=runtime: runtime.process(messages[i], 0.0).probability)
@@ -66,8 +67,9 @@ def tactile_paths(steps: int, variants) -> Dict[str, Dict[str, Callable]]:
     for variant, (backend, device) in variants.items():
         settings = TactileSettings(backend=backend, device=device)
         options = engine_options(settings)
-        engine = start_engine('tactile', load_tactile('', options.model_device), options)
-        runtime = TactileRuntime(load_tactile('', options.model_device), settings)
+        loaded = load_tactile('', options.model_device)
+        engine = start_engine('tactile', loaded, options)
+        runtime = TactileRuntime(loaded, settings)
 
         def node_step(i, runtime=runtime):
             runtime.on_tactile(pairs[i][0], 0.0)

@@ -10,10 +10,10 @@ import torch
 from ..cli import OneLineParser, report_error, UsageError
 from ..data.bags import BagError
 from ..data.shards import DatasetError
-from ..device import add_device_option, DeviceUnavailableError, select_device
+from ..device import add_device_option, DeviceUnavailableError
 from ..files import PathLike
 from ..models.engines import EngineOptions, start_engine
-from ..models.loading import KindLoader, LoadedModel
+from ..models.loading import KindLoader, load_model, LoadedModel
 from ..models.step_engine import BACKENDS, EngineStartError, StepEngine, TORCH_BACKEND
 
 
@@ -71,6 +71,5 @@ def bag_engine(kind: str, weights_path: PathLike, load: KindLoader, device='cpu'
     """The engine that steps the ``kind`` weights at ``weights_path`` through a bag as the node
     does (the same backend, the node's one thread), and the loaded weights."""
     options = EngineOptions(backend=backend, device=torch.device(device).type)
-    model_device = select_device(options.model_device)
-    loaded = LoadedModel(*load(weights_path, model_device), Path(weights_path), model_device)
+    loaded = load_model(str(weights_path), options.model_device, Path(weights_path), load)
     return start_engine(kind, loaded, options), loaded
