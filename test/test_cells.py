@@ -449,9 +449,9 @@ def test_wrong_device_is_named():
 
 
 @pytest.mark.parametrize('use', ['output', 'final-h', 'final-c', 'all'])
-def test_fused_lstm_kernel_equals_generic_unroll(use):
-    """Dense LSTMs unroll through FusedLSTMSequence; a peephole LSTM with zero peepholes has the
-    same equations but takes the generic autograd path, so the two must agree exactly."""
+def test_lstm_kernel_equals_a_zero_peephole_loop(use):
+    """Dense LSTMs run torch's LSTM kernel; a peephole LSTM with zero peepholes has the same
+    equations but runs the library's own loop, so the two must agree exactly."""
     torch.manual_seed(14)
     fused = SequenceRunner(LSTMCell, 3, 5, 2).double()
     generic = SequenceRunner(LSTMCell, 3, 5, 2, peephole=True).double()

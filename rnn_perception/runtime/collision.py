@@ -95,7 +95,6 @@ class CollisionRuntime:
 
     def __init__(self, loaded: LoadedModel, settings: CollisionSettings):
         self.model = loaded.model
-        self.model_path = loaded.path
         # raises EngineStartError when the backend cannot start as the settings ask
         self.engine = start_engine('collision', loaded, engine_options(settings))
         self.model_fps = float(loaded.metadata['fps'])

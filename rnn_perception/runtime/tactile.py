@@ -95,7 +95,6 @@ class TactileRuntime:
 
     def __init__(self, loaded: LoadedModel, settings: TactileSettings):
         self.model = loaded.model
-        self.model_path = loaded.path
         # raises EngineStartError when the backend cannot start as the settings ask
         self.engine = start_engine('tactile', loaded, engine_options(settings))
         self.rate_hz = float(loaded.metadata['rate_hz'])
