@@ -71,8 +71,9 @@ def test_default_architecture_steps_like_it_runs_whole_sequences():
     CollisionConfig.from_dict({**TINY.to_dict(), 'peephole': True, 'recurrent_strides': [2, 1]}),
     CollisionConfig.from_dict({**TINY.to_dict(), 'coordinates': False, 'encoder_skip': False}),
     CollisionConfig.from_dict({**TINY.to_dict(), 'image_size': [21, 27]}),   # odd: uneven borders
+    CollisionConfig.from_dict({**TINY.to_dict(), 'frame_difference': True}),
     CollisionConfig(),
-], ids=['tiny', 'peephole-stride2-first', 'bare', 'odd-size', 'default'])
+], ids=['tiny', 'peephole-stride2-first', 'bare', 'odd-size', 'frame-difference', 'default'])
 def test_frozen_model_steps_like_the_whole_sequence(config):
     """The snapshot the node steps (normalisation folded into the first convolution, coordinate
     maps and biases into the gate map, convolutions fused) gives what ``forward`` gives."""
@@ -87,6 +88,25 @@ def test_frozen_model_steps_like_the_whole_sequence(config):
         torch.testing.assert_close(torch.stack(stepped, 1), model(clip), rtol=1e-5, atol=1e-5)
         with pytest.raises(ValueError, match=r'expected frames \(N, 3'):
             frozen.step(clip[:, 0, :, 1:])
+
+
+def test_frame_difference_steps_like_the_whole_sequence_and_reads_the_change():
+    config = CollisionConfig.from_dict({**TINY.to_dict(), 'frame_difference': True})
+    model, clip = make_model(config), frames(2, 7, config)
+    assert model.encoder[0].in_channels == 6
+    with torch.no_grad():
+        state, stepped = None, []
+        for t in range(clip.shape[1]):
+            logits, state = model.step(clip[:, t], state)
+            stepped.append(logits)
+        torch.testing.assert_close(torch.stack(stepped, 1), model(clip), rtol=1e-5, atol=1e-5)
+        # the state carries the last frame; before the first there is none (NaN), no change
+        torch.testing.assert_close(state[-1], clip[:, -1])
+        assert torch.isnan(model.init_state(2)[-1]).all()
+        # the same frame after another one answers otherwise: the model sees what changed
+        still, moved = model(clip[:, [0, 0]]), model(clip[:, [1, 0]])
+        torch.testing.assert_close(still[:, 0], model(clip[:, [0]])[:, 0])
+        assert (still[:, 1] - moved[:, 1]).abs().min() > 1e-4
 
 
 def test_coordinate_maps_feed_the_first_convlstm():

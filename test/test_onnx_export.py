@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from rnn_perception.commands import main
-from rnn_perception.models.collision import (CollisionPredictor, frames_to_tensor,
-                                             save_collision_model)
+from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor,
+                                             frames_to_tensor, save_collision_model)
 from rnn_perception.files import file_sha256
 from rnn_perception.models.onnx_export import export_metadata, initial_state
 from rnn_perception.models.tactile import save_tactile_model, TactilePredictor
@@ -27,31 +27,40 @@ def session(path):
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp('onnx')
     torch.manual_seed(0)
-    paths = {'collision': root / 'collision.safetensors', 'tactile': root / 'tactile.safetensors'}
+    paths = {'collision': root / 'collision.safetensors', 'tactile': root / 'tactile.safetensors',
+             'collision_difference': root / 'collision_difference.safetensors'}
     save_collision_model(paths['collision'], CollisionPredictor(), {'fps': 30.0, 'threshold': 0.4})
+    save_collision_model(paths['collision_difference'],
+                         CollisionPredictor(CollisionConfig(frame_difference=True)),
+                         {'fps': 30.0, 'threshold': 0.4})
     save_tactile_model(paths['tactile'], TactilePredictor(), {'rate_hz': 100.0})
-    for kind, weights in paths.items():
+    for name, weights in paths.items():
+        kind = name.split('_')[0]
         assert main(['export', kind, '--weights', str(weights), '--out',
-                     str(root / f'{kind}.onnx')]) == 0
+                     str(root / f'{name}.onnx')]) == 0
     return root
 
 
-def test_the_collision_step_runs_in_onnxruntime_as_in_torch_resets_included(exported):
+@pytest.mark.parametrize('name,states', [('collision', 2), ('collision_difference', 3)])
+def test_the_collision_step_runs_in_onnxruntime_as_in_torch_resets_included(exported, name,
+                                                                            states):
+    """``states``: the ConvLSTM's h and c, and with frame differences the previous frame."""
     from rnn_perception.models.collision import load_collision_model
 
-    model, _ = load_collision_model(exported / 'collision.safetensors')
-    frozen, graph = model.frozen(), session(exported / 'collision.onnx')
-    assert [i.name for i in graph.get_inputs()] == ['frame', 'state_0', 'state_1']
+    model, _ = load_collision_model(exported / f'{name}.safetensors')
+    frozen, graph = model.frozen(), session(exported / f'{name}.onnx')
+    names = [f'state_{index}' for index in range(states)]
+    assert [i.name for i in graph.get_inputs()] == ['frame', *names]
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
     torch_state, onnx_state, worst = None, [t.numpy() for t in initial_state(model)], 0.0
     for index, frame in enumerate(frames):
-        if index == 25:     # a reset: both start over from the zero state
+        if index == 25:     # a reset: both start over from the initial state
             torch_state, onnx_state = None, [t.numpy() for t in initial_state(model)]
         with torch.inference_mode():
             logits, torch_state = frozen.step(frames_to_tensor(frame[None]), torch_state)
         probability, *onnx_state = graph.run(
-            None, {'frame': frame[None], 'state_0': onnx_state[0], 'state_1': onnx_state[1]})
+            None, {'frame': frame[None], **dict(zip(names, onnx_state))})
         worst = max(worst, abs(float(torch.sigmoid(logits)[0]) - float(probability[0])))
     assert worst < 1e-5
 
@@ -82,8 +91,9 @@ def test_the_graph_carries_the_weights_metadata(exported):
     assert metadata['source_sha256'] == file_sha256(exported / 'collision.safetensors')
     assert json.loads(metadata['threshold']) == pytest.approx(0.4)
     assert json.loads(metadata['config'])['image_size'] == [64, 64]
-    assert sorted(path.name for path in exported.iterdir()) == [
-        'collision.onnx', 'collision.safetensors', 'tactile.onnx', 'tactile.safetensors']
+    assert sorted(path.name for path in exported.iterdir()) == [     # no temporary files left
+        'collision.onnx', 'collision.safetensors', 'collision_difference.onnx',
+        'collision_difference.safetensors', 'tactile.onnx', 'tactile.safetensors']
 
 
 @pytest.mark.parametrize('argv, status, fragment', [

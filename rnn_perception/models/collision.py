@@ -64,6 +64,7 @@ class CollisionConfig:
     head_channels: int = 16
     encoder_skip: bool = True       # the head also sees the encoder's output of the current frame
     coordinates: bool = True        # the first ConvLSTM also reads each cell's (x, y) in [-1, 1]
+    frame_difference: bool = False  # the encoder also reads the change since the previous frame
 
     def __post_init__(self):
         self.image_size = tuple(int(n) for n in self.image_size)
@@ -93,7 +94,7 @@ class CollisionPredictor(nn.Module):
         super().__init__()
         self.config = config or CollisionConfig()
         cfg = self.config
-        layers, channels = [], 3
+        layers, channels = [], input_channels(cfg)
         for out in cfg.encoder_channels:
             layers += [
                 nn.Conv2d(
@@ -162,10 +163,16 @@ class CollisionPredictor(nn.Module):
                 f'{expected[2]}), got {tuple(frames.shape)}'
             )
 
-    def encode(self, frames: Tensor) -> Tensor:
-        """``(N, 3, H, W)`` RGB in [0, 1] -> encoder features ``(N, C, h, w)``."""
+    def encode(self, frames: Tensor, previous: Optional[Tensor] = None) -> Tensor:
+        """``(N, 3, H, W)`` RGB in [0, 1] (and with ``frame_difference`` the frames before
+        them, the same shape) -> encoder features ``(N, C, h, w)``."""
         self.check_frames(frames)
-        return self.encoder((frames - self.mean) / self.std)
+        normalised = (frames - self.mean) / self.std
+        if self.config.frame_difference:
+            # the change since the previous frame, in the same units: on a still camera the
+            # background cancels and what moves (the ball) is all that is left
+            normalised = torch.cat([normalised, (frames - previous) / self.std], 1)  # (N, 6, H, W)
+        return self.encoder(normalised)
 
     def recurrent_input(self, encoded: Tensor) -> Tensor:
         """The first ConvLSTM's input: the encoder's output ``(N, C, h, w)``, with ``coordinates``
@@ -191,26 +198,41 @@ class CollisionPredictor(nn.Module):
         ).squeeze(1)
 
     def init_state(self, batch: int, device=None, dtype=None) -> List[State]:
-        """Zero state: one ``(h, c)`` per ConvLSTM layer."""
+        """Zero state: one ``(h, c)`` per ConvLSTM layer; with ``frame_difference`` then the
+        previous frame ``(B, 3, H, W)``, NaN before the first (whose change is taken as none)."""
         states, size = [], self.encoded_size()
         for cell in self.recurrent:
             states.append(cell.init_state(batch, device, dtype, size))
             size = states[-1][0].shape[-2:]
+        if self.config.frame_difference:
+            states.append(torch.full((batch, 3, *self.config.image_size), float('nan'),
+                                     device=device, dtype=dtype))
         return states
+
+    def previous_frame(self, frame: Tensor, state: Optional[List[State]]) -> Optional[Tensor]:
+        """The frame before ``frame`` from the carried state (``frame`` itself at the first),
+        or ``None`` without ``frame_difference``."""
+        if not self.config.frame_difference:
+            return None
+        if state is None:
+            return frame
+        previous = state[-1]
+        return torch.where(torch.isnan(previous), frame, previous)
 
     def step(
         self, frame: Tensor, state: Optional[List[State]] = None
     ) -> Tuple[Tensor, List[State]]:
         """One frame ``(B, 3, H, W)`` with carried state -> ``(logits (B,), new state)``.
         (The node and ``eval --bag`` step :meth:`frozen`, the same outputs faster.)"""
-        encoded = self.encode(frame)
+        encoded = self.encode(frame, self.previous_frame(frame, state))
         return self.step_from(
-            encoded, self.recurrent_input(encoded), [cell.step for cell in self.recurrent], state
+            encoded, self.recurrent_input(encoded), [cell.step for cell in self.recurrent], state,
+            frame
         )
 
-    def step_from(self, encoded: Tensor, y: Tensor, cell_steps, state: Optional[List[State]]
-                  ) -> Tuple[Tensor, List[State]]:
-        """The rest of a step once the frame is encoded: ``y`` (the first ConvLSTM's input)
+    def step_from(self, encoded: Tensor, y: Tensor, cell_steps, state: Optional[List[State]],
+                  frame: Tensor) -> Tuple[Tensor, List[State]]:
+        """The rest of a step once ``frame`` is encoded: ``y`` (the first ConvLSTM's input)
         through ``cell_steps`` (one ``(x, state) -> (y, state)`` per layer), then the head."""
         if state is None:
             state = self.init_state(encoded.shape[0], encoded.device, encoded.dtype)
@@ -218,6 +240,8 @@ class CollisionPredictor(nn.Module):
         for cell_step, cell_state in zip(cell_steps, state):
             y, cell_state = cell_step(y, cell_state)
             new_state.append(cell_state)
+        if self.config.frame_difference:
+            new_state.append(frame)
         return self.classify(self.head_input(y, encoded)), new_state
 
     def frozen(self) -> 'FrozenCollisionPredictor':
@@ -230,7 +254,9 @@ class CollisionPredictor(nn.Module):
         encoder and input convolutions run on all B*T frames at once, only the recurrence loops
         over time."""
         batch, steps = frames.shape[:2]
-        encoded = self.encode(frames.flatten(0, 1))  # (B*T, C, h, w)
+        previous = (torch.cat([frames[:, :1], frames[:, :-1]], 1).flatten(0, 1)
+                    if self.config.frame_difference else None)
+        encoded = self.encode(frames.flatten(0, 1), previous)  # (B*T, C, h, w)
         y = (
             self.recurrent_input(encoded).unflatten(0, (batch, steps)).transpose(0, 1)
         )  # (T, B, C', h, w)
@@ -246,6 +272,11 @@ class CollisionPredictor(nn.Module):
         """Whole sequences ``(B, T, 3, H, W)`` -> logits ``(B, T)``."""
         features = self.features(frames)
         return self.classify(features.flatten(0, 1)).view(features.shape[:2])
+
+
+def input_channels(config: CollisionConfig) -> int:
+    """The encoder's input channels: RGB, and with ``frame_difference`` its change too."""
+    return 6 if config.frame_difference else 3
 
 
 # Frames come channels-last in memory (frames_to_tensor views the camera's HWC bytes); convolution
@@ -272,9 +303,12 @@ class FrozenCollisionPredictor:
     def __init__(self, model: CollisionPredictor):
         self.model = model
         first = model.encoder[0]
+        std, mean = model.std.view(1, 3, 1, 1), model.mean.view(1, 3, 1, 1)
+        if model.config.frame_difference:        # the change: divided by std, no mean taken
+            std, mean = torch.cat([std, std], 1), torch.cat([mean, torch.zeros_like(mean)], 1)
         with torch.no_grad():
-            first_weight = first.weight / model.std.view(1, 3, 1, 1)
-            mean_frame = model.mean.view(1, 3, 1, 1).expand(1, 3, *model.config.image_size)
+            first_weight = first.weight / std
+            mean_frame = mean.expand(1, -1, *model.config.image_size)
             first_map = (first.bias.view(1, -1, 1, 1)               # (1, C0, H0, W0)
                          - F.conv2d(mean_frame, first_weight, None, first.stride, first.padding))
         self._encoder = [
@@ -300,10 +334,11 @@ class FrozenCollisionPredictor:
         """One frame ``(B, 3, H, W)`` RGB in [0, 1] with carried state ->
         ``(logits (B,), new state)``."""
         self.model.check_frames(frame)
-        encoded = frame
+        previous = self.model.previous_frame(frame, state)
+        encoded = frame if previous is None else torch.cat([frame, frame - previous], 1)
         for layer in self._encoder:
             encoded = layer(encoded)
-        return self.model.step_from(encoded, encoded, self._cell_steps, state)
+        return self.model.step_from(encoded, encoded, self._cell_steps, state, frame)
 
 
 # ---------------------------------------------------------------------------------- input frames

@@ -142,7 +142,7 @@ class CollisionNode(ModelNode):
         if (
             self._activations_pub.get_subscription_count() > 0
         ):  # the mosaic costs: only when watched
-            mosaic = activation_mosaic(self.runtime.engine.state_arrays())
+            mosaic = activation_mosaic(self.runtime.recurrent_state_arrays())
             self._activations_pub.publish(
                 Image(header=message.header, **array_to_image_fields(mosaic))
             )

@@ -37,7 +37,9 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
+
+import numpy as np
 
 from ..data.camera_frames import frame_reader
 from ..data.image_conversion import ImageConversionError
@@ -138,6 +140,13 @@ class CollisionRuntime:
     @property
     def input_rate_hz(self) -> Optional[float]:
         return self._subsampler.input_rate_hz
+
+    def recurrent_state_arrays(self) -> Optional[List[np.ndarray]]:
+        """Each ConvLSTM layer's ``h`` and ``c`` of the carried state (what the debug mosaic
+        shows; the previous frame of a ``frame_difference`` model left out), ``None`` before
+        the first frame."""
+        arrays = self.engine.state_arrays()
+        return None if arrays is None else arrays[:2 * len(self.model.recurrent)]
 
     def slow_camera_warning(self) -> Optional[str]:
         return self._subsampler.slow_camera_warning()

@@ -577,6 +577,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         recurrent_strides=args.recurrent_strides,
         head_channels=args.head_channels,
         coordinates=args.coordinates,
+        frame_difference=args.frame_difference,
     )
     started = time.perf_counter()
     episodes, dataset = load_episodes(
@@ -737,6 +738,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.coordinates,
         help='feed each cell\'s (x, y) to the first ConvLSTM (CoordConv) '
         f'(default: {defaults.coordinates})',
+    )
+    parser.add_argument(
+        '--frame-difference',
+        action=argparse.BooleanOptionalAction,
+        default=defaults.frame_difference,
+        help='the encoder also reads the change since the previous frame, where a still '
+        f"camera's background cancels (default: {defaults.frame_difference})",
     )
     parser.add_argument('--epochs', type=number(int), default=14, help='(default: 14)')
     parser.add_argument(
