@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 RUN_ALL = REPO / 'benchmarks' / 'run_all.py'
 README_TEMPLATE = 'intro\n<!-- bench:start -->\nold table\n<!-- bench:end -->\noutro\n'
@@ -163,11 +165,21 @@ def stress(*arguments: str) -> subprocess.CompletedProcess:
                           text=True, cwd=REPO, timeout=300)
 
 
-def test_stress_runs_pytest_beside_a_busy_process_and_prints_the_pass_count(tmp_path):
+@pytest.fixture
+def tiny_tests(tmp_path) -> str:
+    """A test file of its own for the stress script to run: what it counts is pytest's report,
+    whatever the tests are, and the suite's own files would each cost a start of ROS and torch."""
+    tests = tmp_path / 'tiny' / 'test_tiny.py'
+    tests.parent.mkdir()
+    tests.write_text('def test_adds():\n    assert 1 + 1 == 2\n\n\n'
+                     'def test_multiplies():\n    assert 2 * 3 == 6\n')
+    return str(tests)
+
+
+def test_stress_runs_pytest_beside_a_busy_process_and_prints_the_pass_count(tmp_path, tiny_tests):
     # One run: that runs are counted one by one is test_stress_counts_a_pytest_that_dies_...'s
     result = stress('--all', '--runs', '1', '--busy', '1', '--logs', str(tmp_path),
-                    '--tests', 'test/test_bag_replay.py', '--',
-                    '-k', 'test_player_refuses_a_queue_depth_below_one')
+                    '--tests', tiny_tests, '--', '-k', 'test_adds')
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith('run 1/1: 1 passed, 0 failed in ')
@@ -176,17 +188,17 @@ def test_stress_runs_pytest_beside_a_busy_process_and_prints_the_pass_count(tmp_
     assert '1 passed' in (tmp_path / 'run1.log').read_text()
 
 
-def test_stress_counts_a_run_that_ran_nothing_as_failed(tmp_path):
+def test_stress_counts_a_run_that_ran_nothing_as_failed(tmp_path, tiny_tests):
     result = stress('--runs', '1', '--busy', '0', '--logs', str(tmp_path),
-                    '--tests', 'test/test_bag_replay.py', '--', '-k', 'no_such_test')
+                    '--tests', tiny_tests, '--', '-k', 'no_such_test')
     assert result.returncode == 1, result.stdout
     assert '0 of 1 runs of the dds-marked tests passed' in result.stdout
 
 
-def test_stress_counts_a_pytest_that_dies_without_a_report_and_shows_why(tmp_path):
+def test_stress_counts_a_pytest_that_dies_without_a_report_and_shows_why(tmp_path, tiny_tests):
     """A pytest killed by a segfault writes no report; here one that cannot start stands in."""
     result = stress('--runs', '2', '--busy', '0', '--logs', str(tmp_path),
-                    '--tests', 'test/test_bag_replay.py', '--', '--no-such-option')
+                    '--tests', tiny_tests, '--', '--no-such-option')
     assert result.returncode == 1, result.stdout
     assert 'pytest exited 4 without a report' in result.stdout
     assert 'no-such-option' in result.stdout          # the excerpt of its output

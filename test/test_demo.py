@@ -56,12 +56,18 @@ def test_demo_replays_a_bag_through_the_node_and_reports_every_throw(tmp_path):
 
 
 def test_demo_refuses_bad_arguments_with_one_line(tmp_path):
-    result = run_demo('--episodes', '0', '--out', str(tmp_path / 'demo'), timeout=60)
-    assert result.returncode == 1
-    assert result.stderr.strip().count('\n') == 0 and result.stderr.startswith('demo: error:'), (
-        result.stderr
-    )
-    result = run_demo('--weights', str(tmp_path / 'missing.safetensors'), timeout=60)
-    assert result.returncode == 1 and 'missing.safetensors' in result.stderr, result.stderr
-    result = run_demo('--bag-image', 'h264', timeout=60)
-    assert result.returncode == 2 and "invalid choice: 'h264'" in result.stderr, result.stderr
+    arguments = [('--episodes', '0', '--out', str(tmp_path / 'demo')),
+                 ('--weights', str(tmp_path / 'missing.safetensors')),
+                 ('--bag-image', 'h264')]
+    # side by side: each refusal is a start of torch and ROS, and none waits on another
+    processes = [subprocess.Popen([sys.executable, '-m', 'rnn_perception', 'demo', *argv],
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for argv in arguments]
+    results = [process.communicate(timeout=60)[1] for process in processes]
+    (zero_episodes, missing_weights, unknown_image) = [
+        (process.returncode, stderr) for process, stderr in zip(processes, results)]
+    assert zero_episodes[0] == 1
+    assert zero_episodes[1].strip().count('\n') == 0, zero_episodes[1]
+    assert zero_episodes[1].startswith('demo: error:'), zero_episodes[1]
+    assert missing_weights[0] == 1 and 'missing.safetensors' in missing_weights[1], missing_weights
+    assert unknown_image[0] == 2 and "invalid choice: 'h264'" in unknown_image[1], unknown_image
