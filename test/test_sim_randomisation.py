@@ -3,6 +3,8 @@ no ball meets the solid clutter, the same paths and labels), a different look; r
 any worker count; the held-out preset shares no texture family or light range with training."""
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -39,10 +41,16 @@ def test_randomisation_changes_the_look_not_the_throws(datasets):
             assert np.abs(randomised.frames.astype(int) - plain.frames).mean() > 5
 
 
-def test_a_randomised_dataset_does_not_depend_on_the_workers(datasets, tmp_path):
+def test_a_randomised_dataset_does_not_depend_on_the_workers(datasets, tmp_path, monkeypatch):
+    # the texture files go to the temporary directory; terminated pool workers leave none there
+    scratch = tmp_path / 'scratch'
+    scratch.mkdir()
+    monkeypatch.setenv('TMPDIR', str(scratch))
+    monkeypatch.setattr(tempfile, 'tempdir', str(scratch))
     for first, second in zip(datasets[TRAIN], make_dataset(tmp_path, TRAIN, workers=2),
                              strict=True):
         np.testing.assert_array_equal(first.frames, second.frames)
+    assert list(scratch.iterdir()) == []
 
 
 def test_plain_draws_nothing_and_held_out_is_never_seen_in_training():

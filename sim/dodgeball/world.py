@@ -6,7 +6,6 @@ Rendering uses the CPU TinyRenderer, which is deterministic and needs no display
 """
 from __future__ import annotations
 
-import os
 import tempfile
 
 import cv2
@@ -42,7 +41,6 @@ class DodgeballWorld:
         with native_stdout_silenced():  # connecting prints pybullet's argv
             self._client = BulletClient(connection_mode=pybullet.DIRECT)
         self._client.setAdditionalSearchPath(pybullet_data.getDataPath())
-        self._textures_dir = tempfile.TemporaryDirectory(prefix='dodgeball-textures-')
         self._textures_loaded = 0
         self._matrices: dict[PinholeCamera, tuple] = {}   # this episode's cameras
         self._variation = PLAIN_VARIATION
@@ -78,12 +76,13 @@ class DodgeballWorld:
 
     def _apply_texture(self, body: int, rgb: np.ndarray) -> None:
         """Paint ``body`` with an RGB texture. pybullet loads textures from files and caches
-        them by file name, so every texture gets a name of its own."""
+        them by file name, so every texture gets a name of its own. The file is gone once
+        loaded: a pool worker is terminated without cleaning up after itself."""
         self._textures_loaded += 1
-        path = os.path.join(self._textures_dir.name, f'texture{self._textures_loaded}.png')
-        cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        texture = self._client.loadTexture(path)
-        os.remove(path)
+        with tempfile.NamedTemporaryFile(prefix=f'dodgeball-texture{self._textures_loaded}-',
+                                         suffix='.png') as file:
+            cv2.imwrite(file.name, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            texture = self._client.loadTexture(file.name)
         self._client.changeVisualShape(body, -1, textureUniqueId=texture,
                                        rgbaColor=[1.0, 1.0, 1.0, 1.0])
 
@@ -188,6 +187,5 @@ class DodgeballWorld:
         return rgb[..., :3].copy(), zbuffer
 
     def close(self) -> None:
-        """Disconnect the physics client and remove the texture files."""
+        """Disconnect the physics client."""
         self._client.disconnect()
-        self._textures_dir.cleanup()
