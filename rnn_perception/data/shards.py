@@ -179,18 +179,41 @@ def load_shard(root: Path, entry: dict) -> dict[str, np.ndarray]:
     return arrays
 
 
+def read_members(root: Path, entry: dict, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Only the arrays ``names`` of one shard (an npz reads its members lazily: the frames are
+    never decompressed), checked against the manifest entry like :func:`load_shard`; for
+    indexing a dataset without loading it."""
+    path = root / entry['file']
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in ('episode_offsets', *names)}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise DatasetError(f'{path}: unreadable shard ({error})') from error
+    offsets = arrays['episode_offsets']
+    if len(offsets) != entry['episodes'] + 1 or offsets[-1] != entry['frames']:
+        raise DatasetError(f'{path}: episode_offsets does not match the manifest (corrupt shard?)')
+    return arrays
+
+
+def episode_fields(arrays: Mapping[str, np.ndarray], e: int, frame_names: Sequence[str],
+                   episode_names: Sequence[str]) -> dict:
+    """Episode ``e`` of a shard's flat arrays as keyword arguments (with ``index``); a per-frame
+    name missing from the shard (an optional field) comes back as None."""
+    start, stop = arrays['episode_offsets'][e:e + 2]
+    per_frame = {name: arrays[name][start:stop] if name in arrays else None
+                 for name in frame_names}
+    per_episode = {name: arrays[name][e].item() for name in episode_names}
+    return {'index': int(arrays['episode_index'][start]), **per_frame, **per_episode}
+
+
 def split_episodes(arrays: Mapping[str, np.ndarray], frame_names: Sequence[str],
                    episode_names: Sequence[str]) -> Iterator[dict]:
     """Cut a shard's flat arrays back into per-episode keyword arguments (with ``index``).
 
     A per-frame name missing from the shard (an optional field) comes back as None.
     """
-    offsets = arrays['episode_offsets']
-    for e, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:])):
-        per_frame = {name: arrays[name][start:stop] if name in arrays else None
-                     for name in frame_names}
-        per_episode = {name: arrays[name][e].item() for name in episode_names}
-        yield {'index': int(arrays['episode_index'][start]), **per_frame, **per_episode}
+    for e in range(len(arrays['episode_offsets']) - 1):
+        yield episode_fields(arrays, e, frame_names, episode_names)
 
 
 class ShardedDataset:
