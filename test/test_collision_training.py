@@ -49,25 +49,25 @@ def synthetic_episode(
     )
 
 
-def write_dataset(root: Path, episodes: int = 16, seed: int = 0) -> Path:
-    """A complete dataset of ``episodes`` synthetic throws (alternating hit, miss) in two
-    shards."""
+def write_dataset(root: Path, episodes: int = 16, seed: int = 0, shards: int = 2) -> Path:
+    """A complete dataset of ``episodes`` synthetic throws (alternating hit, miss) in
+    ``shards`` shards of equal size."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True)
     throws = [
         synthetic_episode(i, i % 2 == 0, int(rng.integers(8, 14)), rng) for i in range(episodes)
     ]
-    half = episodes // 2
-    shards = [
-        write_shard(root / shard_file_name(n), part)
-        for n, part in enumerate((throws[:half], throws[half:]))
+    size = episodes // shards
+    entries = [
+        write_shard(root / shard_file_name(n), throws[start:start + size])
+        for n, start in enumerate(range(0, episodes, size))
     ]
     camera = {'width': 16, 'height': 16, 'k': np.eye(3).tolist(), 'frame_id': 'camera',
               'position_m': [0.0, 0.0, 1.0], 'world_from_optical': np.eye(3).tolist()}
     write_manifest(
         root,
         build_manifest(
-            shards,
+            entries,
             seed=seed,
             fps=FPS,
             has_depth=False,
@@ -162,6 +162,17 @@ def test_ball_mask_marks_the_cells_the_ball_crosses():
         assert mask[t, 0, t // 2] == pytest.approx(1 / 16) and mask[t].sum() == pytest.approx(
             1 / 16
         )
+
+
+@pytest.mark.parametrize('frames, grid', [(27, (8, 8)), (8, (4, 4)), (9, (5, 7))])
+def test_ball_mask_is_the_median_background_test_pooled(frames, grid):
+    """The integer median and the numpy block means give the straightforward recipe's values:
+    np.median (even counts average two frames), then torch's adaptive pooling."""
+    images = np.random.default_rng(frames).integers(0, 256, (frames, 48, 64, 3), dtype=np.uint8)
+    moving = np.abs(images.astype(np.int16) - np.median(images, axis=0)).sum(-1) > 40
+    expected = torch.nn.functional.adaptive_avg_pool2d(
+        torch.from_numpy(moving).float().unsqueeze(1), grid).squeeze(1).numpy().astype(np.float16)
+    np.testing.assert_array_equal(training.ball_mask(images, grid), expected)
 
 
 def test_split_is_by_episode_disjoint_and_keeps_both_labels(dataset):

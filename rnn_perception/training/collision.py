@@ -2,9 +2,16 @@
 
     python -m rnn_perception train collision --data DIR --out FILE [--epochs N] [--device auto]
 
-Data: the whole dataset is held in memory as uint8, resized once to the model's ``image_size``
-(:func:`~rnn_perception.models.collision.resize_frames`), and split into train/validation **by
-episode** (stratified by label, seeded). A batch is whole episodes of similar length from their
+Data: episodes are resized to the model's ``image_size``
+(:func:`~rnn_perception.models.collision.resize_frames`) as uint8 and split into
+train/validation **by episode** (stratified by label, seeded). They are streamed from the
+shards, at most ``--shards-in-memory`` shards at a time (default
+:data:`SHARDS_IN_MEMORY`; :mod:`rnn_perception.data.streaming`): each epoch the shards come in
+a random order, in windows of that many, and the batches mix the episodes of a window; the
+split, the lengths and the labels come from a small index read without the frames. With
+``all`` (or at least as many as the dataset has) the whole dataset is read once and held, and
+the batches are those of a shuffle over all training episodes. Validation streams the same way,
+its episodes grouped by shard. A batch is whole episodes of similar length from their
 first frame, zero-padded at the end (padded frames weigh 0), so training sees episodes exactly
 as the node does: from a fresh state at the throw. Training episodes augment with a horizontal
 flip (a mirrored throw has the same label), per-channel gain/offset jitter and, with
@@ -51,7 +58,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence, Sized, Tuple,
+                    TypeVar)
 
 import numpy as np
 import torch
@@ -64,6 +72,8 @@ from rnn_perception.data.dodgeball_dataset import (DodgeballDataset, DodgeballEp
                                                    load_dodgeball_dataset)
 from rnn_perception.data.sensor_effects import TRAINING_EFFECTS
 from rnn_perception.data.shards import DatasetError
+from rnn_perception.data.streaming import (ALL, episode_refs, EpisodeRef, parse_shards_in_memory,
+                                           shard_groups, shard_windows, ShardStream)
 from rnn_perception.evaluation.collision import sequence_probabilities
 from rnn_perception.evaluation.collision_metrics import (calibrate_threshold, collision_metrics,
                                                          EpisodeTrace)
@@ -88,12 +98,16 @@ NORMALISATION_SAMPLE_STEP = 4      # mean/std from every 4th training frame: ple
 # The auxiliary target per frame: robot-frame ball position (m), velocity (m/s) and the throw's
 # signed aim offset (m), over these scales: of order 1, but the aim offset, which is what decides
 # a hit and what an early warning must guess, in quarter metres so that it weighs the most.
+T = TypeVar('T')
 BALL_STATE_SCALE = np.array([5.0, 5.0, 5.0, 10.0, 10.0, 10.0, 0.25], dtype=np.float32)
 LATERAL = [1, 4, 6]                # the sideways components: a mirrored image negates them
 BALL_PIXEL_DIFFERENCE = 40  # |RGB - background| summed over channels (0..765) that marks a ball
 CAMERA_EFFECTS_TRAIN, CAMERA_EFFECTS_NONE = 'train', 'none'
 CAMERA_EFFECTS_SHARE = 0.8  # the other episodes of each epoch as rendered: plain stays sharp
 BALL_MASK_POSITIVE_WEIGHT = 10.0   # a ball covers few cells: weigh them up in the mask loss
+SHARDS_IN_MEMORY = 4     # default --shards-in-memory: 256 episodes of 64 per shard, ~85 MB
+# What the index reads of every shard: the label, and the length of the trained part.
+INDEX_MEMBERS = ('hit', 'stamp_s', 'contact_time_s')
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -133,22 +147,51 @@ class Episode:
         )
 
 
+def preparation(image_size: Sequence[int], grid: Sequence[int]):
+    """What makes a training :class:`Episode` of a dataset episode: frames at ``image_size``,
+    ball masks on the feature ``grid``, ball-state targets."""
+    def prepare(e: DodgeballEpisode) -> Episode:
+        frames = resize_frames(e.frames, image_size)
+        return Episode(e.index, frames, e.stamp_s, e.hit, e.contact_time_s, ball_state(e),
+                       ball_mask(frames, grid))
+    return prepare
+
+
+def check_labels(dataset: DodgeballDataset, hits: Sequence[bool]) -> None:
+    """Raise DatasetError unless the dataset holds hits and misses."""
+    if len(hits) < 2 or len(set(hits)) < 2:
+        raise DatasetError(
+            f'{dataset.name}: training needs hits and misses; it holds {len(hits)} episode(s) '
+            f'with {sum(hits)} hit(s)'
+        )
+
+
 def load_episodes(data_dirs: str | Sequence[str], image_size: Sequence[int],
                   grid: Sequence[int]) -> Tuple[List[Episode], DodgeballDataset]:
     """Every episode of the dataset in ``data_dirs`` (one directory, or several read as one) at
     ``image_size`` (ball masks on the feature ``grid``), and the dataset."""
     dataset = load_dodgeball_dataset(data_dirs)
-    episodes = []
-    for e in dataset.episodes():
-        frames = resize_frames(e.frames, image_size)
-        episodes.append(Episode(e.index, frames, e.stamp_s, e.hit, e.contact_time_s, ball_state(e),
-                                ball_mask(frames, grid)))
-    if len(episodes) < 2 or len({e.hit for e in episodes}) < 2:
-        raise DatasetError(
-            f'{dataset.name}: training needs hits and misses; it holds {len(episodes)} episode(s) '
-            f'with {sum(e.hit for e in episodes)} hit(s)'
-        )
+    episodes = [*map(preparation(image_size, grid), dataset.episodes())]
+    check_labels(dataset, [e.hit for e in episodes])
     return episodes, dataset
+
+
+def trained_lengths(arrays: Dict[str, np.ndarray]) -> List[Tuple[bool, int]]:
+    """``(hit, frames before contact, at least 1)`` of each episode of a shard's
+    :data:`INDEX_MEMBERS`: the label and the length of its :func:`trained_part`."""
+    offsets = arrays['episode_offsets']
+    return [(bool(hit), max(1, int(np.sum(arrays['stamp_s'][start:stop] < contact))))
+            for hit, contact, start, stop in zip(arrays['hit'], arrays['contact_time_s'],
+                                                 offsets[:-1], offsets[1:])]
+
+
+def index_episodes(data_dirs: str | Sequence[str]) -> Tuple[List[EpisodeRef], DodgeballDataset]:
+    """The dataset in ``data_dirs`` and its episodes' references (label: hit; length: that of
+    the trained part), from the shards' :data:`INDEX_MEMBERS` alone."""
+    dataset = load_dodgeball_dataset(data_dirs)
+    refs = episode_refs(dataset, INDEX_MEMBERS, trained_lengths)
+    check_labels(dataset, [ref.label for ref in refs])
+    return refs, dataset
 
 
 def ball_state(episode: DodgeballEpisode) -> np.ndarray:
@@ -181,13 +224,19 @@ def ball_mask(frames: np.ndarray, grid: Sequence[int]) -> np.ndarray:
     return pooled.squeeze(1).numpy().astype(np.float16)
 
 
-def channel_statistics(episodes: Sequence[Episode]) -> Tuple[np.ndarray, np.ndarray]:
-    """Per-channel RGB mean and std (in [0, 1]) of a sample of the episodes' frames."""
-    pixels = np.concatenate([e.frames[::NORMALISATION_SAMPLE_STEP] for e in episodes]).reshape(
-        -1, 3
-    )
-    pixels = pixels.astype(np.float32) / 255.0
-    return pixels.mean(0), np.maximum(pixels.std(0), 1e-3)
+def channel_statistics(groups: Iterable[Sequence[Episode]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-channel RGB mean and std (in [0, 1]) of a sample of the frames of the episodes, given
+    in groups (one group: a list of episodes), summed in float64 group by group."""
+    count, total, squares = 0, np.zeros(3), np.zeros(3)
+    for group in groups:
+        for e in group:
+            pixels = e.frames[::NORMALISATION_SAMPLE_STEP].reshape(-1, 3).astype(np.float64)
+            count += len(pixels)
+            total += pixels.sum(0)
+            squares += np.square(pixels).sum(0)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+    return (mean / 255.0).astype(np.float32), np.maximum(std / 255.0, 1e-3).astype(np.float32)
 
 
 def trained_part(episode: Episode) -> Episode:
@@ -239,14 +288,19 @@ def make_batch(
     )
 
 
-def length_bucketed_batches(episodes: Sequence[Episode], batch_size: int,
-                            rng: np.random.Generator) -> List[List[Episode]]:
-    """Random batches of episodes of similar length (little padding), in random order."""
+def frame_count(episode: Episode) -> int:
+    return len(episode.frames)
+
+
+def length_bucketed_batches(episodes: Sequence[T], batch_size: int, rng: np.random.Generator,
+                            length: Callable[[T], int] = frame_count) -> List[List[T]]:
+    """Random batches of episodes (or their references) of similar ``length`` (little
+    padding), in random order."""
     order = rng.permutation(len(episodes))
     pool = batch_size * 8  # sort within pools: similar lengths, still random
     batches = []
     for start in range(0, len(order), pool):
-        chunk = sorted(order[start:start + pool], key=lambda i: len(episodes[i].frames))
+        chunk = sorted(order[start:start + pool], key=lambda i: length(episodes[i]))
         batches += [
             [episodes[i] for i in chunk[k:k + batch_size]]
             for k in range(0, len(chunk), batch_size)
@@ -423,10 +477,24 @@ def with_random_camera(episode: Episode, rng: np.random.Generator) -> Episode:
                                frames=TRAINING_EFFECTS.sample(rng).apply(episode.frames, rng))
 
 
+def epoch_plan(refs: Sequence[EpisodeRef], shards_in_memory: Optional[int], batch_size: int,
+               rng: np.random.Generator) -> List[List[EpisodeRef]]:
+    """One epoch's batches of training ``refs``: length-bucketed within each window of
+    ``shards_in_memory`` shards (:func:`~rnn_perception.data.streaming.shard_windows`), the
+    windows in their random order. With all shards in one window, the batches of
+    :func:`length_bucketed_batches` over all of ``refs``."""
+    return [batch for window in shard_windows(refs, shards_in_memory, rng)
+            for batch in length_bucketed_batches(window, batch_size, rng, episode_length)]
+
+
+def episode_length(ref: EpisodeRef) -> int:
+    return ref.length
+
+
 def train_epoch(
     model: CollisionPredictor,
     auxiliary: AuxiliaryHeads,
-    episodes: Sequence[Episode],
+    episode_batches: Iterable[Sequence[Episode]],
     optimizer: torch.optim.Optimizer,
     schedule,
     args: argparse.Namespace,
@@ -438,9 +506,11 @@ def train_epoch(
     step: Optional[nn.Module] = None,
     precision: Optional[Precision] = None,
 ) -> Tuple[float, float]:
-    """One pass over the training episodes, this rank's share of each batch
-    (:mod:`rnn_perception.training.distributed`); returns the mean per-frame collision loss and
-    the mean auxiliary loss.
+    """One pass over the training episodes, this rank's share of each of ``episode_batches``
+    (:mod:`rnn_perception.training.distributed`; a sized iterable, such as a list of
+    :func:`length_bucketed_batches` or a stream's batches of an :func:`epoch_plan`: only the
+    episodes' :func:`trained_part` is run); returns the mean per-frame collision loss and the
+    mean auxiliary loss.
 
     Every rank draws the camera effects of the whole batch, so that the random streams stay
     the same on all ranks (the effects are a small part of a step), and the augmentation of the
@@ -452,13 +522,15 @@ def train_epoch(
     precision = Precision('fp32', device) if precision is None else precision
     totals, count = np.zeros(2), 0
     batches = tqdm(
-        length_bucketed_batches(episodes, args.batch_size, rng),
+        episode_batches,
+        total=len(episode_batches) if isinstance(episode_batches, Sized) else None,
         desc=description,
         unit='batch',
         leave=False,
         disable=args.quiet,
     )
     for chosen in batches:
+        chosen = [trained_part(episode) for episode in chosen]
         if args.camera_effects == CAMERA_EFFECTS_TRAIN:
             chosen = [with_random_camera(episode, rng) for episode in chosen]
         draws = Augmentation.draw(len(chosen), generator, args.jitter)
@@ -484,36 +556,37 @@ def train_epoch(
     return collision_total / count, auxiliary_total / count
 
 
-def validation_loss(
+def validation_loss_terms(
     episodes: Sequence[Episode], probabilities: Sequence[np.ndarray], ramp_s: float
-) -> float:
-    """The training loss on validation episodes, from their probabilities."""
+) -> Tuple[float, float]:
+    """The training loss on validation episodes, from their probabilities, as its weighted sum
+    and its weights' sum (so that groups of episodes add up)."""
     weights = np.concatenate([e.weights(ramp_s) for e in episodes])
-    targets = np.concatenate([np.full(len(e.frames), float(e.hit)) for e in episodes])
+    targets = np.concatenate([np.full(len(e.stamps_s), float(e.hit)) for e in episodes])
     p = np.clip(np.concatenate(probabilities), 1e-7, 1 - 1e-7)
-    return float(
-        np.sum(-weights * (targets * np.log(p) + (1 - targets) * np.log(1 - p))) / weights.sum()
-    )
+    return (float(np.sum(-weights * (targets * np.log(p) + (1 - targets) * np.log(1 - p)))),
+            float(weights.sum()))
 
 
 def validate(
     model: CollisionPredictor,
-    episodes: Sequence[Episode],
+    groups: Iterable[Sequence[Episode]],
     threshold: Optional[float],
     ramp_s: float,
     device: torch.device,
     accuracy_margin: float = 0.0,
 ) -> Tuple[List[EpisodeTrace], Dict[str, Any], float]:
-    """Validation traces, metrics and loss; without a ``threshold``, the metrics are taken at the
-    one calibrated on these traces (``accuracy_margin``: see ``calibrate_threshold``)."""
-    probabilities = sequence_probabilities(model, [e.frames for e in episodes], device)
-    traces = [e.trace(p) for e, p in zip(episodes, probabilities)]
+    """Validation traces, metrics and loss of the episodes, given in groups (one group: a list of
+    episodes; a stream's batches: a few shards' at a time, each group's frames let go once run);
+    without a ``threshold``, the metrics are taken at the one calibrated on these traces
+    (``accuracy_margin``: see ``calibrate_threshold``)."""
+    traces, terms = [], np.zeros(2)
+    for episodes in groups:
+        probabilities = sequence_probabilities(model, [e.frames for e in episodes], device)
+        traces += [e.trace(p) for e, p in zip(episodes, probabilities)]
+        terms += validation_loss_terms(episodes, probabilities, ramp_s)
     threshold = calibrate_threshold(traces, accuracy_margin) if threshold is None else threshold
-    return (
-        traces,
-        collision_metrics(traces, threshold),
-        validation_loss(episodes, probabilities, ramp_s),
-    )
+    return traces, collision_metrics(traces, threshold), float(terms[0] / terms[1])
 
 
 def selection_key(metrics: Dict[str, Any]) -> Tuple[float, float]:
@@ -555,10 +628,12 @@ def epoch_line(row: Dict[str, Any], epochs: int) -> str:
 
 
 def write_reports(paths: OutputPaths, model: CollisionPredictor, metadata: Dict[str, Any],
-                  val: Sequence[Episode], args: argparse.Namespace, device: torch.device,
+                  val: Callable[[], Iterable[Sequence[Episode]]], args: argparse.Namespace,
+                  device: torch.device,
                   rows: List[Dict[str, Any]], summary: Dict[str, Any]) -> None:
-    """Plots of the kept epoch and the summary file."""
-    traces, metrics, _ = validate(model, val, metadata['threshold'], args.ramp_s, device)
+    """Plots of the kept epoch and the summary file; ``val()``: the validation episodes in
+    groups (see :func:`validate`)."""
+    traces, metrics, _ = validate(model, val(), metadata['threshold'], args.ramp_s, device)
     plot_curves(rows, paths.report('curves.png'), metrics=('loss', 'accuracy', 'auroc'),
                 title='collision predictor')
     plot_roc(traces, paths.report('roc.png'), title=f'validation ROC (epoch {metadata["epoch"]})')
@@ -566,6 +641,13 @@ def write_reports(paths: OutputPaths, model: CollisionPredictor, metadata: Dict[
     write_text_atomic(
         paths.summary, json.dumps({**summary, 'validation': metrics}, indent=1) + '\n'
     )
+
+
+def describe_streaming(shards_in_memory: Optional[int], stream: ShardStream) -> str:
+    shards = len(stream.dataset.shard_files)
+    if stream.keep:
+        return f'all {shards} shards in memory'
+    return f'streaming {shards} shards, {shards_in_memory} at a time'
 
 
 def train(args: argparse.Namespace, device: torch.device) -> int:
@@ -590,23 +672,28 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         frame_difference=args.frame_difference,
     )
     started = time.perf_counter()
-    episodes, dataset = load_episodes(
-        args.data, config.image_size, CollisionPredictor(config).feature_size()
-    )
+    refs, dataset = index_episodes(args.data)
+    stream = ShardStream(dataset, preparation(
+        config.image_size, CollisionPredictor(config).feature_size()), args.shards_in_memory)
     manifest = dataset.manifest
-    train_set, val = split_by_episode(
-        episodes, [e.hit for e in episodes], args.val_fraction, args.seed
-    )
+    train_set, val = split_by_episode(refs, [r.label for r in refs], args.val_fraction, args.seed)
     data = {'fps': manifest['fps'], 'manifest_sha256': dataset.manifest_sha256,
             'train_episodes': len(train_set), 'val_episodes': len(val)}
     torch.manual_seed(args.seed)
     if initial is None:
         model = CollisionPredictor(config).to(device)
-        model.set_normalisation(*channel_statistics(train_set))
+        model.set_normalisation(*channel_statistics(stream.batches([
+            [ref for ref in train_set if ref.shard == shard]
+            for shard in sorted({ref.shard for ref in train_set})])))
     else:
         model = initial.to(device)
-    train_set = [trained_part(e) for e in train_set]
-    steps_per_epoch = -(-len(train_set) // args.batch_size)
+
+    def val_groups() -> Iterable[List[Episode]]:
+        return stream.batches(shard_groups(val, args.shards_in_memory))
+    # a window's last batch may be short: at most one batch more per window than a single
+    # shuffle would make (exactly a single shuffle's count when all shards are held)
+    steps_per_epoch = (-(-len(train_set) // args.batch_size)
+                       + len(shard_groups(train_set, args.shards_in_memory)) - 1)
     auxiliary = AuxiliaryHeads(model).to(device)
     optimizer = torch.optim.AdamW([*model.parameters(), *auxiliary.parameters()], lr=args.lr,
                                   weight_decay=args.weight_decay)
@@ -628,8 +715,8 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
             f'collision predictor: {sum(p.numel() for p in model.parameters()):,} parameters, '
             f'input {config.image_size[0]}x{config.image_size[1]}, '
             f'{len(train_set)}/{len(val)} train/val episodes '
-            f'({sum(len(e.frames) for e in train_set)} training frames before contact), '
-            f'device {device}'
+            f'({sum(r.length for r in train_set)} training frames before contact), '
+            f'device {device}, {describe_streaming(args.shards_in_memory, stream)}'
         )
     best = None if progress.best is None else tuple(progress.best)  # JSON made it a list
     step = ranks.wrap(training_loss(model, auxiliary, args), device)
@@ -638,7 +725,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         train_loss, aux_loss = train_epoch(
             model,
             auxiliary,
-            train_set,
+            stream.batches(epoch_plan(train_set, args.shards_in_memory, args.batch_size, rng)),
             optimizer,
             schedule,
             args,
@@ -653,7 +740,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         if not ranks.is_main:
             continue
         _, metrics, val_loss = validate(
-            model, val, args.threshold, args.ramp_s, device, args.accuracy_margin
+            model, val_groups(), args.threshold, args.ramp_s, device, args.accuracy_margin
         )
         row = {
             'epoch': epoch,
@@ -698,7 +785,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         'config': config.to_dict(),
         'threshold': best_metadata['threshold'],
     }
-    write_reports(paths, model, best_metadata, val, args, device, epochs_file.rows, summary)
+    write_reports(paths, model, best_metadata, val_groups, args, device, epochs_file.rows, summary)
     if not args.quiet:
         print(f"kept epoch {best_metadata['epoch']} in {paths.weights} ({train_seconds:.0f} s); "
               f"reports in {paths.run_dir}")
@@ -816,6 +903,13 @@ def build_parser() -> argparse.ArgumentParser:
         help='the calibrated threshold is the lowest whose validation accuracy is within this '
         'much of the best: earlier warnings for a little accuracy '
         f'(default: {ACCURACY_MARGIN:g}, one point)',
+    )
+    parser.add_argument(
+        '--shards-in-memory', type=parse_shards_in_memory, default=SHARDS_IN_MEMORY,
+        metavar='K',
+        help='hold at most K dataset shards in memory at a time, streaming them in a random '
+        f'order each epoch, or "{ALL}": read the dataset once and hold it (default: '
+        f'{SHARDS_IN_MEMORY})',
     )
     add_run_options(parser, 'split, initial weights, batches, augmentation')
     return parser

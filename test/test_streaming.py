@@ -1,0 +1,189 @@
+"""Streaming shards (``train collision --shards-in-memory K``): the index knows every episode's
+label and length without its frames; each epoch takes every training episode once, in an order
+that changes with the epoch and repeats with the seed, never holding more than K shards (the
+stream's own counter); K = all is the in-memory trainer, batch for batch and weight for
+weight; a run streaming one shard at a time trains, and resumes exactly."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rnn_perception.data.dodgeball_dataset import load_dodgeball_dataset
+from rnn_perception.data.shards import DatasetError
+from rnn_perception.data.streaming import (parse_shards_in_memory, shard_groups,
+                                           shard_windows, ShardStream)
+from rnn_perception.device import cpu_threads
+from rnn_perception.files import load_checkpoint
+from rnn_perception.models.collision import CollisionConfig, CollisionPredictor
+from rnn_perception.training import collision as training
+from rnn_perception.training import resume
+from rnn_perception.training.episode_split import split_by_episode
+from test_collision_training import GRID, TINY_ARCHITECTURE, write_dataset
+
+SHARDS = 6
+EPISODES = 24          # 4 per shard
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp('data') / 'six', EPISODES, shards=SHARDS)
+
+
+@pytest.fixture(scope='module')
+def refs(dataset):
+    return training.index_episodes(str(dataset))[0]
+
+
+def stream(dataset, shards_in_memory):
+    return ShardStream(load_dodgeball_dataset(dataset),
+                       training.preparation((16, 16), GRID), shards_in_memory)
+
+
+def indices(batches):
+    return [[episode.index for episode in batch] for batch in batches]
+
+
+def test_the_index_knows_labels_and_trained_lengths_without_the_frames(dataset, refs):
+    episodes, _ = training.load_episodes(str(dataset), (16, 16), GRID)
+    assert [ref.index for ref in refs] == [e.index for e in episodes]
+    assert [ref.label for ref in refs] == [e.hit for e in episodes]
+    assert [ref.length for ref in refs] == [len(training.trained_part(e).frames)
+                                            for e in episodes]
+    assert [ref.shard for ref in refs] == [i // 4 for i in range(EPISODES)]
+    assert [ref.row for ref in refs] == [i % 4 for i in range(EPISODES)]
+
+
+@pytest.mark.parametrize('shards_in_memory', [1, 2, 4])
+def test_an_epoch_takes_every_training_episode_once_holding_at_most_k_shards(
+        dataset, refs, shards_in_memory):
+    train, _ = split_by_episode(refs, [r.label for r in refs], 0.25, seed=0)
+    source = stream(dataset, shards_in_memory)
+    rng = np.random.default_rng(0)
+    for epoch in range(2):
+        plan = training.epoch_plan(train, shards_in_memory, 3, rng)
+        batches = list(source.batches(plan))
+        assert indices(batches) == [[ref.index for ref in batch] for batch in plan]
+        assert sorted(sum(indices(batches), [])) == sorted(ref.index for ref in train)
+        assert source.resident == 0
+    assert 1 <= source.peak_resident <= shards_in_memory
+    assert source.shard_reads == 2 * SHARDS     # every shard read once per epoch, no more
+    episodes = {e.index: e for e in training.load_episodes(str(dataset), (16, 16), GRID)[0]}
+    for episode in batches[0]:
+        expected = episodes[episode.index]
+        np.testing.assert_array_equal(episode.frames, expected.frames)
+        np.testing.assert_array_equal(episode.ball_mask, expected.ball_mask)
+        np.testing.assert_array_equal(episode.ball_state, expected.ball_state)
+
+
+def test_the_order_changes_with_the_epoch_and_repeats_with_the_seed(refs):
+    def epochs(seed):
+        rng = np.random.default_rng(seed)
+        return [[[ref.index for ref in batch] for batch in training.epoch_plan(refs, 2, 3, rng)]
+                for _ in range(3)]
+    first = epochs(0)
+    assert first == epochs(0)
+    assert first[0] != first[1] != first[2] and first != epochs(1)
+    windows = shard_windows(refs, 2, np.random.default_rng(0))
+    assert len(windows) == 3 and all(len({r.shard for r in w}) == 2 for w in windows)
+    assert [r.shard for w in windows for r in w] != [r.shard for r in refs]   # shuffled shards
+
+
+def test_all_shards_in_memory_is_the_in_memory_trainer(dataset, refs):
+    """K = all: the batches of one shuffle over every episode, the same random draws, and the
+    dataset read once and held across epochs."""
+    episodes, _ = training.load_episodes(str(dataset), (16, 16), GRID)
+    for shards_in_memory in (None, SHARDS, 100):
+        source = stream(dataset, shards_in_memory)
+        planned, listed = np.random.default_rng(3), np.random.default_rng(3)
+        for epoch in range(2):
+            plan = training.epoch_plan(refs, shards_in_memory, 5, planned)
+            expected = training.length_bucketed_batches(
+                [training.trained_part(e) for e in episodes], 5, listed)
+            assert indices(source.batches(plan)) == indices(expected)
+        assert planned.random() == listed.random()
+        assert source.shard_reads == SHARDS and source.resident == SHARDS
+    assert shard_groups(refs, None) == [refs]
+    assert parse_shards_in_memory('all') is None and parse_shards_in_memory('3') == 3
+    with pytest.raises(ValueError):
+        parse_shards_in_memory('0')
+
+
+def test_a_plan_that_needs_more_shards_than_allowed_is_refused(dataset, refs):
+    with pytest.raises(ValueError, match='needs 3 shards at a time'):
+        stream(dataset, 2).batches([[refs[0], refs[4], refs[8]], [refs[1], refs[5], refs[9]]])
+    assert len(list(stream(dataset, 1).batches([[refs[0], refs[4], refs[8]]]))) == 1
+    with pytest.raises(ValueError, match='twice'):
+        stream(dataset, 2).batches([[refs[0]], [refs[0]]])
+
+
+def test_a_corrupt_shard_is_raised_in_the_consumer(tmp_path, refs):
+    data = write_dataset(tmp_path / 'data', EPISODES, shards=SHARDS)
+    (data / 'shard_00003.npz').write_bytes(b'not a zip')
+    with pytest.raises(DatasetError, match='shard_00003.npz: unreadable shard'):
+        list(stream(data, 2).batches(shard_groups(refs, 2)))
+
+
+def one_epoch(batches, seed=0):
+    """The weights after one training epoch over ``batches`` (from the same initial model)."""
+    torch.manual_seed(seed)
+    config = CollisionConfig(image_size=(16, 16), encoder_channels=[4, 4],
+                             recurrent_channels=[6, 6], recurrent_strides=[1, 2])
+    model = CollisionPredictor(config)
+    auxiliary = training.AuxiliaryHeads(model)
+    args = training.build_parser().parse_args(['--data', 'x', '--out', 'x', '--quiet'])
+    optimizer = torch.optim.AdamW([*model.parameters(), *auxiliary.parameters()], lr=1e-3)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    rng, generator = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    with cpu_threads(1):
+        losses = training.train_epoch(model, auxiliary, batches(rng), optimizer, schedule, args,
+                                      torch.device('cpu'), rng, generator, '')
+    return model.state_dict(), losses
+
+
+def test_streaming_all_trains_as_the_list_of_episodes(dataset, refs):
+    episodes, _ = training.load_episodes(str(dataset), (16, 16), GRID)
+    trained = [training.trained_part(e) for e in episodes]     # what the trainer held
+    source = stream(dataset, None)
+    listed = one_epoch(lambda rng: training.length_bucketed_batches(trained, 4, rng))
+    streamed = one_epoch(lambda rng: source.batches(training.epoch_plan(refs, None, 4, rng)))
+    assert listed[1] == streamed[1]
+    for name, tensor in listed[0].items():
+        assert torch.equal(streamed[0][name], tensor), name
+
+
+def train_argv(data, out, *extra):
+    return ['--data', str(data), '--out', str(out), '--epochs', '2', '--batch-size', '3',
+            '--shards-in-memory', '1', '--device', 'cpu', '--quiet', *TINY_ARCHITECTURE, *extra]
+
+
+class Stop(Exception):
+    """Pre-emption, in-process."""
+
+
+def test_a_run_streaming_one_shard_at_a_time_trains_and_resumes_exactly(
+        dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(training, 'write_reports', lambda *args, **kwargs: None)
+    reference, run = tmp_path / 'reference' / 'm.safetensors', tmp_path / 'run' / 'm.safetensors'
+    with cpu_threads(1):
+        assert training.main(train_argv(dataset, reference)) == 0
+        rows = json.loads((tmp_path / 'reference' / 'm_epochs.json').read_text())
+        assert len(rows) == 2 and all(np.isfinite(row['train_loss']) for row in rows)
+
+        end_epoch = resume.end_epoch
+
+        def stop_after_first(run_, epoch, *args):
+            end_epoch(run_, epoch, *args)
+            if epoch == 1:
+                raise Stop
+        monkeypatch.setattr(training, 'end_epoch', stop_after_first)
+        with pytest.raises(Stop):
+            training.main(train_argv(dataset, run))
+        monkeypatch.setattr(training, 'end_epoch', end_epoch)
+        assert training.main(train_argv(dataset, run, '--resume')) == 0
+    expected, weights = load_checkpoint(reference).tensors, load_checkpoint(run).tensors
+    for name, tensor in expected.items():
+        assert torch.equal(weights[name], tensor), name
+    resumed = json.loads((tmp_path / 'run' / 'm_epochs.json').read_text())
+    assert [{k: v for k, v in row.items() if k != 'seconds'} for row in resumed] == [
+        {k: v for k, v in row.items() if k != 'seconds'} for row in rows]
