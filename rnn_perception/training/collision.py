@@ -152,6 +152,8 @@ def preparation(image_size: Sequence[int], grid: Sequence[int]):
     ball masks on the feature ``grid``, ball-state targets."""
     def prepare(e: DodgeballEpisode) -> Episode:
         frames = resize_frames(e.frames, image_size)
+        if frames is e.frames:
+            frames = frames.copy()   # not a view that would pin its whole shard's frames
         return Episode(e.index, frames, e.stamp_s, e.hit, e.contact_time_s, ball_state(e),
                        ball_mask(frames, grid))
     return prepare
