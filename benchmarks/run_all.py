@@ -120,6 +120,14 @@ def benchmarks(cuda: bool) -> List[Benchmark]:
             ('--episodes', '3'),
         ),
         Benchmark(
+            'streaming',
+            'collision training epoch streaming 4 shards vs in memory: peak RSS at 1x and 4x '
+            'data, episodes/s',
+            'bench_streaming.py',
+            ('--episodes', '400'),
+            ('--episodes', '8', '--episodes-per-shard', '2', '--shards-in-memory', '2'),
+        ),
+        Benchmark(
             'soak',
             'collision node soak: memory and latency drift',
             'soak.py',

@@ -94,6 +94,34 @@ def test_onnx_step_benchmark_times_both_models_on_both_backends():
         assert report['figures'][f'{path}_onnxruntime_max_relative_difference'] < 1e-5
 
 
+def test_streaming_benchmark_runs_in_memory_and_streaming_at_both_sizes(tmp_path):
+    """The smallest size (8 and 32 episodes in shards of 2, 2 held): the JSON's fields, not
+    the timings; the streams held no more than 2 shards."""
+    result = subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'bench_streaming.py'),
+                             '--episodes', '8', '--episodes-per-shard', '2',
+                             '--shards-in-memory', '2', '--work', str(tmp_path), '--json'],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report['benchmark'] == 'streaming' and report['scale'] == 4
+    runs = ('in_memory_1x', 'streaming_1x', 'streaming_4x')
+    assert set(report['figures']) == {
+        f'{run}_{figure}' for run in runs for figure in (
+            'peak_rss_mb', 'peak_rss_before_epoch_mb', 'episodes_per_s', 'frames_per_s',
+            'epoch_seconds', 'episodes_per_cpu_s',
+            'peak_resident_shards', 'shards')}
+    assert set(report['ratios']) == {
+        'streaming_4x_over_streaming_1x_peak_rss', 'streaming_over_in_memory_episodes_per_s_1x',
+        'streaming_over_in_memory_episodes_per_cpu_s_1x',
+        'streaming_4x_over_in_memory_1x_episodes_per_s', 'in_memory_over_streaming_peak_rss_1x'}
+    assert all(value > 0 for value in [*report['figures'].values(), *report['ratios'].values()])
+    figures = report['figures']
+    assert figures['in_memory_1x_shards'] == figures['in_memory_1x_peak_resident_shards'] == 4
+    assert figures['streaming_1x_peak_resident_shards'] <= 2
+    assert figures['streaming_4x_shards'] == 16
+    assert figures['streaming_4x_peak_resident_shards'] <= 2
+
+
 def test_collision_node_benchmark_times_the_frozen_step_against_both_window_layouts():
     result = subprocess.run(
         [
