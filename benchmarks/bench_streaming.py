@@ -19,7 +19,7 @@ measured side by side in one run: streaming 4x peak RSS over streaming 1x (the i
 within 10 %), streaming throughput over in-memory throughput (at most 10 % slower).
 
     .venv/bin/python benchmarks/bench_streaming.py [--episodes 4000] [--scale 4]
-        [--shards-in-memory 4] [--work DIR] [--json]
+        [--shards-in-memory 4] [--work DIR] [--json] [-- TRAIN_COLLISION_OPTION ...]
 
 The README's figures use ``--episodes 4000`` (4x: 16000, the default recipe's dataset size and
 four times it); ``run_all.py`` runs 400, ``--quick`` 16 episodes in shards of 4. ``--work``
@@ -107,9 +107,9 @@ def child(argv: List[str]) -> None:
             streams[0].dataset.shard_files)}))
 
 
-def run_training(data: Path, out: Path, shards_in_memory: str) -> Dict:
+def run_training(data: Path, out: Path, shards_in_memory: str, options: List[str]) -> Dict:
     argv = ['--data', str(data), '--out', str(out / 'model.safetensors'), '--epochs', '1',
-            '--device', 'cpu', '--quiet', '--shards-in-memory', shards_in_memory]
+            '--device', 'cpu', '--quiet', '--shards-in-memory', shards_in_memory, *options]
     done = subprocess.run([sys.executable, __file__, '--child', *argv], cwd=REPO,
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -130,6 +130,9 @@ def main() -> None:
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--work', type=Path, help='keep (and reuse) the datasets here')
     parser.add_argument('--json', action='store_true')
+    parser.add_argument('trainer_options', nargs='*', metavar='OPTION',
+                        help='more train collision options for every run, after -- (e.g. a '
+                             'smaller architecture)')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix='bench_streaming_') as scratch:
         work = args.work or Path(scratch)
@@ -145,7 +148,7 @@ def main() -> None:
                                     (larger, str(args.shards_in_memory), args.scale)):
             out = Path(scratch) / name
             out.mkdir()
-            runs[name] = run_training(data[scale], out, shards)
+            runs[name] = run_training(data[scale], out, shards, args.trainer_options)
     figures = {f'{name}_{key}': value for name, run in runs.items()
                for key, value in run.items() if key in (
                    'peak_rss_mb', 'peak_rss_before_epoch_mb', 'episodes_per_s', 'frames_per_s',

@@ -1,9 +1,11 @@
 """``make bench``: every benchmark in one run, one JSON, one markdown table, the README's copy."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,11 +97,14 @@ def test_onnx_step_benchmark_times_both_models_on_both_backends():
 
 
 def test_streaming_benchmark_runs_in_memory_and_streaming_at_both_sizes(tmp_path):
-    """The smallest size (8 and 32 episodes in shards of 2, 2 held): the JSON's fields, not
-    the timings; the streams held no more than 2 shards."""
+    """The smallest size (8 and 32 episodes in shards of 2, 2 held, a tiny architecture): the
+    JSON's fields, not the timings; the streams held no more than 2 shards."""
+    from test_collision_training import TINY_ARCHITECTURE
+
     result = subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'bench_streaming.py'),
                              '--episodes', '8', '--episodes-per-shard', '2',
-                             '--shards-in-memory', '2', '--work', str(tmp_path), '--json'],
+                             '--shards-in-memory', '2', '--work', str(tmp_path), '--json',
+                             '--', *TINY_ARCHITECTURE],
                             capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
@@ -149,6 +154,35 @@ def test_collision_node_benchmark_times_the_frozen_step_against_both_window_layo
     assert {'float32', 'frozen', 'channels_last'} <= set(report['variants'])
     assert all(variant['within_tolerance'] for variant in report['variants'].values())
     assert report['variants']['frozen']['max_probability_difference'] < 1e-5
+
+
+def test_collision_models_benchmark_times_each_model_on_both_backends(tmp_path):
+    from rnn_perception.models.collision import default_weights_path
+
+    # a copy with its graph beside it: onnxruntime starts without an export
+    other = tmp_path / 'other.safetensors'
+    for suffix in ('.safetensors', '.onnx'):
+        shutil.copyfile(default_weights_path().with_suffix(suffix), other.with_suffix(suffix))
+    script = REPO / 'benchmarks' / 'bench_collision_models.py'
+    result = subprocess.run([sys.executable, str(script), '--model',
+                             f'shipped={default_weights_path()}', '--model', f'other={other}',
+                             '--steps', '50', '--json'],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert set(report['ratios']) == {f'{backend}_other_over_shipped_{quantile}'
+                                     for backend in ('torch', 'onnxruntime')
+                                     for quantile in ('p50', 'p99')}
+    assert all(0 < value < math.inf for value in report['figures'].values())
+    sys.path.insert(0, str(script.parent))
+    try:
+        from bench_collision_models import named_models
+    finally:
+        sys.path.remove(str(script.parent))
+    parser = argparse.ArgumentParser()
+    for refused in ([f'only={other}'], [f'a={other}', f'a={other}'], ['nameless']):
+        with pytest.raises(SystemExit):
+            named_models(refused, parser)
 
 
 def test_compressed_decode_benchmark_compares_both_paths_on_both_sizes():
