@@ -261,12 +261,16 @@ def test_eval_refuses_the_weights_with_one_line(tmp_path, capsys, kind, make):
 def test_a_pickle_payload_never_runs_in_the_real_executables(tmp_path, kind):
     """The same through separate processes, as a user would run them."""
     path = bad_file(tmp_path, kind, pickle_payload)
-    for command in ([PYTHON, '-m', kind.node_module, '--ros-args', '-p', f'weights:={path}'],
-                    [PYTHON, '-m', 'rnn_perception', 'eval', kind.name, '--weights', str(path),
-                     '--data', str(tmp_path)]):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
-        assert result.returncode == 1, result.stderr
-        assert_one_line(result.stderr, path, expected(pickle_payload, kind))
+    commands = ([PYTHON, '-m', kind.node_module, '--ros-args', '-p', f'weights:={path}'],
+                [PYTHON, '-m', 'rnn_perception', 'eval', kind.name, '--weights', str(path),
+                 '--data', str(tmp_path)])
+    # side by side: each is a start of torch, and neither waits on the other
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, cwd=REPO) for command in commands]
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 1, stderr
+        assert_one_line(stderr, path, expected(pickle_payload, kind))
     assert not marker_of(path).exists()
 
 
