@@ -27,9 +27,11 @@ TEST_SEED=2
 mkdir -p "$WORK/run" "$DEST" "$PLOTS"
 
 GENERATE_TRAIN="python -m sim dodgeball --episodes 4000 --seed $TRAIN_SEED --workers $WORKERS --out $WORK/train"
+# --shards-in-memory all: the whole set in memory, as when this model was trained (the trainer
+# now streams 4 shards at a time by default, in other batches).
 # --camera-effects none: this model was trained before the trainer added camera effects (now its
-# default); benchmarks/train_randomised_collision.sh fine-tunes it with them
-TRAIN="python -m rnn_perception train collision --data $WORK/train --camera-effects none --out $WORK/run/collision.safetensors --quiet"
+# default; benchmarks/train_randomised_collision.sh trains the randomised model with them)
+TRAIN="python -m rnn_perception train collision --data $WORK/train --camera-effects none --shards-in-memory all --out $WORK/run/collision.safetensors --quiet"
 GENERATE_TEST="python -m sim dodgeball --episodes 400 --seed $TEST_SEED --workers $WORKERS --out $WORK/test"
 EVALUATE="python -m rnn_perception eval collision --weights $WORK/run/collision.safetensors --data $WORK/test --json"
 
