@@ -195,7 +195,7 @@ def test_shipped_default_model_on_a_fresh_seed(fresh):
 def test_the_randomised_model_holds_up_in_rooms_neither_model_was_trained_in(tmp_path):
     """The held-out randomisation preset (textures and light never used in training): the
     randomised model keeps working where the plain default is at chance level (400-throw figures
-    in the README: AUROC 0.92 against 0.71)."""
+    in the README: AUROC 0.998 and 97 % against 0.71 and 50.5 %)."""
     from sim.dodgeball.config import load_dodgeball_config
     from sim.dodgeball.generate import generate
 
@@ -205,8 +205,8 @@ def test_the_randomised_model_holds_up_in_rooms_neither_model_was_trained_in(tmp
     generate(config, progress=False)
     randomised = evaluate_dataset(RANDOMISED_MODEL, tmp_path / 'held_out')[1]
     default = evaluate_dataset(DEFAULT_MODEL, tmp_path / 'held_out')[1]
-    assert randomised['auroc'] >= 0.85, randomised
-    assert randomised['auroc'] >= default['auroc'] + 0.1, (randomised, default)
+    assert randomised['auroc'] >= 0.95 and randomised['accuracy'] >= 0.9, randomised
+    assert randomised['auroc'] >= default['auroc'] + 0.2, (randomised, default)
 
 
 # ----------------------------------------------------------------------------------------- CLI
