@@ -12,8 +12,9 @@
 #      held-out randomisation preset (seed 3, textures and light never used in training), and a
 #      640x480 JPEG-30 and a 1280x720 JPEG-90 camera recorded as bags (seeds 4 and 5),
 #   5. evaluate on each, measure the robustness table of this model and of the default
-#      (benchmarks/robustness_collision.py), then install the weights and the metrics file in the
-#      package (rnn_perception/models/default/) and the plots in docs/randomised_collision_model/.
+#      (benchmarks/robustness_collision.py), then install the weights, their ONNX step graph and
+#      the metrics file in the package (rnn_perception/models/default/) and the plots in
+#      docs/randomised_collision_model/.
 #
 #   benchmarks/train_randomised_collision.sh            # scratch data under a new /tmp directory
 #   WORK=/tmp/collision benchmarks/train_randomised_collision.sh
@@ -76,6 +77,9 @@ for file in robustness.json robustness.md robustness.png; do
 done
 
 cp "$WORK/run/collision.safetensors" "$DEST/collision_randomised.safetensors"
+# the step graph the onnxruntime backend loads beside the weights, made from these weights
+"$PYTHON" -m rnn_perception export collision --weights "$DEST/collision_randomised.safetensors" \
+    --out "$DEST/collision_randomised.onnx"
 for plot in curves roc traces; do cp "$WORK/run/collision_$plot.png" "$PLOTS/validation_$plot.png"; done
 "$PYTHON" -m rnn_perception eval collision --weights "$DEST/collision_randomised.safetensors" --data "$WORK/test" \
     --traces "$PLOTS/test_traces.png" --roc "$PLOTS/test_roc.png" > "$PLOTS/test_table.txt"
