@@ -87,12 +87,8 @@ def shard_windows(refs: Sequence[EpisodeRef], shards_in_memory: Optional[int],
     shards = sorted({ref.shard for ref in refs})
     if holds_all(shards_in_memory, len(shards)):
         return [list(refs)]
-    order = [shards[i] for i in rng.permutation(len(shards))]
-    windows = []
-    for start in range(0, len(order), shards_in_memory):
-        chosen = set(order[start:start + shards_in_memory])
-        windows.append([ref for ref in refs if ref.shard in chosen])
-    return windows
+    return cut_by_shards(refs, [shards[i] for i in rng.permutation(len(shards))],
+                         shards_in_memory)
 
 
 def shard_groups(refs: Sequence[EpisodeRef], shards_in_memory: Optional[int]
@@ -103,11 +99,18 @@ def shard_groups(refs: Sequence[EpisodeRef], shards_in_memory: Optional[int]
     shards = sorted({ref.shard for ref in refs})
     if holds_all(shards_in_memory, len(shards)):
         return [list(refs)]
-    groups = []
-    for start in range(0, len(shards), shards_in_memory):
-        chosen = set(shards[start:start + shards_in_memory])
-        groups.append([ref for ref in refs if ref.shard in chosen])
-    return groups
+    return cut_by_shards(refs, shards, shards_in_memory)
+
+
+def cut_by_shards(refs: Sequence[EpisodeRef], order: Sequence[int], size: int
+                  ) -> list[list[EpisodeRef]]:
+    """``refs`` in parts of the episodes of ``size`` shards each, the shards taken in
+    ``order``; each part keeps the order of ``refs``."""
+    parts = []
+    for start in range(0, len(order), size):
+        chosen = set(order[start:start + size])
+        parts.append([ref for ref in refs if ref.shard in chosen])
+    return parts
 
 
 class StreamedBatches:

@@ -95,10 +95,10 @@ from rnn_perception.training.resume import begin, end_epoch, RESUME_SUFFIX, trai
 # The calibrated threshold may give up this much validation accuracy for earlier warnings.
 ACCURACY_MARGIN = 0.01
 NORMALISATION_SAMPLE_STEP = 4      # mean/std from every 4th training frame: plenty, and quick
+T = TypeVar('T')
 # The auxiliary target per frame: robot-frame ball position (m), velocity (m/s) and the throw's
 # signed aim offset (m), over these scales: of order 1, but the aim offset, which is what decides
 # a hit and what an early warning must guess, in quarter metres so that it weighs the most.
-T = TypeVar('T')
 BALL_STATE_SCALE = np.array([5.0, 5.0, 5.0, 10.0, 10.0, 10.0, 0.25], dtype=np.float32)
 LATERAL = [1, 4, 6]                # the sideways components: a mirrored image negates them
 BALL_PIXEL_DIFFERENCE = 40  # |RGB - background| summed over channels (0..765) that marks a ball
