@@ -44,7 +44,7 @@ import os
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -162,13 +162,18 @@ def read_part(root: str | Path, kind: str, schema_version: int) -> DatasetPart:
     return DatasetPart(root, manifest, hashlib.sha256(raw).hexdigest())
 
 
-def load_shard(root: Path, entry: dict) -> dict[str, np.ndarray]:
-    """Read one shard and check it holds what its manifest entry says."""
+def load_shard(root: Path, entry: dict, names: Optional[Sequence[str]] = None
+               ) -> dict[str, np.ndarray]:
+    """Read one shard, all its arrays or only ``names`` (with ``episode_offsets`` and
+    ``episode_index``; an npz reads its members lazily, so the frames of an index read are
+    never decompressed), and check it holds what its manifest entry says."""
     path = root / entry['file']
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
+            wanted = archive.files if names is None else ('episode_offsets', 'episode_index',
+                                                          *names)
+            arrays = {name: archive[name] for name in wanted}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise DatasetError(f'{path}: unreadable shard ({error})') from error
     expected = {'episode_offsets': entry['episodes'] + 1, 'episode_index': entry['frames']}
     for name, length in expected.items():
@@ -176,22 +181,6 @@ def load_shard(root: Path, entry: dict) -> dict[str, np.ndarray]:
             raise DatasetError(f'{path}: {name} does not match the manifest (corrupt shard?)')
     if arrays['episode_offsets'][-1] != entry['frames']:
         raise DatasetError(f'{path}: episode offsets do not cover its frames (corrupt shard?)')
-    return arrays
-
-
-def read_members(root: Path, entry: dict, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Only the arrays ``names`` of one shard (an npz reads its members lazily: the frames are
-    never decompressed), checked against the manifest entry like :func:`load_shard`; for
-    indexing a dataset without loading it."""
-    path = root / entry['file']
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in ('episode_offsets', *names)}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise DatasetError(f'{path}: unreadable shard ({error})') from error
-    offsets = arrays['episode_offsets']
-    if len(offsets) != entry['episodes'] + 1 or offsets[-1] != entry['frames']:
-        raise DatasetError(f'{path}: episode_offsets does not match the manifest (corrupt shard?)')
     return arrays
 
 

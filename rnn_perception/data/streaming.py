@@ -34,7 +34,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from .shards import episode_fields, load_shard, read_members, ShardedDataset
+from .shards import episode_fields, load_shard, ShardedDataset
 
 ALL = 'all'
 
@@ -56,7 +56,7 @@ def episode_refs(dataset: ShardedDataset, members: Sequence[str],
     ``(label, length)`` in shard order."""
     refs = []
     for shard, (root, entry) in enumerate(dataset.shard_files):
-        arrays = read_members(root, entry, ('episode_index', *members))
+        arrays = load_shard(root, entry, members)
         starts = arrays['episode_offsets'][:-1]
         for row, (label, length) in enumerate(describe(arrays)):
             refs.append(EpisodeRef(shard, row, int(arrays['episode_index'][starts[row]]),
