@@ -662,11 +662,11 @@ def write_reports(paths: OutputPaths, model: CollisionPredictor, metadata: Dict[
     )
 
 
-def describe_streaming(shards_in_memory: Optional[int], stream: ShardStream) -> str:
+def describe_streaming(stream: ShardStream) -> str:
     shards = len(stream.dataset.shard_files)
     if stream.keep:
         return f'all {shards} shards in memory'
-    return f'streaming {shards} shards, {shards_in_memory} at a time'
+    return f'streaming {shards} shards, {stream.limit} at a time'
 
 
 def train(args: argparse.Namespace, device: torch.device) -> int:
@@ -701,9 +701,8 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
     torch.manual_seed(args.seed)
     if initial is None:
         model = CollisionPredictor(config).to(device)
-        model.set_normalisation(*channel_statistics(stream.batches([
-            [ref for ref in train_set if ref.shard == shard]
-            for shard in sorted({ref.shard for ref in train_set})])))
+        model.set_normalisation(*channel_statistics(stream.batches(
+            shard_groups(train_set, args.shards_in_memory))))
     else:
         model = initial.to(device)
 
@@ -735,7 +734,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
             f'input {config.image_size[0]}x{config.image_size[1]}, '
             f'{len(train_set)}/{len(val)} train/val episodes '
             f'({sum(r.length for r in train_set)} training frames before contact), '
-            f'device {device}, {describe_streaming(args.shards_in_memory, stream)}'
+            f'device {device}, {describe_streaming(stream)}'
         )
     best = None if progress.best is None else tuple(progress.best)  # JSON made it a list
     step = ranks.wrap(training_loss(model, auxiliary, args), device)
