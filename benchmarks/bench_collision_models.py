@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
 
-from bench_collision_node import camera_messages  # this script's folder is on sys.path
+from arguments import named_paths  # this script's folder is on sys.path
+from bench_collision_node import camera_messages
 from rnn_perception.runtime.collision import CollisionRuntime, load_predictor
 from rnn_perception.runtime.collision_parameters import CollisionSettings
 from rnn_perception.runtime.parameters import engine_options
@@ -29,24 +31,21 @@ BLOCK = 50          # frames per model before switching to the next
 BACKENDS = ('torch', 'onnxruntime')
 
 
-def named_models(values: List[str], parser: argparse.ArgumentParser) -> List[Tuple[str, str]]:
-    models = []
-    for value in values:
-        name, _, path = value.partition('=')
-        if not name or not path:
-            parser.error(f'--model takes NAME=FILE, got {value!r}')
-        models.append((name, path))
+def named_models(values: List[str], parser: argparse.ArgumentParser) -> List[Tuple[str, Path]]:
+    """The ``--model NAME=FILE`` values: at least two, with different names."""
+    models = named_paths(values, '--model', parser)
     if len(models) < 2 or len({name for name, _ in models}) < len(models):
         parser.error('give at least two --model NAME=FILE, with different names')
     return models
 
 
-def node_steps(models: List[Tuple[str, str]], backend: str, steps: int
+def node_steps(models: List[Tuple[str, Path]], backend: str, steps: int
                ) -> Dict[str, Callable[[int], float]]:
     """Each model's node step on ``backend``, frame ``i`` of the same camera stream."""
     messages = list(camera_messages(steps, 64))
     paths = {}
-    for name, weights in models:
+    for name, path in models:
+        weights = str(path)
         settings = CollisionSettings(weights=weights, backend=backend, device='cpu',
                                      max_frame_age_s=0.0)
         runtime = CollisionRuntime(load_predictor(weights, engine_options(settings).model_device),
@@ -86,7 +85,8 @@ def main() -> None:
                          f'{reference} at p50 / p99')
             lines.append(line)
     report = {'benchmark': 'collision_models', 'steps': args.steps, 'threads': 1,
-              'models': dict(models), 'figures': figures, 'ratios': ratios}
+              'models': {name: str(path) for name, path in models}, 'figures': figures,
+              'ratios': ratios}
     print(json.dumps(report) if args.json else '\n'.join(lines))
 
 

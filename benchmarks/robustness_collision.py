@@ -18,12 +18,13 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from arguments import named_paths  # this script's folder is on sys.path
 from rnn_perception.data.dodgeball_dataset import load_dodgeball_dataset
 from rnn_perception.data.sensor_effects import SensorEffects
 from rnn_perception.evaluation.collision import dataset_traces, evaluate_bag
@@ -43,16 +44,6 @@ EFFECTS: Dict[str, SensorEffects] = {
     'mono8': SensorEffects(mono=True),
 }
 COLUMNS = ('auroc', 'accuracy', 'lead_time_median_s', 'false_alarm_rate')
-
-
-def named_paths(values: List[str], flag: str) -> List[Tuple[str, Path]]:
-    pairs = []
-    for value in values:
-        name, separator, path = value.partition('=')
-        if not separator:
-            raise SystemExit(f'robustness_collision: error: {flag} takes NAME=PATH, got {value!r}')
-        pairs.append((name, Path(path)))
-    return pairs
 
 
 def row(metrics: Dict) -> Dict:
@@ -109,8 +100,8 @@ def main() -> int:
     parser.add_argument('--seed', type=int, default=0, help='noise seed (default 0)')
     parser.add_argument('--out', required=True, type=Path, help='directory for the results')
     args = parser.parse_args()
-    datasets = named_paths(args.dataset, '--dataset')
-    bags = named_paths(args.bag, '--bag')
+    datasets = named_paths(args.dataset, '--dataset', parser)
+    bags = named_paths(args.bag, '--bag', parser)
 
     device = torch.device('cpu')
     model, metadata = load_collision_model(args.weights, device)
