@@ -25,7 +25,9 @@ TEST_SEED=2
 mkdir -p "$WORK/run" "$DEST" "$PLOTS"
 
 GENERATE_TRAIN="python -m sim tactile --episodes 2400 --seed $TRAIN_SEED --workers $WORKERS --out $WORK/train"
-TRAIN="python -m rnn_perception train tactile --data $WORK/train --out $WORK/run/tactile.safetensors --epochs 30 --quiet"
+# --shards-in-memory all: the whole set in memory, as when this model was trained (the trainer
+# now streams 4 shards at a time by default, in other batches)
+TRAIN="python -m rnn_perception train tactile --data $WORK/train --out $WORK/run/tactile.safetensors --epochs 30 --shards-in-memory all --quiet"
 GENERATE_TEST="python -m sim tactile --episodes 200 --seed $TEST_SEED --workers $WORKERS --out $WORK/test"
 EVALUATE="python -m rnn_perception eval tactile --weights $WORK/run/tactile.safetensors --data $WORK/test --json"
 

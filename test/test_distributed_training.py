@@ -152,12 +152,12 @@ def test_tactile_shares_add_up_to_the_whole_batch_gradient(trained, one_thread):
     config = tactile_training.TactileConfig(hidden_size=4, head_size=4)
     torch.manual_seed(0)
     model = tactile_training.TactilePredictor(config)
-    model.set_normalisation(tactile_training.normalisation(episodes, config.horizon))
+    model.set_normalisation(tactile_training.normalisation([episodes], config.horizon))
     with torch.no_grad():  # away from the zero head, so that every gradient is non-zero
         for parameter in model.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
     step, batch = tactile_training.TrainingLoss(model, torch.device('cpu')), episodes[:5]
-    count = tactile_training.error_count(batch, config.horizon)
+    count = tactile_training.error_count([e.num_frames for e in batch], config.horizon)
     assert_shares_add_up(gradients(step(batch, count), model), [
         gradients(step(Ranks(rank, WORLD_SIZE).share(batch)[0], count), model)
         for rank in range(WORLD_SIZE)])

@@ -1,8 +1,9 @@
-"""Streaming shards (``train collision --shards-in-memory K``): the index knows every episode's
-label and length without its frames; each epoch takes every training episode once, in an order
-that changes with the epoch and repeats with the seed, never holding more than K shards (the
-stream's own counter); K = all is the in-memory trainer, batch for batch and weight for
-weight; a run streaming one shard at a time trains, and resumes exactly."""
+"""Streaming shards (``train collision|tactile --shards-in-memory K``), for both trainers: the
+index knows every episode's label and length without its frames; each epoch takes every
+training episode once, in an order that changes with the epoch and repeats with the seed, never
+holding more than K shards (the stream's own counter); K = all is the in-memory trainer, batch
+for batch and weight for weight; a run streaming one shard at a time trains, and resumes
+exactly. Tactile: the streamed normalisation statistics are the in-memory ones, bit for bit."""
 import json
 
 import numpy as np
@@ -11,14 +12,18 @@ import torch
 
 from rnn_perception.data.dodgeball_dataset import load_dodgeball_dataset
 from rnn_perception.data.shards import DatasetError
-from rnn_perception.data.streaming import (parse_shards_in_memory, shard_groups,
+from rnn_perception.data.streaming import (most_batches, parse_shards_in_memory, shard_groups,
                                            shard_windows, ShardStream)
+from rnn_perception.data.tactile_dataset import load_tactile_dataset
 from rnn_perception.device import cpu_threads
 from rnn_perception.files import load_checkpoint
 from rnn_perception.models.collision import CollisionConfig, CollisionPredictor
 from rnn_perception.training import collision as training
 from rnn_perception.training import resume
+from rnn_perception.training import tactile as tactile_training
 from rnn_perception.training.episode_split import split_by_episode
+from sim.tactile.config import load_tactile_config
+from sim.tactile.generate import generate
 from test_collision_training import GRID, TINY_ARCHITECTURE, write_dataset
 
 SHARDS = 6
@@ -161,12 +166,12 @@ class Stop(Exception):
     """Pre-emption, in-process."""
 
 
-def test_a_run_streaming_one_shard_at_a_time_trains_and_resumes_exactly(
-        dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr(training, 'write_reports', lambda *args, **kwargs: None)
+def assert_resumes_exactly(trainer, argv, tmp_path, monkeypatch):
+    """``trainer.main(argv(out, *extra))`` run through, and stopped after its first epoch then
+    resumed: the same weights bit for bit and the same per-epoch rows."""
     reference, run = tmp_path / 'reference' / 'm.safetensors', tmp_path / 'run' / 'm.safetensors'
     with cpu_threads(1):
-        assert training.main(train_argv(dataset, reference)) == 0
+        assert trainer.main(argv(reference)) == 0
         rows = json.loads((tmp_path / 'reference' / 'm_epochs.json').read_text())
         assert len(rows) == 2 and all(np.isfinite(row['train_loss']) for row in rows)
 
@@ -176,14 +181,153 @@ def test_a_run_streaming_one_shard_at_a_time_trains_and_resumes_exactly(
             end_epoch(run_, epoch, *args)
             if epoch == 1:
                 raise Stop
-        monkeypatch.setattr(training, 'end_epoch', stop_after_first)
+        monkeypatch.setattr(trainer, 'end_epoch', stop_after_first)
         with pytest.raises(Stop):
-            training.main(train_argv(dataset, run))
-        monkeypatch.setattr(training, 'end_epoch', end_epoch)
-        assert training.main(train_argv(dataset, run, '--resume')) == 0
+            trainer.main(argv(run))
+        monkeypatch.setattr(trainer, 'end_epoch', end_epoch)
+        assert trainer.main(argv(run, '--resume')) == 0
     expected, weights = load_checkpoint(reference).tensors, load_checkpoint(run).tensors
     for name, tensor in expected.items():
         assert torch.equal(weights[name], tensor), name
     resumed = json.loads((tmp_path / 'run' / 'm_epochs.json').read_text())
     assert [{k: v for k, v in row.items() if k != 'seconds'} for row in resumed] == [
         {k: v for k, v in row.items() if k != 'seconds'} for row in rows]
+
+
+def test_a_run_streaming_one_shard_at_a_time_trains_and_resumes_exactly(
+        dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(training, 'write_reports', lambda *args, **kwargs: None)
+    assert_resumes_exactly(training, lambda out, *extra: train_argv(dataset, out, *extra),
+                           tmp_path, monkeypatch)
+
+
+# --------------------------------------------------------------------------------------- tactile
+@pytest.fixture(scope='module')
+def tactile_dataset(tmp_path_factory):
+    """24 grasps of 1 s (2 of them slipping), 4 a shard."""
+    root = tmp_path_factory.mktemp('tactile') / 'six'
+    generate(load_tactile_config(overrides={
+        'episodes': EPISODES, 'seed': 4, 'episodes_per_shard': EPISODES // SHARDS,
+        'episode': {'duration_s': 1.0}, 'output': {'out': str(root)}}), progress=False)
+    return root
+
+
+@pytest.fixture(scope='module')
+def tactile_split(tactile_dataset):
+    """The training and validation refs, and the training episodes as the in-memory trainer
+    held them (in the split's order)."""
+    refs, _ = tactile_training.index_episodes(str(tactile_dataset))
+    episodes, _ = tactile_training.load_episodes(str(tactile_dataset))
+    train, val = split_by_episode(refs, [r.label for r in refs], 0.25, seed=0)
+    held, _ = split_by_episode(episodes, [e.slipped for e in episodes], 0.25, seed=0)
+    return train, val, held
+
+
+def tactile_stream(dataset, shards_in_memory):
+    return ShardStream(load_tactile_dataset(dataset), tactile_training.detached, shards_in_memory)
+
+
+def test_the_tactile_index_knows_slips_and_lengths_without_the_samples(tactile_dataset):
+    refs, _ = tactile_training.index_episodes(str(tactile_dataset))
+    episodes, _ = tactile_training.load_episodes(str(tactile_dataset))
+    assert [ref.index for ref in refs] == [e.index for e in episodes]
+    assert [ref.label for ref in refs] == [e.slipped for e in episodes]
+    assert [ref.length for ref in refs] == [e.num_frames for e in episodes]
+    assert [ref.shard for ref in refs] == [i // 4 for i in range(EPISODES)]
+    assert any(ref.label for ref in refs)     # the labels compared are not all False
+
+
+@pytest.mark.parametrize('shards_in_memory', [1, 2])
+def test_a_tactile_epoch_takes_every_training_episode_once_holding_at_most_k_shards(
+        tactile_dataset, tactile_split, shards_in_memory):
+    train, _, held = tactile_split
+    source = tactile_stream(tactile_dataset, shards_in_memory)
+    rng = np.random.default_rng(0)
+    plans = []
+    for epoch in range(2):
+        plan = tactile_training.epoch_plan(train, shards_in_memory, 3, rng)
+        batches = list(source.batches(plan))
+        assert indices(batches) == [[ref.index for ref in batch] for batch in plan]
+        assert sorted(sum(indices(batches), [])) == sorted(ref.index for ref in train)
+        assert len(plan) <= most_batches(train, shards_in_memory, 3)
+        assert source.resident == 0
+        plans.append(indices(batches))
+    assert plans[0] != plans[1]
+    assert 1 <= source.peak_resident <= shards_in_memory
+    assert source.shard_reads == 2 * SHARDS
+    expected = {e.index: e for e in held}
+    for episode in batches[0]:
+        np.testing.assert_array_equal(episode.tactile, expected[episode.index].tactile)
+        np.testing.assert_array_equal(episode.pose, expected[episode.index].pose)
+        assert episode.pose.base is None    # its own copy, not a view of the whole shard
+
+
+def test_streamed_tactile_statistics_are_the_in_memory_ones_bit_for_bit(
+        tactile_dataset, tactile_split):
+    """At any K, in episode order: the same bits as one list of the training episodes; and
+    the statistics are those of all training samples at once, to float64 rounding."""
+    train, _, held = tactile_split
+    horizon = tactile_training.TactileConfig().horizon
+    in_order = sorted(held, key=lambda e: e.index)
+    expected = tactile_training.normalisation([in_order], horizon)
+    for shards_in_memory in (1, 2, None):
+        streamed = tactile_training.normalisation(
+            tactile_stream(tactile_dataset, shards_in_memory).batches(
+                shard_groups(sorted(train), shards_in_memory)), horizon)
+        for name, values in expected.items():
+            np.testing.assert_array_equal(streamed[name], values, err_msg=name)
+    features = tactile_training.tactile_features(
+        torch.from_numpy(np.concatenate([e.tactile for e in held]))).numpy().astype(np.float64)
+    poses = np.concatenate([e.pose for e in held]).astype(np.float64)
+    velocities = np.concatenate([np.diff(e.pose, axis=0, prepend=e.pose[:1])
+                                 for e in held]).astype(np.float64)
+    np.testing.assert_allclose(expected['tactile_mean'], features.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(expected['tactile_std'], features.std(0), rtol=1e-9)
+    np.testing.assert_allclose(expected['pose_mean'], poses.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(expected['pose_std'][[0, 2, 3]], poses.std(0)[[0, 2, 3]],
+                               rtol=1e-9)
+    np.testing.assert_allclose(expected['velocity_std'][[0, 2, 3]],
+                               velocities.std(0, ddof=1)[[0, 2, 3]], rtol=1e-9)
+
+
+def tactile_epoch(batches, args):
+    """The weights and the loss after one tactile training epoch over ``batches`` (from the
+    same initial model and statistics)."""
+    torch.manual_seed(0)
+    model = tactile_training.TactilePredictor(tactile_training.TactileConfig(
+        hidden_size=4, head_size=4))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    with cpu_threads(1):
+        loss = tactile_training.train_epoch(model, batches, optimizer, schedule, args,
+                                            torch.device('cpu'), '')
+    return model.state_dict(), loss
+
+
+def test_streaming_all_trains_tactile_as_the_list_of_episodes(tactile_dataset, tactile_split):
+    """K = all: the batches the in-memory trainer cut from one permutation of its list of
+    training episodes, the same random draws, the same weights bit for bit."""
+    train, _, held = tactile_split
+    args = tactile_training.build_parser().parse_args(['--data', 'x', '--out', 'x', '--quiet',
+                                                       '--batch-size', '4'])
+    planned, listed = np.random.default_rng(3), np.random.default_rng(3)
+    plan = tactile_training.epoch_plan(train, None, 4, planned)
+    order = listed.permutation(len(held))
+    in_memory = [[held[i] for i in order[k:k + 4]] for k in range(0, len(order), 4)]
+    assert [[ref.index for ref in batch] for batch in plan] == indices(in_memory)
+    assert planned.random() == listed.random()
+    source = tactile_stream(tactile_dataset, None)
+    streamed, expected = tactile_epoch(source.batches(plan), args), tactile_epoch(in_memory, args)
+    assert streamed[1] == expected[1] and source.shard_reads == SHARDS
+    for name, tensor in expected[0].items():
+        assert torch.equal(streamed[0][name], tensor), name
+
+
+def test_a_tactile_run_streaming_one_shard_at_a_time_resumes_exactly(
+        tactile_dataset, tmp_path, monkeypatch):
+    for plot in ('plot_curves', 'plot_trajectories'):
+        monkeypatch.setattr(tactile_training, plot, lambda *args, **kwargs: None)
+    assert_resumes_exactly(tactile_training, lambda out, *extra: [
+        '--data', str(tactile_dataset), '--out', str(out), '--epochs', '2', '--batch-size', '3',
+        '--shards-in-memory', '1', '--hidden-size', '4', '--head-size', '4', '--device', 'cpu',
+        '--quiet', *extra], tmp_path, monkeypatch)

@@ -102,6 +102,27 @@ def shard_groups(refs: Sequence[EpisodeRef], shards_in_memory: Optional[int]
     return cut_by_shards(refs, shards, shards_in_memory)
 
 
+def windowed_plan(refs: Sequence[EpisodeRef], shards_in_memory: Optional[int],
+                  rng: np.random.Generator,
+                  cut: Callable[[list[EpisodeRef], np.random.Generator], list[list[EpisodeRef]]]
+                  ) -> list[list[EpisodeRef]]:
+    """One epoch's batches of training ``refs``: each of the :func:`shard_windows` cut into
+    batches by ``cut(window, rng)`` (the trainer's batching), the windows in their random
+    order. With all shards in one window, ``cut(refs, rng)``: a trainer's batches of holding
+    every episode in a list."""
+    return [batch for window in shard_windows(refs, shards_in_memory, rng)
+            for batch in cut(window, rng)]
+
+
+def most_batches(refs: Sequence[EpisodeRef], shards_in_memory: Optional[int],
+                 batch_size: int) -> int:
+    """The most batches of ``batch_size`` a :func:`windowed_plan` of ``refs`` holds (what a
+    learning-rate schedule is sized by): a window's last batch may be short, so at most one
+    batch more per window than a single shuffle makes, and exactly its count when all shards
+    are held."""
+    return -(-len(refs) // batch_size) + len(shard_groups(refs, shards_in_memory)) - 1
+
+
 def cut_by_shards(refs: Sequence[EpisodeRef], order: Sequence[int], size: int
                   ) -> list[list[EpisodeRef]]:
     """``refs`` in parts of the episodes of ``size`` shards each, the shards taken in
@@ -140,6 +161,13 @@ class ShardStream:
         self.resident = self.peak_resident = self.shard_reads = 0
         self._kept: dict[int, dict[int, Any]] = {}
         self._lock = threading.Condition()
+
+    def describe(self) -> str:
+        """How the dataset is held, for a trainer's opening line."""
+        shards = len(self.dataset.shard_files)
+        if self.keep:
+            return f'all {shards} shards in memory'
+        return f'streaming {shards} shards, {self.limit} at a time'
 
     def batches(self, plan: Sequence[Sequence[EpisodeRef]]) -> StreamedBatches:
         """The prepared episodes of ``plan``, batch by batch.

@@ -3,7 +3,7 @@ definitions): per-episode predictions, the baselines, errors per horizon step.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Iterable, List
 
 import numpy as np
 
@@ -70,28 +70,49 @@ def baseline_ratio(metrics: Dict[str, Any]) -> float:
     return metrics['model_mae_deg'] / baseline if baseline > 0 else float('nan')
 
 
-def tactile_metrics(predictions: Sequence[EpisodePrediction]) -> Dict[str, Any]:
-    """The module docstring's figures for the model's ``predictions`` and both baselines."""
-    if not predictions:
-        raise ValueError('no episodes to evaluate')
-    horizon = predictions[0].predicted.shape[1]
-    errors = {name: HorizonErrors(horizon) for name in PREDICTORS}
-    for prediction in predictions:
-        errors['model'].add(prediction.predicted, prediction.poses)
-        errors['const_velocity'].add(
+class TactileScores:
+    """The figures of :func:`tactile_metrics`, gathered one episode's predictions at a time (so
+    that a validation streamed in groups need not keep them)."""
+
+    def __init__(self) -> None:
+        self.errors: Dict[str, HorizonErrors] = {}
+        self.episodes = self.samples = 0
+
+    def add(self, prediction: EpisodePrediction) -> None:
+        """Score one episode's predictions, and its baselines'."""
+        horizon = prediction.predicted.shape[1]
+        if not self.errors:
+            self.errors = {name: HorizonErrors(horizon) for name in PREDICTORS}
+        self.errors['model'].add(prediction.predicted, prediction.poses)
+        self.errors['const_velocity'].add(
             constant_velocity(prediction.poses, horizon), prediction.poses
         )
-        errors['zero_motion'].add(zero_motion(prediction.poses, horizon), prediction.poses)
-    metrics: Dict[str, Any] = {}
-    for name, error in errors.items():
-        per_step = error.per_step()
-        metrics[f'{name}_mae_deg'] = float(np.mean(per_step['angle_deg']))
-        metrics[f'{name}_position_mm'] = float(np.mean(per_step['position_mm']))
-        metrics[f'per_step_{name}_mae_deg'] = per_step['angle_deg']
-        metrics[f'per_step_{name}_position_mm'] = per_step['position_mm']
-    metrics['episodes'] = len(predictions)
-    metrics['samples'] = int(sum(len(p.poses) for p in predictions))
-    return metrics
+        self.errors['zero_motion'].add(zero_motion(prediction.poses, horizon), prediction.poses)
+        self.episodes += 1
+        self.samples += len(prediction.poses)
+
+    def metrics(self) -> Dict[str, Any]:
+        """The module docstring's figures of the episodes added."""
+        if not self.episodes:
+            raise ValueError('no episodes to evaluate')
+        metrics: Dict[str, Any] = {}
+        for name, error in self.errors.items():
+            per_step = error.per_step()
+            metrics[f'{name}_mae_deg'] = float(np.mean(per_step['angle_deg']))
+            metrics[f'{name}_position_mm'] = float(np.mean(per_step['position_mm']))
+            metrics[f'per_step_{name}_mae_deg'] = per_step['angle_deg']
+            metrics[f'per_step_{name}_position_mm'] = per_step['position_mm']
+        metrics['episodes'] = self.episodes
+        metrics['samples'] = self.samples
+        return metrics
+
+
+def tactile_metrics(predictions: Iterable[EpisodePrediction]) -> Dict[str, Any]:
+    """The module docstring's figures for the model's ``predictions`` and both baselines."""
+    scores = TactileScores()
+    for prediction in predictions:
+        scores.add(prediction)
+    return scores.metrics()
 
 
 def bag_prediction(episode: BagEpisode, predicted: np.ndarray) -> EpisodePrediction:

@@ -6,7 +6,8 @@ Data: episodes are resized to the model's ``image_size``
 (:func:`~rnn_perception.models.collision.resize_frames`) as uint8 and split into
 train/validation **by episode** (stratified by label, seeded). They are streamed from the
 shards, at most ``--shards-in-memory`` shards at a time (default
-:data:`SHARDS_IN_MEMORY`; :mod:`rnn_perception.data.streaming`): each epoch the shards come in
+:data:`~rnn_perception.training.command.SHARDS_IN_MEMORY`;
+:mod:`rnn_perception.data.streaming`): each epoch the shards come in
 a random order, in windows of that many, and the batches mix the episodes of a window; the
 split, the lengths and the labels come from a small index read without the frames. With
 ``all`` (or at least as many as the dataset has) the whole dataset is read once and held, and
@@ -72,8 +73,8 @@ from rnn_perception.data.dodgeball_dataset import (DodgeballDataset, DodgeballEp
                                                    load_dodgeball_dataset)
 from rnn_perception.data.sensor_effects import TRAINING_EFFECTS
 from rnn_perception.data.shards import DatasetError
-from rnn_perception.data.streaming import (ALL, episode_refs, EpisodeRef, parse_shards_in_memory,
-                                           shard_groups, shard_windows, ShardStream)
+from rnn_perception.data.streaming import (episode_refs, EpisodeRef, most_batches, shard_groups,
+                                           ShardStream, windowed_plan)
 from rnn_perception.evaluation.collision import sequence_probabilities
 from rnn_perception.evaluation.collision_metrics import (calibrate_threshold, collision_metrics,
                                                          EpisodeTrace)
@@ -83,8 +84,8 @@ from rnn_perception.models.collision import (CollisionConfig, CollisionPredictor
                                              resize_frames, save_collision_model)
 from rnn_perception.cli import probability
 from rnn_perception.files import write_text_atomic
-from rnn_perception.training.command import (add_run_options, OutputPaths, trainer_parser,
-                                             training_main)
+from rnn_perception.training.command import (add_run_options, add_shards_option, OutputPaths,
+                                             trainer_parser, training_main)
 from rnn_perception.training.distributed import data_parallel, Ranks
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
@@ -105,7 +106,6 @@ BALL_PIXEL_DIFFERENCE = 40  # |RGB - background| summed over channels (0..765) t
 CAMERA_EFFECTS_TRAIN, CAMERA_EFFECTS_NONE = 'train', 'none'
 CAMERA_EFFECTS_SHARE = 0.8  # the other episodes of each epoch as rendered: plain stays sharp
 BALL_MASK_POSITIVE_WEIGHT = 10.0   # a ball covers few cells: weigh them up in the mask loss
-SHARDS_IN_MEMORY = 4     # default --shards-in-memory: 256 episodes of 64 per shard, ~85 MB
 # What the index reads of every shard: the label, and the length of the trained part.
 INDEX_MEMBERS = ('hit', 'stamp_s', 'contact_time_s')
 
@@ -499,11 +499,10 @@ def with_random_camera(episode: Episode, rng: np.random.Generator) -> Episode:
 def epoch_plan(refs: Sequence[EpisodeRef], shards_in_memory: Optional[int], batch_size: int,
                rng: np.random.Generator) -> List[List[EpisodeRef]]:
     """One epoch's batches of training ``refs``: length-bucketed within each window of
-    ``shards_in_memory`` shards (:func:`~rnn_perception.data.streaming.shard_windows`), the
-    windows in their random order. With all shards in one window, the batches of
-    :func:`length_bucketed_batches` over all of ``refs``."""
-    return [batch for window in shard_windows(refs, shards_in_memory, rng)
-            for batch in length_bucketed_batches(window, batch_size, rng, episode_length)]
+    ``shards_in_memory`` shards (:func:`~rnn_perception.data.streaming.windowed_plan`). With all
+    shards in one window, the batches of :func:`length_bucketed_batches` over all of ``refs``."""
+    return windowed_plan(refs, shards_in_memory, rng, lambda window, rng: length_bucketed_batches(
+        window, batch_size, rng, episode_length))
 
 
 def episode_length(ref: EpisodeRef) -> int:
@@ -662,13 +661,6 @@ def write_reports(paths: OutputPaths, model: CollisionPredictor, metadata: Dict[
     )
 
 
-def describe_streaming(stream: ShardStream) -> str:
-    shards = len(stream.dataset.shard_files)
-    if stream.keep:
-        return f'all {shards} shards in memory'
-    return f'streaming {shards} shards, {stream.limit} at a time'
-
-
 def train(args: argparse.Namespace, device: torch.device) -> int:
     """Train, keep the best epoch by validation, write the weights and the reports; under
     torchrun, data-parallel (:mod:`rnn_perception.training.distributed`)."""
@@ -708,10 +700,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
 
     def val_groups() -> Iterable[List[Episode]]:
         return stream.batches(shard_groups(val, args.shards_in_memory))
-    # a window's last batch may be short: at most one batch more per window than a single
-    # shuffle would make (exactly a single shuffle's count when all shards are held)
-    steps_per_epoch = (-(-len(train_set) // args.batch_size)
-                       + len(shard_groups(train_set, args.shards_in_memory)) - 1)
+    steps_per_epoch = most_batches(train_set, args.shards_in_memory, args.batch_size)
     auxiliary = AuxiliaryHeads(model).to(device)
     optimizer = torch.optim.AdamW([*model.parameters(), *auxiliary.parameters()], lr=args.lr,
                                   weight_decay=args.weight_decay)
@@ -734,7 +723,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
             f'input {config.image_size[0]}x{config.image_size[1]}, '
             f'{len(train_set)}/{len(val)} train/val episodes '
             f'({sum(r.length for r in train_set)} training frames before contact), '
-            f'device {device}, {describe_streaming(stream)}'
+            f'device {device}, {stream.describe()}'
         )
     best = None if progress.best is None else tuple(progress.best)  # JSON made it a list
     step = ranks.wrap(training_loss(model, auxiliary, args), device)
@@ -922,13 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
         'much of the best: earlier warnings for a little accuracy '
         f'(default: {ACCURACY_MARGIN:g}, one point)',
     )
-    parser.add_argument(
-        '--shards-in-memory', type=parse_shards_in_memory, default=SHARDS_IN_MEMORY,
-        metavar='K',
-        help='hold at most K dataset shards in memory at a time, streaming them in a random '
-        f'order each epoch, or "{ALL}": read the dataset once and hold it (default: '
-        f'{SHARDS_IN_MEMORY})',
-    )
+    add_shards_option(parser)
     add_run_options(parser, 'split, initial weights, batches, augmentation')
     return parser
 

@@ -13,8 +13,13 @@ import torch
 
 from ..cli import fraction, OneLineParser, report_error
 from ..data.shards import DatasetError
+from ..data.streaming import ALL, parse_shards_in_memory
 from ..device import add_device_option, DeviceUnavailableError, select_device
 from .precision import add_precision_option
+
+# default --shards-in-memory: 256 episodes of the simulators' 64 a shard (dodgeball: ~85 MB at
+# 64x64; tactile: a few MB)
+SHARDS_IN_MEMORY = 4
 
 
 def trainer_parser(model: str, description: str, dataset: str) -> argparse.ArgumentParser:
@@ -32,6 +37,18 @@ def trainer_parser(model: str, description: str, dataset: str) -> argparse.Argum
         '--run-dir', metavar='DIR', help='where the reports go (default: beside --out)'
     )
     return parser
+
+
+def add_shards_option(parser: argparse.ArgumentParser) -> None:
+    """``--shards-in-memory K|all``: how much of the dataset a trainer holds at a time
+    (:mod:`rnn_perception.data.streaming`)."""
+    parser.add_argument(
+        '--shards-in-memory', type=parse_shards_in_memory, default=SHARDS_IN_MEMORY,
+        metavar='K',
+        help='hold at most K dataset shards in memory at a time, streaming them in a random '
+        f'order each epoch, or "{ALL}": read the dataset once and hold it (default: '
+        f'{SHARDS_IN_MEMORY})',
+    )
 
 
 def add_run_options(parser: argparse.ArgumentParser, seeded: str) -> None:

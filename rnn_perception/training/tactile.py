@@ -2,15 +2,25 @@
 
     python -m rnn_perception train tactile --data DIR --out FILE [--epochs N] [--device auto]
 
-Data: every episode in memory (21 tactile values and the pose per sample), split into
-train/validation **by episode** (stratified by whether the grasp slipped, seeded). A batch is
-whole episodes from their first sample, zero-padded at the end, so training sees them exactly
-as the node does: from a fresh state when the stream starts.
+Data: episodes of 21 tactile values and the pose per sample, split into train/validation **by
+episode** (stratified by whether the grasp slipped, seeded). They are streamed from the shards
+as the collision trainer streams its own, at most ``--shards-in-memory`` shards at a time
+(default :data:`~rnn_perception.training.command.SHARDS_IN_MEMORY`;
+:mod:`rnn_perception.data.streaming`): each epoch the shards come in a random order, in windows
+of that many, and the batches are shuffled within a window; the split and the lengths come from
+a small index (``slipped`` and the episode offsets) read without the samples. With ``all`` (or
+at least as many as the dataset has) the dataset is read once and held, and the batches are
+those of one shuffle over all training episodes. Validation streams the same way, its episodes
+grouped by shard. A batch is whole episodes from their first sample, zero-padded at the end, so
+training sees them exactly as the node does: from a fresh state when the stream starts.
 
-Normalisation (stored with the weights, from the training episodes): the mean/std of the
-tactile input (PAC log-compressed, :func:`~rnn_perception.models.tactile.tactile_features`) and
-of the pose, the std of the pose change per sample, and per horizon step ``k`` and pose
-component the std of constant-velocity extrapolation's error ``p_{t+k} - p_t - k v_t``.
+Normalisation (stored with the weights, from the training episodes, one streamed pass): the
+mean/std of the tactile input (PAC log-compressed,
+:func:`~rnn_perception.models.tactile.tactile_features`) and of the pose, the std of the pose
+change per sample, and per horizon step ``k`` and pose component the std of constant-velocity
+extrapolation's error ``p_{t+k} - p_t - k v_t``. Each episode's moments are merged into the
+running ones in float64 in episode order (:mod:`rnn_perception.training.moments`), so the
+statistics are the same bits whatever ``--shards-in-memory``.
 
 Loss: mean squared error of the model's standardised residuals ``r_{t,k}`` against
 ``(p_{t+k} - p_t - k v_t) / sigma_{r,k}`` over every sample and horizon step whose future lies
@@ -30,11 +40,12 @@ carries on from (:mod:`rnn_perception.training.resume`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Sized, Tuple
 
 import numpy as np
 import torch
@@ -43,27 +54,43 @@ from tqdm import tqdm
 
 from rnn_perception.cli import number
 from rnn_perception.data.shards import DatasetError
-from rnn_perception.data.tactile_dataset import (load_tactile_dataset, TactileDataset,
-                                                 TactileEpisode)
+from rnn_perception.data.streaming import (episode_refs, EpisodeRef, most_batches, shard_groups,
+                                           ShardStream, windowed_plan)
+from rnn_perception.data.tactile_dataset import (FRAME_DTYPES, load_tactile_dataset,
+                                                 TactileDataset, TactileEpisode)
 from rnn_perception.evaluation.tactile import sequence_predictions
-from rnn_perception.evaluation.tactile_metrics import baseline_ratio, tactile_metrics
+from rnn_perception.evaluation.tactile_metrics import (baseline_ratio, EpisodePrediction,
+                                                       TactileScores)
 from rnn_perception.evaluation.tactile_plots import plot_trajectories
-from rnn_perception.models.tactile import (TactileConfig, TactilePredictor, load_tactile_model,
+from rnn_perception.models.tactile import (NUM_POSE, NUM_TACTILE, TactileConfig,
+                                           TactilePredictor, load_tactile_model,
                                            save_tactile_model, tactile_features)
 from rnn_perception.files import write_text_atomic
-from rnn_perception.training.command import (add_run_options, OutputPaths, trainer_parser,
-                                             training_main)
+from rnn_perception.training.command import (add_run_options, add_shards_option, OutputPaths,
+                                             trainer_parser, training_main)
 from rnn_perception.training.distributed import data_parallel, Ranks
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.precision import Precision
 from rnn_perception.training.metrics_log import MetricsWriter, plot_curves
+from rnn_perception.training.moments import Moments
 from rnn_perception.training.resume import begin, end_epoch, RESUME_SUFFIX, training_checkpoint
 
 STD_FLOOR = 1e-6        # a component that never varies (the pose's y) is divided by this, not 0
+MIN_EPISODES = 4        # two to train on and two to validate
+PLOTTED_EPISODES = 4    # validation episodes whose predicted futures the report plots
+# What the index reads of every shard (besides the episode offsets): the label.
+INDEX_MEMBERS = ('slipped',)
 
 
 # ------------------------------------------------------------------------------------------ data
+def check_count(dataset: TactileDataset, episodes: int) -> None:
+    """Raise DatasetError unless the dataset holds enough episodes to split."""
+    if episodes < MIN_EPISODES:
+        raise DatasetError(f'{dataset.name}: training needs at least {MIN_EPISODES} episodes, it '
+                           f'holds {episodes}')
+
+
 def load_episodes(
     data_dirs: str | Sequence[str],
 ) -> Tuple[List[TactileEpisode], TactileDataset]:
@@ -71,11 +98,30 @@ def load_episodes(
     and the dataset."""
     dataset = load_tactile_dataset(data_dirs)
     episodes = list(dataset.episodes())
-    if len(episodes) < 4:
-        raise DatasetError(
-            f'{dataset.name}: training needs at least 4 episodes, it holds {len(episodes)}'
-        )
+    check_count(dataset, len(episodes))
     return episodes, dataset
+
+
+def slips_and_lengths(arrays: Dict[str, np.ndarray]) -> List[Tuple[bool, int]]:
+    """``(slipped, samples)`` of each episode of a shard's :data:`INDEX_MEMBERS`."""
+    return [(bool(slipped), int(length))
+            for slipped, length in zip(arrays['slipped'], np.diff(arrays['episode_offsets']))]
+
+
+def index_episodes(data_dirs: str | Sequence[str]) -> Tuple[List[EpisodeRef], TactileDataset]:
+    """The dataset in ``data_dirs`` and its episodes' references (label: slipped; length: its
+    samples), from the shards' :data:`INDEX_MEMBERS` alone."""
+    dataset = load_tactile_dataset(data_dirs)
+    refs = episode_refs(dataset, INDEX_MEMBERS, slips_and_lengths)
+    check_count(dataset, len(refs))
+    return refs, dataset
+
+
+def detached(episode: TactileEpisode) -> TactileEpisode:
+    """The episode with copies of its per-sample arrays: as read, they are views into its
+    shard's arrays, which a held episode would keep whole (the stream's ``prepare``)."""
+    return dataclasses.replace(episode, **{name: getattr(episode, name).copy()
+                                           for name in FRAME_DTYPES})
 
 
 def futures(poses: Tensor, horizon: int) -> Tensor:
@@ -85,31 +131,30 @@ def futures(poses: Tensor, horizon: int) -> Tensor:
     return extended.unfold(1, horizon, 1)[:, 1:poses.shape[1] + 1].transpose(-1, -2)
 
 
-def normalisation(episodes: Sequence[TactileEpisode], horizon: int) -> Dict[str, np.ndarray]:
-    """The model's statistics (see the module docstring) from ``episodes``."""
-    tactile = tactile_features(
-        torch.from_numpy(np.concatenate([e.tactile for e in episodes]))
-    ).numpy()
-    poses = np.concatenate([e.pose for e in episodes])
+def normalisation(groups: Iterable[Sequence[TactileEpisode]],
+                  horizon: int) -> Dict[str, np.ndarray]:
+    """The model's statistics (see the module docstring) from the episodes, given in groups (one
+    group: a list of episodes; a stream's batches: a few shards' at a time), merged episode by
+    episode in the order given: the velocity's std over ``n - 1``, the others over ``n``, the
+    residuals' over the samples whose future lies inside the episode."""
     model = TactilePredictor(TactileConfig(horizon=horizon))  # zero head: constant velocity
-    velocities, residuals, valid = [], [], []
-    for e in episodes:
-        pose = torch.from_numpy(e.pose)[None]
-        velocity = model.velocities(pose)
-        velocities.append(velocity[0])
-        residuals.append((futures(pose, horizon) - model.extrapolate(pose, velocity))[0])
-        valid.append(future_mask([e.num_frames], e.num_frames, horizon)[0])
-    residual, weight = (
-        torch.cat(residuals).double(),
-        torch.cat(valid).unsqueeze(-1).double(),
-    )  # (N, H, 4), (N, H, 1)
-    count = weight.sum(0).clamp(min=1)
-    mean = (residual * weight).sum(0) / count
-    residual_std = (((residual - mean) ** 2 * weight).sum(0) / count).sqrt()
-    return {'tactile_mean': tactile.mean(0), 'tactile_std': np.maximum(tactile.std(0), STD_FLOOR),
-            'pose_mean': poses.mean(0), 'pose_std': np.maximum(poses.std(0), STD_FLOOR),
-            'velocity_std': np.maximum(torch.cat(velocities).std(0).numpy(), STD_FLOOR),
-            'residual_std': np.maximum(residual_std.numpy(), STD_FLOOR)}
+    tactile, pose, velocity = (Moments.empty(shape) for shape in ((NUM_TACTILE,), (NUM_POSE,),
+                                                                  (NUM_POSE,)))
+    residual = Moments.empty((horizon, NUM_POSE))
+    for group in groups:
+        for e in group:
+            poses = torch.from_numpy(e.pose)[None]
+            velocities = model.velocities(poses)
+            tactile += Moments.of(tactile_features(torch.from_numpy(e.tactile)).numpy())
+            pose += Moments.of(e.pose)
+            velocity += Moments.of(velocities[0].numpy())
+            residual += Moments.of(
+                (futures(poses, horizon) - model.extrapolate(poses, velocities))[0].numpy(),
+                future_mask([e.num_frames], e.num_frames, horizon)[0, ..., None].numpy())
+    return {'tactile_mean': tactile.mean, 'tactile_std': np.maximum(tactile.std(), STD_FLOOR),
+            'pose_mean': pose.mean, 'pose_std': np.maximum(pose.std(), STD_FLOOR),
+            'velocity_std': np.maximum(velocity.std(ddof=1), STD_FLOOR),
+            'residual_std': np.maximum(residual.std(), STD_FLOOR)}
 
 
 def future_mask(lengths: Sequence[int], steps: int, horizon: int) -> Tensor:
@@ -147,9 +192,8 @@ def squared_errors(model: TactilePredictor, episodes: Sequence[TactileEpisode],
     return (residuals - targets).pow(2).mean(-1)[mask].sum()
 
 
-def error_count(episodes: Sequence[TactileEpisode], horizon: int) -> int:
-    """How many (sample, horizon step) errors the loss of ``episodes`` averages."""
-    lengths = [e.num_frames for e in episodes]
+def error_count(lengths: Sequence[int], horizon: int) -> int:
+    """How many (sample, horizon step) errors the loss of episodes of ``lengths`` averages."""
     return int(future_mask(lengths, max(lengths), horizon).sum())
 
 
@@ -157,7 +201,8 @@ def batch_loss(
     model: TactilePredictor, episodes: Sequence[TactileEpisode], device: torch.device
 ) -> Tensor:
     """The module docstring's loss on ``episodes``."""
-    return squared_errors(model, episodes, device) / error_count(episodes, model.config.horizon)
+    return squared_errors(model, episodes, device) / error_count(
+        [e.num_frames for e in episodes], model.config.horizon)
 
 
 class TrainingLoss(nn.Module):
@@ -174,57 +219,79 @@ class TrainingLoss(nn.Module):
 
 
 # -------------------------------------------------------------------------------------- training
+def shuffled_batches(items: Sequence[Any], batch_size: int,
+                     rng: np.random.Generator) -> List[List[Any]]:
+    """``items`` in a random order, cut into batches of ``batch_size`` (the last may be short)."""
+    order = rng.permutation(len(items))
+    return [[items[i] for i in order[k:k + batch_size]]
+            for k in range(0, len(order), batch_size)]
+
+
+def epoch_plan(refs: Sequence[EpisodeRef], shards_in_memory: Optional[int], batch_size: int,
+               rng: np.random.Generator) -> List[List[EpisodeRef]]:
+    """One epoch's batches of training ``refs``: shuffled within each window of
+    ``shards_in_memory`` shards (:func:`~rnn_perception.data.streaming.windowed_plan`). With
+    all shards in one window, the :func:`shuffled_batches` of all of ``refs``."""
+    return windowed_plan(refs, shards_in_memory, rng,
+                         lambda window, rng: shuffled_batches(window, batch_size, rng))
+
+
 def train_epoch(
     model: TactilePredictor,
-    episodes: Sequence[TactileEpisode],
+    episode_batches: Iterable[Sequence[TactileEpisode]],
     optimizer: torch.optim.Optimizer,
     schedule,
     args: argparse.Namespace,
     device: torch.device,
-    rng: np.random.Generator,
     description: str,
     ranks: Ranks = Ranks(),
     step: Optional[nn.Module] = None,
     precision: Optional[Precision] = None,
 ) -> float:
-    """One pass over the training episodes in random batches, this rank's share of each
-    (:mod:`rnn_perception.training.distributed`) through ``step`` (the run's
-    :class:`TrainingLoss`, in DistributedDataParallel when distributed: made once per run, as
-    DDP wants) in ``precision`` (default fp32); returns the mean loss."""
+    """One pass over the training episodes, ``episode_batches`` (a sized iterable, such as a
+    list of :func:`shuffled_batches` or a stream's batches of an :func:`epoch_plan`), this
+    rank's share of each (:mod:`rnn_perception.training.distributed`) through ``step`` (the
+    run's :class:`TrainingLoss`, in DistributedDataParallel when distributed: made once per
+    run, as DDP wants) in ``precision`` (default fp32); returns the mean loss."""
     model.train()
     step = TrainingLoss(model, device) if step is None else step
     precision = Precision('fp32', device) if precision is None else precision
-    order = rng.permutation(len(episodes))
-    chunks = [order[k:k + args.batch_size] for k in range(0, len(order), args.batch_size)]
     total, count = 0.0, 0
-    batches = tqdm(chunks, desc=description, unit='batch', leave=False, disable=args.quiet)
-    for chunk in batches:
-        chosen = [episodes[i] for i in chunk]
+    batches = tqdm(episode_batches, desc=description, unit='batch', leave=False,
+                   disable=args.quiet,
+                   total=len(episode_batches) if isinstance(episode_batches, Sized) else None)
+    for chosen in batches:
         share, weight = ranks.share(chosen)
         with precision.autocast():
-            loss = step(share, error_count(chosen, model.config.horizon))
+            loss = step(share, error_count([e.num_frames for e in chosen], model.config.horizon))
         loss = loss.float() * (weight * ranks.scale())
         optimizer.zero_grad(set_to_none=True)
         precision.step(loss, optimizer, lambda: clip_gradients(model.parameters(), args.clip_norm))
         schedule.step()
-        total, count = total + loss.item() / ranks.scale() * len(chunk), count + len(chunk)
+        total, count = total + loss.item() / ranks.scale() * len(chosen), count + len(chosen)
         batches.set_postfix(loss=f'{total / count:.4f}', refresh=False)
     return ranks.sum([total])[0] / count
 
 
 @torch.no_grad()
-def validate(model: TactilePredictor, episodes: Sequence[TactileEpisode], device: torch.device,
-             batch_size: int) -> Tuple[Dict[str, Any], float]:
-    """Validation metrics (model and baselines) and loss."""
+def validate(model: TactilePredictor, groups: Iterable[Sequence[TactileEpisode]],
+             device: torch.device, batch_size: int, plotted: int = 0
+             ) -> Tuple[Dict[str, Any], float, List[EpisodePrediction]]:
+    """Validation metrics (model and baselines), loss (the mean over episodes of their batches'
+    losses, in batches of ``batch_size`` within a group) and the predictions of the first
+    ``plotted`` episodes, of the episodes given in groups (one group: a list of episodes; a
+    stream's batches: a few shards' at a time, each group let go once scored)."""
     model.eval()
-    losses = [
-        batch_loss(model, episodes[k:k + batch_size], device).item()
-        * len(episodes[k:k + batch_size])
-        for k in range(0, len(episodes), batch_size)
-    ]
-    return tactile_metrics(sequence_predictions(model, episodes, device)), sum(losses) / len(
-        episodes
-    )
+    scores, loss, kept = TactileScores(), 0.0, []
+    for episodes in groups:
+        for k in range(0, len(episodes), batch_size):
+            chunk = episodes[k:k + batch_size]
+            loss += batch_loss(model, chunk, device).item() * len(chunk)
+        for prediction in sequence_predictions(model, episodes, device):
+            scores.add(prediction)
+            if len(kept) < plotted:
+                kept.append(prediction)
+    return scores.metrics(), loss / scores.episodes, kept
 
 
 def model_metadata(args: argparse.Namespace, data: Dict[str, Any], epoch: int,
@@ -266,22 +333,26 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         hidden_size=args.hidden_size, num_layers=args.num_layers, head_size=args.head_size
     )
     started = time.perf_counter()
-    episodes, dataset = load_episodes(args.data)
+    refs, dataset = index_episodes(args.data)
+    stream = ShardStream(dataset, detached, args.shards_in_memory)
     manifest = dataset.manifest
-    train_set, val = split_by_episode(
-        episodes, [e.slipped for e in episodes], args.val_fraction, args.seed
-    )
+    train_set, val = split_by_episode(refs, [r.label for r in refs], args.val_fraction, args.seed)
     data = {'rate_hz': manifest['rate_hz'], 'manifest_sha256': dataset.manifest_sha256,
             'train_episodes': len(train_set), 'val_episodes': len(val)}
     torch.manual_seed(args.seed)
     model = TactilePredictor(config)
-    model.set_normalisation(normalisation(train_set, config.horizon))
+    # in episode order, whatever the split's: the same bits at any --shards-in-memory
+    model.set_normalisation(normalisation(
+        stream.batches(shard_groups(sorted(train_set), args.shards_in_memory)), config.horizon))
     model.to(device)
+
+    def val_groups() -> Iterable[List[TactileEpisode]]:
+        return stream.batches(shard_groups(val, args.shards_in_memory))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=args.lr,
-        total_steps=args.epochs * -(-len(train_set) // args.batch_size),
+        total_steps=args.epochs * most_batches(train_set, args.shards_in_memory, args.batch_size),
         pct_start=0.15,
     )
     paths = OutputPaths(Path(args.out), Path(args.run_dir or Path(args.out).parent))
@@ -297,8 +368,8 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         print(
             f'tactile predictor: {sum(p.numel() for p in model.parameters()):,} parameters, '
             f'{len(train_set)}/{len(val)} train/val episodes '
-            f'({sum(e.num_frames for e in train_set)} training '
-            f'samples at {data["rate_hz"]:g} Hz), device {device}'
+            f'({sum(r.length for r in train_set)} training '
+            f'samples at {data["rate_hz"]:g} Hz), device {device}, {stream.describe()}'
         )
     best = progress.best
     step = ranks.wrap(TrainingLoss(model, device), device)
@@ -306,12 +377,11 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         epoch_started = time.perf_counter()
         train_loss = train_epoch(
             model,
-            train_set,
+            stream.batches(epoch_plan(train_set, args.shards_in_memory, args.batch_size, rng)),
             optimizer,
             schedule,
             args,
             device,
-            rng,
             f'epoch {epoch}/{args.epochs}',
             ranks,
             step,
@@ -319,7 +389,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         )
         if not ranks.is_main:
             continue
-        metrics, val_loss = validate(model, val, device, args.batch_size)
+        metrics, val_loss, _ = validate(model, val_groups(), device, args.batch_size)
         row = {
             'epoch': epoch,
             'train_loss': train_loss,
@@ -366,7 +436,8 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         metrics=('loss', 'mae_deg'),
         title='tactile predictor',
     )
-    plot_trajectories(sequence_predictions(model, val, device), paths.report('trajectories.png'))
+    plotted = validate(model, val_groups(), device, args.batch_size, PLOTTED_EPISODES)[2]
+    plot_trajectories(plotted, paths.report('trajectories.png'), PLOTTED_EPISODES)
     write_text_atomic(paths.summary, json.dumps(summary, indent=1) + '\n')
     if not args.quiet:
         print(
@@ -401,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='AdamW weight decay (default: 1e-4)')
     parser.add_argument('--clip-norm', type=number(float), default=1.0,
                         help="clip the gradients' total L2 norm to this (default: 1.0)")
+    add_shards_option(parser)
     add_run_options(parser, 'split, initial weights, batches')
     return parser
 
