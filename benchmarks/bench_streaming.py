@@ -69,21 +69,21 @@ def child(argv: List[str]) -> None:
     epochs, streams, before = [], [], []
     train_epoch, stream_class = collision.train_epoch, collision.ShardStream
 
-    class CountedBatches:
-        def __init__(self, batches):
-            self.batches, self.episodes, self.frames = batches, 0, 0
+    class CountedSteps:
+        def __init__(self, steps):
+            self.steps, self.episodes, self.frames = steps, 0, 0
 
         def __len__(self):
-            return len(self.batches)
+            return len(self.steps)
 
         def __iter__(self):
-            for batch in self.batches:
-                self.episodes += len(batch)
-                self.frames += sum(len(collision.trained_part(e).frames) for e in batch)
-                yield batch
+            for step in self.steps:
+                self.episodes += len(step.episodes)
+                self.frames += sum(len(collision.trained_part(e).frames) for e in step.episodes)
+                yield step
 
-    def timed_epoch(model, auxiliary, batches, *args, **kwargs):
-        counted = CountedBatches(batches)
+    def timed_epoch(model, auxiliary, steps, *args, **kwargs):
+        counted = CountedSteps(steps)
         before.append(peak_rss_mb())
         started, cpu_started = time.perf_counter(), time.process_time()
         result = train_epoch(model, auxiliary, counted, *args, **kwargs)

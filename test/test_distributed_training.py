@@ -1,6 +1,7 @@
 """``torchrun``: two gloo ranks on the CPU train as one process with the same global batch and
 seed (weights within 1e-5 after the same optimiser steps, the same training loss), rank 0 alone
-writing, for both trainers and the zoo; a batch's shares cover it once."""
+writing, for both trainers (streaming one shard at a time, each rank preparing its shares only)
+and the zoo; a batch's shares cover it once."""
 import json
 import os
 import subprocess
@@ -33,9 +34,11 @@ RUN_TIMEOUT_S = 300
 
 
 def tactile_data(root: Path) -> Path:
-    """12 grasps of 2 s, 5 of them slipping (shorter ones barely move: nothing to learn)."""
+    """12 grasps of 2 s, 5 of them slipping (shorter ones barely move: nothing to learn), 4 a
+    shard."""
     config = load_tactile_config(overrides={
-        'episodes': 12, 'seed': 4, 'episode': {'duration_s': 2.0}, 'output': {'out': str(root)}})
+        'episodes': 12, 'seed': 4, 'episodes_per_shard': 4, 'episode': {'duration_s': 2.0},
+        'output': {'out': str(root)}})
     generate(config, progress=False)
     return root
 
@@ -55,18 +58,20 @@ class Run:
 
 
 RUNS = {
-    # 14 training throws in global batches of 13 and 1: rank 1's share of the second is empty
+    # 14 training throws in 2 shards, streamed one at a time, in global batches of 5, 3, 5 and
+    # 1: rank 1's share of the last is empty
     'collision': Run(
         lambda data, out: ['train', 'collision', '--data', str(data), '--out',
-                           str(out / 'm.safetensors'), '--epochs', '1', '--batch-size', '13',
-                           *TINY_ARCHITECTURE, '--device', 'cpu', '--quiet'],
+                           str(out / 'm.safetensors'), '--epochs', '1', '--batch-size', '5',
+                           '--shards-in-memory', '1', *TINY_ARCHITECTURE, '--device', 'cpu',
+                           '--quiet'],
         write_dataset, 'm.safetensors', 'm_epochs.json'),
-    # 10 training grasps in global batches of 6 and 4
+    # 10 training grasps in 3 shards, streamed one at a time, in global batches of 4, 4 and 2
     'tactile': Run(
         lambda data, out: ['train', 'tactile', '--data', str(data), '--out',
-                           str(out / 'm.safetensors'), '--epochs', '1', '--batch-size', '6',
-                           '--hidden-size', '4', '--head-size', '4', '--device', 'cpu',
-                           '--quiet'],
+                           str(out / 'm.safetensors'), '--epochs', '1', '--batch-size', '4',
+                           '--shards-in-memory', '1', '--hidden-size', '4', '--head-size', '4',
+                           '--device', 'cpu', '--quiet'],
         tactile_data, 'm.safetensors', 'm_epochs.json'),
     # 1257 digits in global batches of 300, the last of 57
     'zoo': Run(
@@ -176,7 +181,7 @@ def test_collision_shares_add_up_to_the_whole_batch_gradient(trained, one_thread
     auxiliary = collision_training.AuxiliaryHeads(model)
     step = collision_training.TrainingLoss(model, auxiliary, 1.0, 1.0)
     batch, device = episodes[:5], torch.device('cpu')
-    totals = collision_training.BatchTotals.of(batch, 0.5, device)
+    totals = collision_training.BatchTotals.of([e.weights(0.5) for e in batch], device)
     draws = collision_training.Augmentation.draw(len(batch), torch.Generator().manual_seed(0),
                                                  0.15)
 

@@ -3,7 +3,8 @@ index knows every episode's label and length without its frames; each epoch take
 training episode once, in an order that changes with the epoch and repeats with the seed, never
 holding more than K shards (the stream's own counter); K = all is the in-memory trainer, batch
 for batch and weight for weight; a run streaming one shard at a time trains, and resumes
-exactly. Tactile: the streamed normalisation statistics are the in-memory ones, bit for bit."""
+exactly. Tactile: the streamed normalisation statistics are the in-memory ones, bit for bit.
+A rank of a data-parallel run prepares only its shares of the global batches."""
 import json
 
 import numpy as np
@@ -21,6 +22,7 @@ from rnn_perception.models.collision import CollisionConfig, CollisionPredictor
 from rnn_perception.training import collision as training
 from rnn_perception.training import resume
 from rnn_perception.training import tactile as tactile_training
+from rnn_perception.training.distributed import Ranks
 from rnn_perception.training.episode_split import split_by_episode
 from sim.tactile.config import load_tactile_config
 from sim.tactile.generate import generate
@@ -36,8 +38,13 @@ def dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def refs(dataset):
-    return training.index_episodes(str(dataset))[0]
+def index(dataset):
+    return training.index_episodes(str(dataset))
+
+
+@pytest.fixture(scope='module')
+def refs(index):
+    return index.refs
 
 
 def stream(dataset, shards_in_memory):
@@ -129,8 +136,9 @@ def test_a_corrupt_shard_is_raised_in_the_consumer(tmp_path, refs):
         list(stream(data, 2).batches(shard_groups(refs, 2)))
 
 
-def one_epoch(batches, seed=0):
-    """The weights after one training epoch over ``batches`` (from the same initial model)."""
+def one_epoch(steps, times, seed=0):
+    """The weights after one training epoch over ``steps(rng)`` (from the same initial
+    model)."""
     torch.manual_seed(seed)
     config = CollisionConfig(image_size=(16, 16), encoder_channels=[4, 4],
                              recurrent_channels=[6, 6], recurrent_strides=[1, 2])
@@ -141,20 +149,50 @@ def one_epoch(batches, seed=0):
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     rng, generator = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     with cpu_threads(1):
-        losses = training.train_epoch(model, auxiliary, batches(rng), optimizer, schedule, args,
-                                      torch.device('cpu'), rng, generator, '')
+        losses = training.train_epoch(model, auxiliary, steps(rng), times, optimizer, schedule,
+                                      args, torch.device('cpu'), rng, generator, '')
     return model.state_dict(), losses
 
 
-def test_streaming_all_trains_as_the_list_of_episodes(dataset, refs):
+def test_streaming_all_trains_as_the_list_of_episodes(dataset, index):
+    """The streamed episodes train as those of a list (the plan's batches are those of the
+    list's shuffle: above), and the index's frame times weigh them as their own do."""
     episodes, _ = training.load_episodes(str(dataset), (16, 16), GRID)
-    trained = [training.trained_part(e) for e in episodes]     # what the trainer held
+    held = {e.index: e for e in episodes}
+    for ref in index.refs:
+        episode = training.trained_part(held[ref.index])
+        np.testing.assert_array_equal(index.times[ref.index].weights(0.5), episode.weights(0.5))
     source = stream(dataset, None)
-    listed = one_epoch(lambda rng: training.length_bucketed_batches(trained, 4, rng))
-    streamed = one_epoch(lambda rng: source.batches(training.epoch_plan(refs, None, 4, rng)))
+    listed = one_epoch(lambda rng: Ranks().steps(
+        training.epoch_plan(index.refs, None, 4, rng),
+        lambda plan: [[held[ref.index] for ref in batch] for batch in plan]), index.times)
+    streamed = one_epoch(lambda rng: Ranks().steps(training.epoch_plan(index.refs, None, 4, rng),
+                                                   source.batches), index.times)
     assert listed[1] == streamed[1]
     for name, tensor in listed[0].items():
         assert torch.equal(streamed[0][name], tensor), name
+
+
+@pytest.mark.parametrize('world_size', [2, 3])
+def test_each_rank_prepares_only_its_shares_of_the_global_batches(dataset, refs, world_size):
+    """Streaming two shards at a time, each rank's stream prepares the episodes of its shares
+    (and an empty share's stand-in) and no others, reading once each shard those touch; the
+    ranks' shares take every training episode once."""
+    train, _ = split_by_episode(refs, [r.label for r in refs], 0.25, seed=0)
+    plan = training.epoch_plan(train, 2, 5, np.random.default_rng(0))
+    taken = []
+    for rank in range(world_size):
+        ranks, source = Ranks(rank, world_size), stream(dataset, 2)
+        steps = list(ranks.steps(plan, source.batches))
+        assert [step.batch for step in steps] == plan
+        for step in steps:
+            assert indices([step.episodes]) == [[step.batch[row].index for row in step.rows]]
+            taken += [e.index for e in step.episodes] if step.weight else []
+        shares = ranks.plan(plan)
+        assert source.prepared == sum(map(len, shares)) < len(train)
+        assert source.shard_reads == len({ref.shard for share in shares for ref in share})
+        assert source.peak_resident <= 2
+    assert sorted(taken) == sorted(ref.index for ref in train)
 
 
 def train_argv(data, out, *extra):
@@ -290,16 +328,16 @@ def test_streamed_tactile_statistics_are_the_in_memory_ones_bit_for_bit(
                                velocities.std(0, ddof=1)[[0, 2, 3]], rtol=1e-9)
 
 
-def tactile_epoch(batches, args):
-    """The weights and the loss after one tactile training epoch over ``batches`` (from the
-    same initial model and statistics)."""
+def tactile_epoch(steps, args):
+    """The weights and the loss after one tactile training epoch over ``steps`` (from the same
+    initial model and statistics)."""
     torch.manual_seed(0)
     model = tactile_training.TactilePredictor(tactile_training.TactileConfig(
         hidden_size=4, head_size=4))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     with cpu_threads(1):
-        loss = tactile_training.train_epoch(model, batches, optimizer, schedule, args,
+        loss = tactile_training.train_epoch(model, steps, optimizer, schedule, args,
                                             torch.device('cpu'), '')
     return model.state_dict(), loss
 
@@ -317,7 +355,8 @@ def test_streaming_all_trains_tactile_as_the_list_of_episodes(tactile_dataset, t
     assert [[ref.index for ref in batch] for batch in plan] == indices(in_memory)
     assert planned.random() == listed.random()
     source = tactile_stream(tactile_dataset, None)
-    streamed, expected = tactile_epoch(source.batches(plan), args), tactile_epoch(in_memory, args)
+    streamed = tactile_epoch(Ranks().steps(plan, source.batches), args)
+    expected = tactile_epoch(Ranks().steps(plan, lambda shares: in_memory), args)
     assert streamed[1] == expected[1] and source.shard_reads == SHARDS
     for name, tensor in expected[0].items():
         assert torch.equal(streamed[0][name], tensor), name

@@ -22,9 +22,16 @@ case: every shard is read once, all its episodes prepared and kept, and later pl
 from memory; :func:`shard_windows` then draws nothing from the random stream, so a trainer's
 batches are exactly those of holding every episode in a list.
 
+A stream prepares only the episodes of its plans (all of a shard's when it keeps them), so a
+rank of a data-parallel run whose plan holds only its shares of the global batches prepares and
+holds only those (:meth:`~rnn_perception.training.distributed.Ranks.steps`). It still reads
+and decompresses every shard its plan touches whole: an npz member (a shard's frames) is one
+deflated stream, so the rows of a few episodes cannot be read without the rest.
+
 :attr:`ShardStream.resident` counts the shards held (read or being read, and not yet fully
-taken), :attr:`ShardStream.peak_resident` its highest value and :attr:`ShardStream.shard_reads`
-the shards read: what the tests check the bound with. A batch the consumer holds is not counted.
+taken), :attr:`ShardStream.peak_resident` its highest value, :attr:`ShardStream.shard_reads`
+the shards read and :attr:`ShardStream.prepared` the episodes prepared: what the tests check
+the bounds with. A batch the consumer holds is not counted.
 """
 from __future__ import annotations
 
@@ -49,19 +56,29 @@ class EpisodeRef(NamedTuple):
     length: int     # what batches bucket by (frames a trainer runs)
 
 
+def index_arrays(dataset: ShardedDataset, members: Sequence[str]
+                 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Each shard's number and its arrays ``members`` only (plus ``episode_offsets`` and
+    ``episode_index``), in shard order: what an index is made of."""
+    for shard, (root, entry) in enumerate(dataset.shard_files):
+        yield shard, load_shard(root, entry, members)
+
+
+def shard_refs(shard: int, arrays: dict[str, np.ndarray],
+               described: Iterable[tuple[bool, int]]) -> list[EpisodeRef]:
+    """The references of shard ``shard``'s episodes, from its :func:`index_arrays` and each
+    episode's ``(label, length)`` in shard order."""
+    starts = arrays['episode_offsets'][:-1]
+    return [EpisodeRef(shard, row, int(arrays['episode_index'][starts[row]]), bool(label),
+                       int(length)) for row, (label, length) in enumerate(described)]
+
+
 def episode_refs(dataset: ShardedDataset, members: Sequence[str],
                  describe: Callable[[dict], Iterable[tuple[bool, int]]]) -> list[EpisodeRef]:
-    """Every episode of ``dataset`` in episode order, from the shards' arrays ``members`` only
-    (plus ``episode_offsets`` and ``episode_index``): ``describe(arrays)`` gives each episode's
-    ``(label, length)`` in shard order."""
-    refs = []
-    for shard, (root, entry) in enumerate(dataset.shard_files):
-        arrays = load_shard(root, entry, members)
-        starts = arrays['episode_offsets'][:-1]
-        for row, (label, length) in enumerate(describe(arrays)):
-            refs.append(EpisodeRef(shard, row, int(arrays['episode_index'][starts[row]]),
-                                   bool(label), int(length)))
-    return refs
+    """Every episode of ``dataset`` in episode order, from the shards' :func:`index_arrays`:
+    ``describe(arrays)`` gives each episode's ``(label, length)`` in shard order."""
+    return [ref for shard, arrays in index_arrays(dataset, members)
+            for ref in shard_refs(shard, arrays, describe(arrays))]
 
 
 def parse_shards_in_memory(text: str) -> Optional[int]:
@@ -158,7 +175,7 @@ class ShardStream:
         shard_count = len(dataset.shard_files)
         self.keep = holds_all(shards_in_memory, shard_count)
         self.limit = shard_count if self.keep else shards_in_memory
-        self.resident = self.peak_resident = self.shard_reads = 0
+        self.resident = self.peak_resident = self.shard_reads = self.prepared = 0
         self._kept: dict[int, dict[int, Any]] = {}
         self._lock = threading.Condition()
 
@@ -208,6 +225,7 @@ class ShardStream:
         episodes = {row: self.prepare(dataset.make_episode(episode_fields(
             arrays, row, dataset.FRAME_DTYPES, dataset.EPISODE_DTYPES))) for row in chosen}
         self.shard_reads += 1
+        self.prepared += len(episodes)
         return episodes
 
     def _count(self, change: int) -> None:

@@ -59,8 +59,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence, Sized, Tuple,
-                    TypeVar)
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
+                    Sized, Tuple, TypeVar)
 
 import numpy as np
 import torch
@@ -73,8 +73,8 @@ from rnn_perception.data.dodgeball_dataset import (DodgeballDataset, DodgeballEp
                                                    load_dodgeball_dataset)
 from rnn_perception.data.sensor_effects import TRAINING_EFFECTS
 from rnn_perception.data.shards import DatasetError
-from rnn_perception.data.streaming import (episode_refs, EpisodeRef, most_batches, shard_groups,
-                                           ShardStream, windowed_plan)
+from rnn_perception.data.streaming import (EpisodeRef, index_arrays, most_batches, shard_groups,
+                                           shard_refs, ShardStream, windowed_plan)
 from rnn_perception.evaluation.collision import sequence_probabilities
 from rnn_perception.evaluation.collision_metrics import (calibrate_threshold, collision_metrics,
                                                          EpisodeTrace)
@@ -86,7 +86,7 @@ from rnn_perception.cli import probability
 from rnn_perception.files import write_text_atomic
 from rnn_perception.training.command import (add_run_options, add_shards_option, OutputPaths,
                                              trainer_parser, training_main)
-from rnn_perception.training.distributed import data_parallel, Ranks
+from rnn_perception.training.distributed import data_parallel, Ranks, RankStep
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.precision import Precision
@@ -106,7 +106,9 @@ BALL_PIXEL_DIFFERENCE = 40  # |RGB - background| summed over channels (0..765) t
 CAMERA_EFFECTS_TRAIN, CAMERA_EFFECTS_NONE = 'train', 'none'
 CAMERA_EFFECTS_SHARE = 0.8  # the other episodes of each epoch as rendered: plain stays sharp
 BALL_MASK_POSITIVE_WEIGHT = 10.0   # a ball covers few cells: weigh them up in the mask loss
-# What the index reads of every shard: the label, and the length of the trained part.
+CAMERA_SEED_BOUND = 2 ** 63        # an episode's camera seed: any non-negative int64
+# What the index reads of every shard: the label, and the times of the trained part (its length,
+# and the loss weights of a batch a rank holds only its share of).
 INDEX_MEMBERS = ('hit', 'stamp_s', 'contact_time_s')
 
 
@@ -126,14 +128,8 @@ class Episode:
     )  # (T, h', w') share of each cell of the model's feature grid covered by a ball
 
     def weights(self, ramp_s: float) -> np.ndarray:
-        """Per-frame loss weights (see the module docstring): 0 from contact on, a linear ramp
-        from the throw to ``ramp_s``, 1 after."""
-        ramp = (
-            np.minimum(1.0, (self.stamps_s + 1e-9) / ramp_s)
-            if ramp_s > 0
-            else np.ones_like(self.stamps_s)
-        )
-        return np.where(self.stamps_s < self.contact_time_s, ramp, 0.0).astype(np.float32)
+        """Per-frame loss weights (:func:`frame_weights`)."""
+        return frame_weights(self.stamps_s, self.contact_time_s, ramp_s)
 
     def warning_frames(self, warning_s: float) -> np.ndarray:
         """Frames the episode term scores: a hit's frames at least ``warning_s`` before contact
@@ -145,6 +141,33 @@ class Episode:
         return EpisodeTrace(
             self.index, self.stamps_s, probabilities, self.hit, self.contact_time_s
         )
+
+
+def frame_weights(stamps_s: np.ndarray, contact_time_s: float, ramp_s: float) -> np.ndarray:
+    """Per-frame loss weights of frames at ``stamps_s`` (see the module docstring): 0 from
+    contact on, a linear ramp from the throw to ``ramp_s``, 1 after."""
+    ramp = np.minimum(1.0, (stamps_s + 1e-9) / ramp_s) if ramp_s > 0 else np.ones_like(stamps_s)
+    return np.where(stamps_s < contact_time_s, ramp, 0.0).astype(np.float32)
+
+
+class EpisodeTimes(NamedTuple):
+    """What the index keeps of an episode for its loss weights without its frames: the times of
+    the frames of its :func:`trained_part`, and of contact."""
+
+    stamps_s: np.ndarray
+    contact_time_s: float
+
+    def weights(self, ramp_s: float) -> np.ndarray:
+        """Per-frame loss weights (:func:`frame_weights`)."""
+        return frame_weights(self.stamps_s, self.contact_time_s, ramp_s)
+
+
+class EpisodeIndex(NamedTuple):
+    """What the trainer knows of every episode before it trains (:func:`index_episodes`)."""
+
+    refs: List[EpisodeRef]
+    dataset: DodgeballDataset
+    times: Dict[int, EpisodeTimes]   # by global episode index
 
 
 def preparation(image_size: Sequence[int], grid: Sequence[int]):
@@ -186,22 +209,30 @@ def load_episodes(data_dirs: str | Sequence[str], image_size: Sequence[int],
     return episodes, dataset
 
 
-def trained_lengths(arrays: Dict[str, np.ndarray]) -> List[Tuple[bool, int]]:
-    """``(hit, frames before contact, at least 1)`` of each episode of a shard's
-    :data:`INDEX_MEMBERS`: the label and the length of its :func:`trained_part`."""
-    offsets = arrays['episode_offsets']
-    return [(bool(hit), max(1, int(np.sum(arrays['stamp_s'][start:stop] < contact))))
-            for hit, contact, start, stop in zip(arrays['hit'], arrays['contact_time_s'],
-                                                 offsets[:-1], offsets[1:])]
+def trained_times(arrays: Dict[str, np.ndarray]) -> List[EpisodeTimes]:
+    """The :class:`EpisodeTimes` of each episode of a shard's :data:`INDEX_MEMBERS`: its frames
+    before contact (at least 1), those of its :func:`trained_part`."""
+    offsets, times = arrays['episode_offsets'], []
+    for contact, start, stop in zip(arrays['contact_time_s'], offsets[:-1], offsets[1:]):
+        stamps = arrays['stamp_s'][start:stop]
+        times.append(EpisodeTimes(stamps[:max(1, int(np.sum(stamps < contact)))].copy(),
+                                  float(contact)))
+    return times
 
 
-def index_episodes(data_dirs: str | Sequence[str]) -> Tuple[List[EpisodeRef], DodgeballDataset]:
-    """The dataset in ``data_dirs`` and its episodes' references (label: hit; length: that of
-    the trained part), from the shards' :data:`INDEX_MEMBERS` alone."""
+def index_episodes(data_dirs: str | Sequence[str]) -> EpisodeIndex:
+    """The dataset in ``data_dirs``, its episodes' references (label: hit; length: that of the
+    trained part) and times, from the shards' :data:`INDEX_MEMBERS` alone."""
     dataset = load_dodgeball_dataset(data_dirs)
-    refs = episode_refs(dataset, INDEX_MEMBERS, trained_lengths)
+    refs, times = [], {}
+    for shard, arrays in index_arrays(dataset, INDEX_MEMBERS):
+        trained = trained_times(arrays)
+        ours = shard_refs(shard, arrays, [(hit, len(episode.stamps_s))
+                                          for hit, episode in zip(arrays['hit'], trained)])
+        refs += ours
+        times.update((ref.index, episode) for ref, episode in zip(ours, trained))
     check_labels(dataset, [ref.label for ref in refs])
-    return refs, dataset
+    return EpisodeIndex(refs, dataset, times)
 
 
 def ball_state(episode: DodgeballEpisode) -> np.ndarray:
@@ -442,16 +473,16 @@ class BatchTotals:
     episodes: int
 
     @classmethod
-    def of(cls, episodes: Sequence[Episode], ramp_s: float,
-           device: torch.device) -> 'BatchTotals':
-        """The totals of ``episodes`` as :func:`make_batch` lays them out (the weights summed
-        over the same padded array), without their frames."""
-        weights = np.zeros((len(episodes), max(len(e.frames) for e in episodes)), np.float32)
-        for row, episode in enumerate(episodes):
-            weights[row, :len(episode.frames)] = episode.weights(ramp_s)
-        frames = float(sum(len(e.frames) for e in episodes))
-        return cls(torch.from_numpy(weights).to(device).sum(),
-                   torch.tensor(frames, device=device), len(episodes))
+    def of(cls, weights: Sequence[np.ndarray], device: torch.device) -> 'BatchTotals':
+        """The totals of a batch of episodes whose frames weigh ``weights`` (one array per
+        episode), as :func:`make_batch` lays them out (the weights summed over the same padded
+        array): known from the index, without the frames."""
+        padded = np.zeros((len(weights), max(len(w) for w in weights)), np.float32)
+        for row, episode in enumerate(weights):
+            padded[row, :len(episode)] = episode
+        frames = float(sum(len(w) for w in weights))
+        return cls(torch.from_numpy(padded).to(device).sum(),
+                   torch.tensor(frames, device=device), len(weights))
 
 
 class TrainingLoss(nn.Module):
@@ -489,11 +520,20 @@ def training_loss(model: CollisionPredictor, auxiliary: 'AuxiliaryHeads',
 # -------------------------------------------------------------------------------------- training
 def with_random_camera(episode: Episode, rng: np.random.Generator) -> Episode:
     """The episode as a random camera (:data:`TRAINING_EFFECTS`) would have delivered it, for
-    :data:`CAMERA_EFFECTS_SHARE` of the calls; unchanged otherwise."""
+    :data:`CAMERA_EFFECTS_SHARE` of the calls; unchanged otherwise. In training ``rng`` is the
+    episode's own (:func:`camera_seeds`)."""
     if rng.random() >= CAMERA_EFFECTS_SHARE:
         return episode
     return dataclasses.replace(episode,
                                frames=TRAINING_EFFECTS.sample(rng).apply(episode.frames, rng))
+
+
+def camera_seeds(size: int, rng: np.random.Generator) -> np.ndarray:
+    """One seed per episode of a batch of ``size`` for its :func:`with_random_camera`, drawn
+    for the whole batch on every rank: how many draws a camera takes may depend on the
+    effects drawn, so a rank drawing for its share alone would leave the run's stream, and the
+    next batch's draws, different on every rank."""
+    return rng.integers(CAMERA_SEED_BOUND, size=size)
 
 
 def epoch_plan(refs: Sequence[EpisodeRef], shards_in_memory: Optional[int], batch_size: int,
@@ -512,7 +552,8 @@ def episode_length(ref: EpisodeRef) -> int:
 def train_epoch(
     model: CollisionPredictor,
     auxiliary: AuxiliaryHeads,
-    episode_batches: Iterable[Sequence[Episode]],
+    steps: Iterable[RankStep],
+    times: Mapping[int, EpisodeTimes],
     optimizer: torch.optim.Optimizer,
     schedule,
     args: argparse.Namespace,
@@ -524,50 +565,49 @@ def train_epoch(
     step: Optional[nn.Module] = None,
     precision: Optional[Precision] = None,
 ) -> Tuple[float, float]:
-    """One pass over the training episodes, this rank's share of each of ``episode_batches``
-    (:mod:`rnn_perception.training.distributed`; a sized iterable, such as a list of
-    :func:`length_bucketed_batches` or a stream's batches of an :func:`epoch_plan`: only the
-    episodes' :func:`trained_part` is run); returns the mean per-frame collision loss and the
-    mean auxiliary loss.
+    """One pass over the training episodes: ``steps``, each a global batch's references and
+    this rank's share's episodes (:meth:`~rnn_perception.training.distributed.Ranks.steps` of
+    an :func:`epoch_plan`; only the episodes' :func:`trained_part` is run); returns the mean
+    per-frame collision loss and the mean auxiliary loss.
 
-    Every rank draws the camera effects of the whole batch, so that the random streams stay
-    the same on all ranks (the effects are a small part of a step), and the augmentation of the
-    whole batch, of which it applies its share's rows. ``step``: the run's
-    :func:`training_loss` (made once per run, as DDP wants; default: one without DDP);
-    ``precision``: the forward pass's arithmetic (default fp32)."""
+    Every rank draws the camera seeds (:func:`camera_seeds`) and the augmentation of the whole
+    batch, so that the random streams stay the same on all ranks and on one, and applies its
+    share's; the loss totals of the whole batch come from ``times`` (the index's, by episode
+    index). ``step``: the run's :func:`training_loss` (made once per run, as DDP wants;
+    default: one without DDP); ``precision``: the forward pass's arithmetic (default fp32)."""
     model.train()
     step = training_loss(model, auxiliary, args) if step is None else step
     precision = Precision('fp32', device) if precision is None else precision
     totals, count = np.zeros(2), 0
-    batches = tqdm(
-        episode_batches,
-        total=len(episode_batches) if isinstance(episode_batches, Sized) else None,
+    parts = tqdm(
+        steps,
+        total=len(steps) if isinstance(steps, Sized) else None,
         desc=description,
         unit='batch',
         leave=False,
         disable=args.quiet,
     )
-    for chosen in batches:
-        chosen = [trained_part(episode) for episode in chosen]
+    for part in parts:
+        chosen = [trained_part(episode) for episode in part.episodes]
         if args.camera_effects == CAMERA_EFFECTS_TRAIN:
-            chosen = [with_random_camera(episode, rng) for episode in chosen]
-        draws = Augmentation.draw(len(chosen), generator, args.jitter)
-        rows, weight = ranks.share(range(len(chosen)))
-        batch = augmented(
-            make_batch([chosen[row] for row in rows], args.ramp_s, args.warning_s, device),
-            draws.rows(rows)
-        )
+            seeds = camera_seeds(len(part.batch), rng)
+            chosen = [with_random_camera(episode, np.random.default_rng(seeds[row]))
+                      for episode, row in zip(chosen, part.rows)]
+        draws = Augmentation.draw(len(part.batch), generator, args.jitter)
+        batch = augmented(make_batch(chosen, args.ramp_s, args.warning_s, device),
+                          draws.rows(part.rows))
         with precision.autocast():
-            loss, collision_loss, auxiliary_loss = step(
-                batch, BatchTotals.of(chosen, args.ramp_s, device))
+            loss, collision_loss, auxiliary_loss = step(batch, BatchTotals.of(
+                [times[ref.index].weights(args.ramp_s) for ref in part.batch], device))
         optimizer.zero_grad(set_to_none=True)
-        precision.step(loss.float() * (weight * ranks.scale()), optimizer, lambda: clip_gradients(
-            [*model.parameters(), *auxiliary.parameters()], args.clip_norm))
+        precision.step(loss.float() * (part.weight * ranks.scale()), optimizer,
+                       lambda: clip_gradients([*model.parameters(), *auxiliary.parameters()],
+                                              args.clip_norm))
         schedule.step()
-        totals += [weight * collision_loss.item() * len(chosen),
-                   weight * auxiliary_loss.item() * len(chosen)]
-        count += len(chosen)
-        batches.set_postfix(
+        totals += [part.weight * collision_loss.item() * len(part.batch),
+                   part.weight * auxiliary_loss.item() * len(part.batch)]
+        count += len(part.batch)
+        parts.set_postfix(
             loss=f'{totals[0] / count:.4f}', aux=f'{totals[1] / count:.4f}', refresh=False
         )
     collision_total, auxiliary_total = ranks.sum(totals)
@@ -683,7 +723,7 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         frame_difference=args.frame_difference,
     )
     started = time.perf_counter()
-    refs, dataset = index_episodes(args.data)
+    refs, dataset, times = index_episodes(args.data)
     stream = ShardStream(dataset, preparation(
         config.image_size, CollisionPredictor(config).feature_size()), args.shards_in_memory)
     manifest = dataset.manifest
@@ -732,7 +772,9 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         train_loss, aux_loss = train_epoch(
             model,
             auxiliary,
-            stream.batches(epoch_plan(train_set, args.shards_in_memory, args.batch_size, rng)),
+            ranks.steps(epoch_plan(train_set, args.shards_in_memory, args.batch_size, rng),
+                        stream.batches),
+            times,
             optimizer,
             schedule,
             args,

@@ -7,9 +7,12 @@ every process ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MA
 one GPU per local rank). Without them a trainer runs in one process, as before.
 
 How a step is split, so that N ranks compute what one process computes: every rank draws the
-same global batch (the same seed, the same random stream), runs its share of it,
-``batch[rank::world_size]`` (:meth:`Ranks.share`), and backpropagates its share's *sum* of
-losses over the *global* batch's count, times the world size (:meth:`Ranks.scale`).
+same global batch (the same seed, the same random stream: a plan of episode references), runs
+its share of it, ``batch[rank::world_size]`` (:meth:`Ranks.share`), and backpropagates its
+share's *sum* of losses over the *global* batch's count, times the world size
+(:meth:`Ranks.scale`). A rank prepares the episodes of its shares only (:meth:`Ranks.steps`):
+what it needs of the others' (the batch's size, lengths, loss weights) comes from their
+references and the index, and random draws made per episode are made for the whole batch.
 DistributedDataParallel averages the ranks' gradients, which then is exactly the gradient of the
 global batch's mean loss: after K steps the weights are a one-process run's of the same command,
 up to the order of float sums. ``--batch-size`` stays the global batch. A rank whose share is
@@ -24,7 +27,7 @@ import gc
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, List, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Sequence, Tuple, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -58,6 +61,17 @@ class Ranks:
         part = list(batch[self.rank::self.world_size])
         return (part, 1.0) if part else ([batch[0]], 0.0)
 
+    def plan(self, plan: Sequence[Sequence[T]]) -> List[List[T]]:
+        """This rank's share of each batch of ``plan`` (an empty one's stand-in included): what
+        it prepares."""
+        return [self.share(batch)[0] for batch in plan]
+
+    def steps(self, plan: Sequence[Sequence[T]],
+              prepare: Callable[[List[List[T]]], Iterable[Sequence[Any]]]) -> 'RankSteps':
+        """The steps of ``plan`` (global batches of references) as this rank trains them, its
+        shares' episodes from ``prepare(self.plan(plan))`` (a stream's ``batches``)."""
+        return RankSteps(plan, prepare(self.plan(plan)), self)
+
     def scale(self) -> float:
         """What a share's loss (its sum over the global batch's count) is multiplied by:
         DistributedDataParallel divides the summed gradients by the world size."""
@@ -79,6 +93,35 @@ class Ranks:
             tensor = tensor.cuda()
         dist.all_reduce(tensor)
         return tensor.cpu().tolist()
+
+
+class RankStep(NamedTuple):
+    """One optimiser step of a rank: the whole global batch's references, this rank's rows of
+    it and their loss weight (:meth:`Ranks.share`), and the episodes of those rows."""
+
+    batch: Sequence[Any]
+    rows: List[int]
+    weight: float
+    episodes: List[Any]
+
+
+class RankSteps:
+    """The :class:`RankStep` of each batch of a plan: iterate once; ``len`` is the plan's
+    number of batches."""
+
+    def __init__(self, plan: Sequence[Sequence[Any]], shares: Iterable[Sequence[Any]],
+                 ranks: Ranks):
+        self.plan, self.shares, self.ranks = plan, shares, ranks
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __iter__(self) -> Iterator[RankStep]:
+        # the shares first: zip then runs them to their end (a stream's clean-up) before it
+        # finds the plan's
+        for episodes, batch in zip(self.shares, self.plan):
+            rows, weight = self.ranks.share(range(len(batch)))
+            yield RankStep(batch, rows, weight, list(episodes))
 
 
 def ranks_from_environment() -> Ranks:

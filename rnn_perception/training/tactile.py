@@ -68,7 +68,7 @@ from rnn_perception.models.tactile import (NUM_POSE, NUM_TACTILE, TactileConfig,
 from rnn_perception.files import write_text_atomic
 from rnn_perception.training.command import (add_run_options, add_shards_option, OutputPaths,
                                              trainer_parser, training_main)
-from rnn_perception.training.distributed import data_parallel, Ranks
+from rnn_perception.training.distributed import data_parallel, Ranks, RankStep
 from rnn_perception.training.episode_split import split_by_episode
 from rnn_perception.training.gradients import clip_gradients
 from rnn_perception.training.precision import Precision
@@ -238,7 +238,7 @@ def epoch_plan(refs: Sequence[EpisodeRef], shards_in_memory: Optional[int], batc
 
 def train_epoch(
     model: TactilePredictor,
-    episode_batches: Iterable[Sequence[TactileEpisode]],
+    steps: Iterable[RankStep],
     optimizer: torch.optim.Optimizer,
     schedule,
     args: argparse.Namespace,
@@ -248,28 +248,29 @@ def train_epoch(
     step: Optional[nn.Module] = None,
     precision: Optional[Precision] = None,
 ) -> float:
-    """One pass over the training episodes, ``episode_batches`` (a sized iterable, such as a
-    list of :func:`shuffled_batches` or a stream's batches of an :func:`epoch_plan`), this
-    rank's share of each (:mod:`rnn_perception.training.distributed`) through ``step`` (the
-    run's :class:`TrainingLoss`, in DistributedDataParallel when distributed: made once per
-    run, as DDP wants) in ``precision`` (default fp32); returns the mean loss."""
+    """One pass over the training episodes: ``steps``, each a global batch's references and
+    this rank's share's episodes (:meth:`~rnn_perception.training.distributed.Ranks.steps` of
+    an :func:`epoch_plan`; the loss's count of the whole batch from its references' lengths),
+    through ``step`` (the run's :class:`TrainingLoss`, in DistributedDataParallel when
+    distributed: made once per run, as DDP wants) in ``precision`` (default fp32); returns the
+    mean loss."""
     model.train()
     step = TrainingLoss(model, device) if step is None else step
     precision = Precision('fp32', device) if precision is None else precision
     total, count = 0.0, 0
-    batches = tqdm(episode_batches, desc=description, unit='batch', leave=False,
-                   disable=args.quiet,
-                   total=len(episode_batches) if isinstance(episode_batches, Sized) else None)
-    for chosen in batches:
-        share, weight = ranks.share(chosen)
+    parts = tqdm(steps, desc=description, unit='batch', leave=False, disable=args.quiet,
+                 total=len(steps) if isinstance(steps, Sized) else None)
+    for part in parts:
         with precision.autocast():
-            loss = step(share, error_count([e.num_frames for e in chosen], model.config.horizon))
-        loss = loss.float() * (weight * ranks.scale())
+            loss = step(part.episodes,
+                        error_count([ref.length for ref in part.batch], model.config.horizon))
+        loss = loss.float() * (part.weight * ranks.scale())
         optimizer.zero_grad(set_to_none=True)
         precision.step(loss, optimizer, lambda: clip_gradients(model.parameters(), args.clip_norm))
         schedule.step()
-        total, count = total + loss.item() / ranks.scale() * len(chosen), count + len(chosen)
-        batches.set_postfix(loss=f'{total / count:.4f}', refresh=False)
+        total += loss.item() / ranks.scale() * len(part.batch)
+        count += len(part.batch)
+        parts.set_postfix(loss=f'{total / count:.4f}', refresh=False)
     return ranks.sum([total])[0] / count
 
 
@@ -377,7 +378,8 @@ def train_ranks(args: argparse.Namespace, device: torch.device, ranks: Ranks) ->
         epoch_started = time.perf_counter()
         train_loss = train_epoch(
             model,
-            stream.batches(epoch_plan(train_set, args.shards_in_memory, args.batch_size, rng)),
+            ranks.steps(epoch_plan(train_set, args.shards_in_memory, args.batch_size, rng),
+                        stream.batches),
             optimizer,
             schedule,
             args,
