@@ -11,7 +11,8 @@ a long run costs (the first also computes each episode's ball masks, kept for th
 * **streaming, 1x** and **streaming, 4x**: ``--shards-in-memory K`` (default 4).
 
 Per run: the process's peak resident memory (``ru_maxrss``: the index, the split, the
-statistics pass, the epoch and validation, the whole run; and the same before the epoch), the
+statistics pass, the epoch and validation, the whole run; the same before the first epoch and
+after each, which shows whether it still grows in the second), the
 training pass's episodes per second (its own wall time: reading the shards is inside it when
 streaming, and before it in memory; and per CPU second of the process, all threads, which holds
 on a machine that other work shares, where wall time does not) and the most shards the stream
@@ -66,7 +67,7 @@ def child(argv: List[str]) -> None:
     sys.path.insert(0, str(REPO))   # this checkout's package, whichever one is installed
     from rnn_perception.training import collision
 
-    epochs, streams, before = [], [], []
+    epochs, streams, before, after = [], [], [], []
     train_epoch, stream_class = collision.train_epoch, collision.ShardStream
 
     class CountedSteps:
@@ -89,6 +90,7 @@ def child(argv: List[str]) -> None:
         result = train_epoch(model, auxiliary, counted, *args, **kwargs)
         epochs.append((time.perf_counter() - started, time.process_time() - cpu_started,
                        counted.episodes, counted.frames))
+        after.append(peak_rss_mb())
         return result
 
     def recorded_stream(*args, **kwargs):
@@ -103,6 +105,7 @@ def child(argv: List[str]) -> None:
     seconds, cpu_seconds, episodes, frames = epochs[-1]
     print(json.dumps({
         'peak_rss_mb': peak_rss_mb(), 'peak_rss_before_epoch_mb': before[0],
+        'peak_rss_after_epoch_mb': after,
         'epoch_seconds': seconds, 'episodes': episodes, 'frames': frames,
         'episodes_per_s': episodes / seconds, 'frames_per_s': frames / seconds,
         'epoch_cpu_seconds': cpu_seconds, 'episodes_per_cpu_s': episodes / cpu_seconds,
@@ -155,12 +158,15 @@ def main() -> None:
             runs[name] = run_training(data[scale], out, shards, args.trainer_options)
     figures = {f'{name}_{key}': value for name, run in runs.items()
                for key, value in run.items() if key in (
-                   'peak_rss_mb', 'peak_rss_before_epoch_mb', 'episodes_per_s', 'frames_per_s',
+                   'peak_rss_mb', 'peak_rss_before_epoch_mb', 'peak_rss_after_epoch_mb',
+                   'episodes_per_s', 'frames_per_s',
                    'epoch_seconds', 'episodes_per_cpu_s',
                    'peak_resident_shards', 'shards')}
     ratios = {
         f'{larger}_over_streaming_1x_peak_rss':
             runs[larger]['peak_rss_mb'] / runs['streaming_1x']['peak_rss_mb'],
+        f'{larger}_over_in_memory_1x_peak_rss':      # against today's loader at 1x
+            runs[larger]['peak_rss_mb'] / runs['in_memory_1x']['peak_rss_mb'],
         'streaming_over_in_memory_episodes_per_s_1x':
             runs['streaming_1x']['episodes_per_s'] / runs['in_memory_1x']['episodes_per_s'],
         'streaming_over_in_memory_episodes_per_cpu_s_1x':

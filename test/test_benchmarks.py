@@ -112,15 +112,20 @@ def test_streaming_benchmark_runs_in_memory_and_streaming_at_both_sizes(tmp_path
     runs = ('in_memory_1x', 'streaming_1x', 'streaming_4x')
     assert set(report['figures']) == {
         f'{run}_{figure}' for run in runs for figure in (
-            'peak_rss_mb', 'peak_rss_before_epoch_mb', 'episodes_per_s', 'frames_per_s',
-            'epoch_seconds', 'episodes_per_cpu_s',
+            'peak_rss_mb', 'peak_rss_before_epoch_mb', 'peak_rss_after_epoch_mb',
+            'episodes_per_s', 'frames_per_s', 'epoch_seconds', 'episodes_per_cpu_s',
             'peak_resident_shards', 'shards')}
     assert set(report['ratios']) == {
-        'streaming_4x_over_streaming_1x_peak_rss', 'streaming_over_in_memory_episodes_per_s_1x',
+        'streaming_4x_over_streaming_1x_peak_rss', 'streaming_4x_over_in_memory_1x_peak_rss',
+        'streaming_over_in_memory_episodes_per_s_1x',
         'streaming_over_in_memory_episodes_per_cpu_s_1x',
         'streaming_4x_over_in_memory_1x_episodes_per_s', 'in_memory_over_streaming_peak_rss_1x'}
-    assert all(value > 0 for value in [*report['figures'].values(), *report['ratios'].values()])
     figures = report['figures']
+    for run in runs:    # the peak after each of the two epochs, never below the one before
+        after = figures.pop(f'{run}_peak_rss_after_epoch_mb')
+        assert len(after) == 2
+        assert figures[f'{run}_peak_rss_before_epoch_mb'] <= after[0] <= after[1]
+    assert all(value > 0 for value in [*figures.values(), *report['ratios'].values()])
     assert figures['in_memory_1x_shards'] == figures['in_memory_1x_peak_resident_shards'] == 4
     assert figures['streaming_1x_peak_resident_shards'] <= 2
     assert figures['streaming_4x_shards'] == 16
