@@ -175,6 +175,23 @@ def test_ball_mask_is_the_median_background_test_pooled(frames, grid):
     np.testing.assert_array_equal(training.ball_mask(images, grid), expected)
 
 
+def test_kept_masks_give_back_the_masks_bit_for_bit_in_a_fraction_of_the_bytes():
+    """A ball crossing a 48x64 scene on an 8x8 grid, and an empty scene: the kept form is the
+    masks exactly, and the crossing's at most a fifth of the dense masks' bytes."""
+    frames = np.full((30, 48, 64, 3), 60, np.uint8)
+    for t in range(30):
+        frames[t, 20:26, 2 * t:2 * t + 6] = 240                     # a 6x6 ball moving right
+    for mask in (training.ball_mask(frames, (8, 8)), np.zeros((5, 8, 8), np.float16)):
+        kept = training.KeptMask.of(mask)
+        dense = kept.dense()
+        assert dense.dtype == mask.dtype
+        np.testing.assert_array_equal(dense, mask)
+    crossing = training.ball_mask(frames, (8, 8))
+    kept = training.KeptMask.of(crossing)
+    assert 0 < crossing.astype(bool).sum() < crossing.size
+    assert kept.cells.nbytes + kept.values.nbytes <= crossing.nbytes / 5
+
+
 def test_split_is_by_episode_disjoint_and_keeps_both_labels(dataset):
     episodes, _ = training.load_episodes(str(dataset), (16, 16), GRID)
     train, val = split_by_episode(episodes, [e.hit for e in episodes], 0.25, seed=0)

@@ -170,22 +170,47 @@ class EpisodeIndex(NamedTuple):
     times: Dict[int, EpisodeTimes]   # by global episode index
 
 
+class KeptMask(NamedTuple):
+    """An episode's ball masks (:func:`ball_mask`) as kept between epochs: their nonzero cells
+    only. A ball covers a few of a frame's cells, so this is about a tenth of the dense float16
+    masks, which, kept for every episode, grew with the dataset by more than the stream saves."""
+
+    shape: Tuple[int, ...]
+    cells: np.ndarray    # flat indices of the nonzero cells, the smallest unsigned type that fits
+    values: np.ndarray   # their values, float16 as :func:`ball_mask` gives them
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> 'KeptMask':
+        cells = np.flatnonzero(mask)
+        return cls(mask.shape, cells.astype(np.min_scalar_type(max(mask.size - 1, 0))),
+                   mask.reshape(-1)[cells])
+
+    def dense(self) -> np.ndarray:
+        """The masks as :func:`ball_mask` gave them, bit for bit."""
+        mask = np.zeros(self.shape, self.values.dtype)
+        mask.reshape(-1)[self.cells] = self.values
+        return mask
+
+
 def preparation(image_size: Sequence[int], grid: Sequence[int]):
     """What makes a training :class:`Episode` of a dataset episode: frames at ``image_size``,
     ball masks on the feature ``grid``, ball-state targets.
 
-    Each episode's ball masks are computed the first time it is prepared and kept (a few kB an
-    episode, where its frames are a few hundred): a streamed episode is prepared again every
-    epoch, and the masks were most of that work."""
-    masks: Dict[int, np.ndarray] = {}
+    Each episode's ball masks are computed the first time it is prepared and kept as a
+    :class:`KeptMask` (a few hundred bytes an episode, where its frames are a few hundred kB): a
+    streamed episode is prepared again every epoch, and the masks were most of that work."""
+    masks: Dict[int, KeptMask] = {}
 
     def prepare(e: DodgeballEpisode) -> Episode:
         frames = resize_frames(e.frames, image_size)
         if frames is e.frames:
             frames = frames.copy()   # not a view that would pin its whole shard's frames
-        mask = masks.get(e.index)
-        if mask is None:
-            mask = masks[e.index] = ball_mask(frames, grid)
+        kept = masks.get(e.index)
+        if kept is None:
+            mask = ball_mask(frames, grid)
+            masks[e.index] = KeptMask.of(mask)
+        else:
+            mask = kept.dense()
         return Episode(e.index, frames, e.stamp_s, e.hit, e.contact_time_s, ball_state(e), mask)
     return prepare
 
