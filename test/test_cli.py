@@ -27,6 +27,18 @@ def test_a_bad_option_is_one_line_and_exit_status_2(capsys, words, name):
     assert '--no-such-option' in line or 'arguments are required' in line, line
 
 
+@pytest.mark.parametrize('words,name', EVERY_COMMAND, ids=[name for _, name in EVERY_COMMAND])
+def test_help_explains_and_exits_0(capsys, words, name):
+    """argparse expands ``%`` in help strings: a literal one (``80% of``) must be doubled, or
+    ``--help`` itself fails with a traceback."""
+    with pytest.raises(SystemExit) as stopped:
+        main([*words, '--help'])
+    assert stopped.value.code == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith('usage: ') and 'options:' in captured.out, captured.out
+    assert captured.err == ''
+
+
 @pytest.mark.parametrize(
     'argv,line',
     [

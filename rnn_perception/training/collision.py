@@ -946,8 +946,9 @@ def build_parser() -> argparse.ArgumentParser:
                              'then ignored (default: random initialisation)')
     parser.add_argument('--camera-effects', choices=(CAMERA_EFFECTS_TRAIN, CAMERA_EFFECTS_NONE),
                         default=CAMERA_EFFECTS_TRAIN,
+                        # '%%': argparse formats help strings with %
                         help='train: a random camera (exposure, blur, noise, mono, JPEG) for '
-                             f'{CAMERA_EFFECTS_SHARE:.0%} of the training episodes each epoch; '
+                             f'{CAMERA_EFFECTS_SHARE:.0%}% of the training episodes each epoch; '
                              'none: the frames as rendered (default: train)')
     parser.add_argument('--episode-weight', type=number(float, zero_allowed=True), default=1.0,
                         help="weight of the loss on each episode's highest logit (default: 1.0)")
