@@ -240,7 +240,7 @@ def trained_times(arrays: Dict[str, np.ndarray]) -> List[EpisodeTimes]:
     offsets, times = arrays['episode_offsets'], []
     for contact, start, stop in zip(arrays['contact_time_s'], offsets[:-1], offsets[1:]):
         stamps = arrays['stamp_s'][start:stop]
-        times.append(EpisodeTimes(stamps[:max(1, int(np.sum(stamps < contact)))].copy(),
+        times.append(EpisodeTimes(stamps[:trained_frames(stamps, contact)].copy(),
                                   float(contact)))
     return times
 
@@ -314,9 +314,15 @@ def channel_statistics(groups: Iterable[Sequence[Episode]]) -> Tuple[np.ndarray,
     return (mean / 255.0).astype(np.float32), np.maximum(std / 255.0, 1e-3).astype(np.float32)
 
 
+def trained_frames(stamps_s: np.ndarray, contact_time_s: float) -> int:
+    """How many of an episode's first frames are trained: those before contact (from contact
+    on they weigh 0), at least one."""
+    return max(1, int(np.sum(stamps_s < contact_time_s)))
+
+
 def trained_part(episode: Episode) -> Episode:
     """The episode without its frames from contact on (they weigh 0: no need to run them)."""
-    keep = max(1, int(np.sum(episode.stamps_s < episode.contact_time_s)))
+    keep = trained_frames(episode.stamps_s, episode.contact_time_s)
     return Episode(episode.index, episode.frames[:keep], episode.stamps_s[:keep], episode.hit,
                    episode.contact_time_s, episode.ball_state[:keep], episode.ball_mask[:keep])
 
